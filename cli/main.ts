@@ -1,0 +1,44 @@
+// The `tenet` command.
+import { Command, CommanderError } from 'commander';
+import { constitutionCommand } from './commands/constitution.js';
+import { demoCommand } from './commands/demo.js';
+import { devCommand, migrateCommand, statusCommand, workerCommand } from './commands/stack.js';
+import { exitCodes, handleError } from './errors.js';
+
+const program = new Command('tenet')
+  .description('Constitutional AI / RLAIF as durable workflows')
+  .version('0.1.0')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride()
+  .addHelpText(
+    'after',
+    `
+Exit codes: 0 ok; 1 invalid input (bad file, flag value or id); 2 usage error;
+            3 a part of the stack is down or unreachable; 4 a dev stack is already running;
+            70 internal error (a bug).
+Environment: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, DATABASE_URL point at your own cluster and database;
+             TENET_HOME (state folder, default .tenet), TENET_TEMPORAL_PORT, TENET_TEMPORAL_UI_PORT, TENET_PG_PORT,
+             TEMPORAL_CLI, TENET_PYTHON.`,
+  )
+  .addCommand(devCommand)
+  .addCommand(statusCommand)
+  .addCommand(demoCommand)
+  .addCommand(constitutionCommand)
+  .addCommand(workerCommand)
+  .addCommand(migrateCommand);
+
+// Subcommands inherit exitOverride so usage errors come back here with their exit code.
+for (const command of program.commands) {
+  command.exitOverride();
+  for (const sub of command.commands) sub.exitOverride();
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (error instanceof CommanderError) {
+    const helpOrVersion = ['commander.helpDisplayed', 'commander.version', 'commander.help'].includes(error.code);
+    process.exit(helpOrVersion ? exitCodes.ok : exitCodes.usage);
+  }
+  handleError(error);
+}

@@ -1,0 +1,76 @@
+// Runs, their prompts and their metrics. Every write is an upsert on the table's natural key.
+import { and, eq, inArray, sql } from 'drizzle-orm';
+import type { Database } from './pool.js';
+import { metrics, prompts, runs, type RunStatus } from './schema.js';
+
+const terminal: RunStatus[] = ['completed', 'failed', 'cancelled'];
+
+export async function upsertRun(
+  db: Database,
+  input: { workflowId: string; kind: string; constitutionId: number | null; config: unknown },
+): Promise<number> {
+  const [row] = await db
+    .insert(runs)
+    .values({ workflowId: input.workflowId, kind: input.kind, constitutionId: input.constitutionId, config: input.config })
+    .onConflictDoUpdate({ target: runs.workflowId, set: { updatedAt: sql`now()` } })
+    .returning({ id: runs.id });
+  if (!row) throw new Error('upsertRun: no row returned');
+  return row.id;
+}
+
+export async function setRunStatus(db: Database, runId: number, status: RunStatus, error?: string): Promise<void> {
+  await db
+    .update(runs)
+    .set({
+      status,
+      error: error ?? null,
+      updatedAt: sql`now()`,
+      startedAt: status === 'running' ? sql`coalesce(${runs.startedAt}, now())` : runs.startedAt,
+      finishedAt: terminal.includes(status) ? sql`coalesce(${runs.finishedAt}, now())` : sql`null`,
+    })
+    .where(eq(runs.id, runId));
+}
+
+export interface PromptInput {
+  key: string;
+  messages: { role: string; content: string }[];
+  split?: string;
+  metadata?: Record<string, unknown>;
+}
+
+/** Inserts prompts that are new and returns the ids of all, in input order. */
+export async function upsertPrompts(db: Database, runId: number, input: PromptInput[]): Promise<number[]> {
+  if (input.length === 0) return [];
+  await db
+    .insert(prompts)
+    .values(input.map((p) => ({ runId, key: p.key, messages: p.messages, split: p.split ?? 'train', metadata: p.metadata ?? {} })))
+    .onConflictDoNothing({ target: [prompts.runId, prompts.key] });
+  const keys = input.map((p) => p.key);
+  const rows = await db
+    .select({ id: prompts.id, key: prompts.key })
+    .from(prompts)
+    .where(and(eq(prompts.runId, runId), inArray(prompts.key, keys)));
+  const byKey = new Map(rows.map((row) => [row.key, row.id]));
+  return keys.map((key) => {
+    const id = byKey.get(key);
+    if (id === undefined) throw new Error(`upsertPrompts: prompt ${key} vanished`);
+    return id;
+  });
+}
+
+export async function recordMetrics(
+  db: Database,
+  runId: number,
+  iteration: number,
+  values: Record<string, number>,
+): Promise<void> {
+  const rows = Object.entries(values).map(([name, value]) => ({ runId, iteration, name, value }));
+  if (rows.length === 0) return;
+  await db
+    .insert(metrics)
+    .values(rows)
+    .onConflictDoUpdate({
+      target: [metrics.runId, metrics.iteration, metrics.name],
+      set: { value: sql`excluded.value`, recordedAt: sql`now()` },
+    });
+}

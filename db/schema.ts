@@ -1,0 +1,305 @@
+// The whole database, as drizzle tables. Every table that activities write has a unique key made of
+// attempt-independent parts (run, item, stage, ...) so retried writes upsert instead of doubling.
+import { sql } from 'drizzle-orm';
+import {
+  bigint,
+  bigserial,
+  boolean,
+  check,
+  doublePrecision,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  text,
+  timestamp,
+  uniqueIndex,
+  type AnyPgColumn,
+} from 'drizzle-orm/pg-core';
+
+const createdAt = { createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow() };
+const id = { id: bigserial('id', { mode: 'number' }).primaryKey() };
+const ref = (name: string) => bigint(name, { mode: 'number' });
+
+export const constitutions = pgTable(
+  'constitutions',
+  {
+    ...id,
+    name: text('name').notNull(),
+    /** 1, 2, 3, ... per name, in the order new contents were first stored. */
+    version: integer('version').notNull(),
+    /** sha256 of the canonical JSON of the parsed constitution. */
+    contentHash: text('content_hash').notNull(),
+    /** The file text as first stored under this hash. */
+    source: text('source').notNull(),
+    /** The parsed constitution, as the pipeline reads it. */
+    parsed: jsonb('parsed').notNull(),
+    sourcePath: text('source_path'),
+    ...createdAt,
+  },
+  (t) => [uniqueIndex('constitutions_content_hash_key').on(t.contentHash), uniqueIndex('constitutions_name_version_key').on(t.name, t.version)],
+);
+
+export const principles = pgTable(
+  'principles',
+  {
+    ...id,
+    constitutionId: ref('constitution_id')
+      .notNull()
+      .references(() => constitutions.id, { onDelete: 'cascade' }),
+    key: text('key').notNull(),
+    position: integer('position').notNull(),
+    critique: text('critique'),
+    revision: text('revision'),
+    comparisons: jsonb('comparisons').$type<string[]>().notNull().default(sql`'[]'::jsonb`),
+    weight: doublePrecision('weight').notNull(),
+    tags: jsonb('tags').$type<string[]>().notNull().default(sql`'[]'::jsonb`),
+  },
+  (t) => [uniqueIndex('principles_constitution_key').on(t.constitutionId, t.key), check('principles_weight_positive', sql`${t.weight} > 0`)],
+);
+
+export const runStatuses = ['pending', 'running', 'paused', 'completed', 'failed', 'cancelled'] as const;
+export type RunStatus = (typeof runStatuses)[number];
+
+export const runs = pgTable(
+  'runs',
+  {
+    ...id,
+    workflowId: text('workflow_id').notNull(),
+    kind: text('kind').notNull(),
+    constitutionId: ref('constitution_id').references(() => constitutions.id),
+    config: jsonb('config').notNull(),
+    status: text('status').$type<RunStatus>().notNull().default('pending'),
+    error: text('error'),
+    ...createdAt,
+    startedAt: timestamp('started_at', { withTimezone: true }),
+    finishedAt: timestamp('finished_at', { withTimezone: true }),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex('runs_workflow_id_key').on(t.workflowId),
+    index('runs_status_idx').on(t.status),
+    check('runs_status_known', sql`${t.status} in ('pending', 'running', 'paused', 'completed', 'failed', 'cancelled')`),
+  ],
+);
+
+export const prompts = pgTable(
+  'prompts',
+  {
+    ...id,
+    runId: ref('run_id')
+      .notNull()
+      .references(() => runs.id, { onDelete: 'cascade' }),
+    /** Stable key of the prompt inside its data set (given id or line number). */
+    key: text('key').notNull(),
+    /** Chat messages ([{role, content}]) that make the prompt. */
+    messages: jsonb('messages').notNull(),
+    split: text('split').notNull().default('train'),
+    metadata: jsonb('metadata').notNull().default(sql`'{}'::jsonb`),
+    ...createdAt,
+  },
+  (t) => [uniqueIndex('prompts_run_key').on(t.runId, t.key)],
+);
+
+export const completions = pgTable(
+  'completions',
+  {
+    ...id,
+    runId: ref('run_id')
+      .notNull()
+      .references(() => runs.id, { onDelete: 'cascade' }),
+    promptId: ref('prompt_id')
+      .notNull()
+      .references(() => prompts.id, { onDelete: 'cascade' }),
+    /** sample | revision | rollout | eval */
+    stage: text('stage').notNull(),
+    iteration: integer('iteration').notNull().default(0),
+    sampleIndex: integer('sample_index').notNull(),
+    /** For revisions: the completion this one revises. */
+    parentId: ref('parent_id').references((): AnyPgColumn => completions.id),
+    policyModel: text('policy_model').notNull(),
+    policyVersion: text('policy_version').notNull(),
+    text: text('text').notNull(),
+    generationParams: jsonb('generation_params').notNull(),
+    finishReason: text('finish_reason'),
+    promptTokens: integer('prompt_tokens'),
+    completionTokens: integer('completion_tokens'),
+    ...createdAt,
+  },
+  (t) => [
+    uniqueIndex('completions_item_key').on(t.runId, t.promptId, t.stage, t.iteration, t.policyVersion, t.sampleIndex),
+    index('completions_prompt_idx').on(t.promptId),
+  ],
+);
+
+export const raterDecisions = pgTable(
+  'rater_decisions',
+  {
+    ...id,
+    runId: ref('run_id')
+      .notNull()
+      .references(() => runs.id, { onDelete: 'cascade' }),
+    /** Attempt-independent identity of the call: (stage, iteration, items, principle, order, slot). */
+    decisionKey: text('decision_key').notNull(),
+    /** label | score | critique | revision | evaluate | process */
+    stage: text('stage').notNull(),
+    iteration: integer('iteration').notNull().default(0),
+    constitutionId: ref('constitution_id')
+      .notNull()
+      .references(() => constitutions.id),
+    constitutionHash: text('constitution_hash').notNull(),
+    principleId: ref('principle_id')
+      .notNull()
+      .references(() => principles.id),
+    principleKey: text('principle_key').notNull(),
+    /** The exact principle text put in front of the rater. */
+    principleText: text('principle_text').notNull(),
+    promptId: ref('prompt_id')
+      .notNull()
+      .references(() => prompts.id),
+    completionAId: ref('completion_a_id')
+      .notNull()
+      .references(() => completions.id),
+    completionBId: ref('completion_b_id').references(() => completions.id),
+    /** AB or BA for pairwise decisions; null for pointwise ones. */
+    order: text('order'),
+    raterEndpoint: text('rater_endpoint').notNull(),
+    raterModel: text('rater_model').notNull(),
+    /** The request body as sent (messages, sampling parameters). */
+    request: jsonb('request').notNull(),
+    rawResponse: jsonb('raw_response').notNull(),
+    /** A | B | tie | invalid for pairwise; the score text for pointwise. */
+    parsedChoice: text('parsed_choice'),
+    /** {"A": p, "B": p} or {"score": s}. */
+    probabilities: jsonb('probabilities'),
+    score: doublePrecision('score'),
+    fromCache: boolean('from_cache').notNull(),
+    latencyMs: integer('latency_ms').notNull(),
+    promptTokens: integer('prompt_tokens'),
+    completionTokens: integer('completion_tokens'),
+    ...createdAt,
+  },
+  (t) => [
+    uniqueIndex('rater_decisions_key').on(t.runId, t.decisionKey),
+    index('rater_decisions_run_idx').on(t.runId, t.stage, t.iteration),
+    index('rater_decisions_principle_idx').on(t.principleKey),
+    index('rater_decisions_model_idx').on(t.raterModel),
+    index('rater_decisions_created_idx').on(t.createdAt),
+    index('rater_decisions_pair_idx').on(t.completionAId, t.completionBId),
+    check('rater_decisions_order_known', sql`${t.order} is null or ${t.order} in ('AB', 'BA')`),
+  ],
+);
+
+export const preferences = pgTable(
+  'preferences',
+  {
+    ...id,
+    runId: ref('run_id')
+      .notNull()
+      .references(() => runs.id, { onDelete: 'cascade' }),
+    iteration: integer('iteration').notNull().default(0),
+    promptId: ref('prompt_id')
+      .notNull()
+      .references(() => prompts.id),
+    /** The pair, stored with the lower completion id first so (a, b) and (b, a) are one row. */
+    completionLowId: ref('completion_low_id')
+      .notNull()
+      .references(() => completions.id),
+    completionHighId: ref('completion_high_id')
+      .notNull()
+      .references(() => completions.id),
+    chosenId: ref('chosen_id')
+      .notNull()
+      .references(() => completions.id),
+    rejectedId: ref('rejected_id')
+      .notNull()
+      .references(() => completions.id),
+    /** P(chosen is better), averaged over orders and principles. */
+    softLabel: doublePrecision('soft_label').notNull(),
+    ordersAgree: boolean('orders_agree'),
+    /** ai | human */
+    source: text('source').notNull(),
+    decisionIds: jsonb('decision_ids').$type<number[]>().notNull().default(sql`'[]'::jsonb`),
+    ...createdAt,
+  },
+  (t) => [
+    uniqueIndex('preferences_pair_key').on(t.runId, t.iteration, t.completionLowId, t.completionHighId, t.source),
+    index('preferences_prompt_idx').on(t.promptId),
+    check('preferences_pair_ordered', sql`${t.completionLowId} < ${t.completionHighId}`),
+    check('preferences_soft_label_range', sql`${t.softLabel} >= 0 and ${t.softLabel} <= 1`),
+  ],
+);
+
+export const humanReviews = pgTable(
+  'human_reviews',
+  {
+    ...id,
+    /** Client-chosen key, so a re-sent review does not land twice. */
+    reviewKey: text('review_key').notNull(),
+    decisionId: ref('decision_id').references(() => raterDecisions.id),
+    runId: ref('run_id')
+      .notNull()
+      .references(() => runs.id, { onDelete: 'cascade' }),
+    promptId: ref('prompt_id')
+      .notNull()
+      .references(() => prompts.id),
+    completionAId: ref('completion_a_id')
+      .notNull()
+      .references(() => completions.id),
+    completionBId: ref('completion_b_id')
+      .notNull()
+      .references(() => completions.id),
+    /** A | B | tie, relative to completion_a / completion_b. */
+    prefer: text('prefer').notNull(),
+    reason: text('reason').notNull(),
+    reviewer: text('reviewer').notNull(),
+    ...createdAt,
+  },
+  (t) => [
+    uniqueIndex('human_reviews_key').on(t.reviewKey),
+    index('human_reviews_decision_idx').on(t.decisionId),
+    index('human_reviews_pair_idx').on(t.completionAId, t.completionBId),
+    check('human_reviews_prefer_known', sql`${t.prefer} in ('A', 'B', 'tie')`),
+  ],
+);
+
+export const models = pgTable(
+  'models',
+  {
+    ...id,
+    /** Attempt-independent identity, e.g. `<run>/<iteration>/reward`. */
+    modelKey: text('model_key').notNull(),
+    /** base | sft | reward | policy */
+    kind: text('kind').notNull(),
+    parentId: ref('parent_id').references((): AnyPgColumn => models.id),
+    runId: ref('run_id').references(() => runs.id),
+    iteration: integer('iteration'),
+    artifactPath: text('artifact_path').notNull(),
+    constitutionHash: text('constitution_hash'),
+    /** The preference snapshot (run ids, counts), data sets and parents this model came from. */
+    lineage: jsonb('lineage').notNull().default(sql`'{}'::jsonb`),
+    hyperparameters: jsonb('hyperparameters').notNull().default(sql`'{}'::jsonb`),
+    metrics: jsonb('metrics').notNull().default(sql`'{}'::jsonb`),
+    ...createdAt,
+  },
+  (t) => [
+    uniqueIndex('models_key').on(t.modelKey),
+    index('models_run_idx').on(t.runId),
+    check('models_kind_known', sql`${t.kind} in ('base', 'sft', 'reward', 'policy')`),
+  ],
+);
+
+export const metrics = pgTable(
+  'metrics',
+  {
+    ...id,
+    runId: ref('run_id')
+      .notNull()
+      .references(() => runs.id, { onDelete: 'cascade' }),
+    iteration: integer('iteration').notNull(),
+    name: text('name').notNull(),
+    value: doublePrecision('value').notNull(),
+    recordedAt: timestamp('recorded_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [uniqueIndex('metrics_run_iteration_name').on(t.runId, t.iteration, t.name)],
+);

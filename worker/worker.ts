@@ -1,0 +1,84 @@
+// Worker bootstrap: connect, create one Temporal worker per task queue, run until a signal.
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { NativeConnection, Runtime, Worker, bundleWorkflowCode, type WorkflowBundle } from '@temporalio/worker';
+import { createCpuActivities, createGpuActivities } from '../activities/index.js';
+import { taskQueues, type QueueName } from '../core/queues.js';
+import { closeDatabase, getDatabase } from '../db/pool.js';
+import { applyMigrations } from '../db/migrate.js';
+
+export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+
+export interface WorkerOptions {
+  queues: QueueName[];
+  temporalAddress: string;
+  namespace: string;
+  databaseUrl: string | undefined;
+  python: string;
+  /** Called once every worker polls. */
+  onReady?: (queues: string[]) => void;
+}
+
+/** GPUs this worker may use: CUDA_VISIBLE_DEVICES when set, else what nvidia-smi lists. */
+export function visibleGpuCount(): number {
+  const visible = process.env.CUDA_VISIBLE_DEVICES;
+  if (visible !== undefined) return visible.trim() === '' ? 0 : visible.split(',').filter((d) => d.trim() !== '' && d.trim() !== '-1').length;
+  try {
+    return execFileSync('nvidia-smi', ['-L'], { encoding: 'utf8', timeout: 5_000 }).split('\n').filter((line) => line.startsWith('GPU ')).length;
+  } catch {
+    return 0;
+  }
+}
+
+export async function bundleWorkflows(): Promise<WorkflowBundle> {
+  return bundleWorkflowCode({ workflowsPath, logger: quietBundlerLogger });
+}
+
+const quietBundlerLogger = {
+  log: () => undefined,
+  trace: () => undefined,
+  debug: () => undefined,
+  info: () => undefined,
+  warn: (message: string) => console.warn(message),
+  error: (message: string) => console.error(message),
+};
+
+export async function runWorker(options: WorkerOptions): Promise<void> {
+  Runtime.install({ shutdownSignals: ['SIGINT', 'SIGTERM'] });
+  const connection = await NativeConnection.connect({ address: options.temporalAddress });
+  const workers: Worker[] = [];
+  try {
+    if (options.queues.includes('cpu')) {
+      if (!options.databaseUrl) throw new Error('the CPU worker needs DATABASE_URL (or the dev stack) to reach Postgres');
+      await applyMigrations(options.databaseUrl);
+      const db = getDatabase(options.databaseUrl);
+      workers.push(
+        await Worker.create({
+          connection,
+          namespace: options.namespace,
+          taskQueue: taskQueues.cpu,
+          workflowBundle: await bundleWorkflows(),
+          activities: createCpuActivities({ db }),
+        }),
+      );
+    }
+    if (options.queues.includes('gpu')) {
+      // One trainer job per visible GPU; a CPU-only machine still runs one at a time.
+      const slots = Math.max(1, visibleGpuCount());
+      workers.push(
+        await Worker.create({
+          connection,
+          namespace: options.namespace,
+          taskQueue: taskQueues.gpu,
+          activities: createGpuActivities({ python: options.python }),
+          maxConcurrentActivityTaskExecutions: slots,
+        }),
+      );
+    }
+    options.onReady?.(options.queues.map((q) => taskQueues[q]));
+    await Promise.all(workers.map((worker) => worker.run()));
+  } finally {
+    await connection.close();
+    await closeDatabase();
+  }
+}

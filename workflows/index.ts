@@ -1,0 +1,2 @@
+// Every workflow the CPU worker registers.
+export { smoke } from './smoke.js';

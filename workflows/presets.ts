@@ -1,0 +1,18 @@
+// Activity proxies with named timeout presets, created once per workflow module.
+import { proxyActivities } from '@temporalio/workflow';
+import type { CpuActivities, GpuActivities } from '../activities/index.js';
+import { taskQueues } from '../core/queues.js';
+
+/** Database bookkeeping: quick, retried freely. */
+export const db = proxyActivities<CpuActivities>({
+  taskQueue: taskQueues.cpu,
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 10 },
+});
+
+/** Jobs on the GPU queue next to the trainer. */
+export const gpu = proxyActivities<GpuActivities>({
+  taskQueue: taskQueues.gpu,
+  startToCloseTimeout: '5 minutes',
+  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5 },
+});
