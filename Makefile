@@ -18,7 +18,7 @@ help:
 setup: $(NPM_STAMP) $(VENV_STAMP)
 
 # onnxruntime-node's install script downloads CUDA libraries; CPU machines skip it.
-# GPU workers opt in with ONNXRUNTIME_NODE_INSTALL_CUDA=v12 (see README, "GPU workers").
+# GPU workers opt in with ONNXRUNTIME_NODE_INSTALL=cuda12 (see README, "GPU workers").
 $(NPM_STAMP): package.json package-lock.json
 	ONNXRUNTIME_NODE_INSTALL=$${ONNXRUNTIME_NODE_INSTALL:-skip} npm ci --no-audit --no-fund
 	@touch $@

@@ -1,6 +1,7 @@
 // The smoke workflow: one pass through every part of the stack (CPU queue, Postgres, GPU queue and
 // the trainer's Python), recorded as a run. `make demo` runs it until the full pipeline lands.
 import { CancellationScope, isCancellation, setHandler, workflowInfo } from '@temporalio/workflow';
+import { rootCauseMessage } from '../core/failure.js';
 import { db, gpu } from './presets.js';
 import { progressQuery, type SmokeInput, type SmokeResult, type StageProgress } from './types.js';
 
@@ -32,7 +33,7 @@ export async function smoke(input: SmokeInput): Promise<SmokeResult> {
     const status = isCancellation(error) ? 'cancelled' : 'failed';
     // Record the outcome even when the workflow itself is being cancelled.
     await CancellationScope.nonCancellable(() =>
-      db.setRunStatus({ runId, status, error: error instanceof Error ? error.message : String(error) }),
+      db.setRunStatus({ runId, status, error: rootCauseMessage(error) }),
     );
     throw error;
   }

@@ -61,7 +61,10 @@ export function parseConstitution(source: string, file: string): ParseResult {
   const parsed = constitutionSchema.safeParse(data, { reportInput: true });
   if (parsed.success) return { ok: true, constitution: parsed.data, problems: [] };
 
-  const problems = parsed.error.issues.flatMap((issue) => issueProblems(issue, doc, source, file, at));
+  // A mapping with an unknown key gets that problem only: the rest of its checks follow from the typo.
+  const unknownAt = new Set(parsed.error.issues.filter((i) => i.code === 'unrecognized_keys').map((i) => formatPath(i.path)));
+  const issues = parsed.error.issues.filter((i) => i.code !== 'custom' || !unknownAt.has(formatPath(i.path)));
+  const problems = issues.flatMap((issue) => issueProblems(issue, doc, source, file, at));
   return { ok: false, problems: sortProblems(dedupe(problems)) };
 }
 
@@ -101,7 +104,7 @@ function issueProblems(
   }
   let message = issue.message;
   if (missing) message = `missing required key: ${message}`;
-  else if (issue.code === 'invalid_type' || issue.code === 'invalid_value' || issue.code === 'too_small' || issue.code === 'too_big') {
+  else if (['invalid_type', 'invalid_value', 'invalid_format', 'too_small', 'too_big'].includes(issue.code)) {
     if ('input' in issue && issue.input !== undefined && !/, got /.test(message)) message += `, got ${describeValue(issue.input)}`;
   }
   return [{ file, ...at(offset), path: formatPath(issue.path), message }];
@@ -141,10 +144,11 @@ function offsetOf(node: Node | undefined | null): number | undefined {
 
 function describeValue(value: unknown): string {
   if (value === null) return 'null';
-  if (Array.isArray(value)) return 'a list';
+  if (Array.isArray(value)) return value.length === 0 ? 'an empty list' : `a list of ${value.length}`;
   if (typeof value === 'object') return 'a mapping';
   if (typeof value === 'string') return value.trim() === '' ? 'an empty text' : `the text ${JSON.stringify(truncate(value, 40))}`;
-  return `${typeof value} ${JSON.stringify(value) ?? typeof value}`;
+  if (typeof value === 'number' || typeof value === 'boolean') return `${typeof value} ${String(value)}`;
+  return typeof value;
 }
 
 function truncate(value: string, max: number): string {

@@ -21,10 +21,9 @@ export const principleSchema = z
     weight: z
       .number({ error: 'expected a positive number' })
       .positive({ error: 'expected a positive number' })
-      .refine(Number.isFinite, { error: 'expected a finite positive number' })
       .default(1),
     tags: z.array(text('a tag'), { error: 'expected a list of tags' }).default([]),
-  })
+  }, { error: 'expected a principle (a mapping with id, critique, revision, comparisons, weight, tags)' })
   .superRefine((principle, ctx) => {
     if ((principle.critique === undefined) !== (principle.revision === undefined)) {
       const missing = principle.critique === undefined ? 'critique' : 'revision';
@@ -43,7 +42,8 @@ export const principleSchema = z
     }
   });
 
-export const defaultsSchema = z.strictObject({
+export const defaultsSchema = z.strictObject(
+  {
   principle_sampling: z
     .enum(['weighted', 'uniform'], { error: "expected 'weighted' or 'uniform'" })
     .default('weighted'),
@@ -57,14 +57,16 @@ export const defaultsSchema = z.strictObject({
     .int({ error: 'expected a whole number of at least 1' })
     .min(1, { error: 'expected a whole number of at least 1' })
     .default(1),
-});
+  },
+  { error: 'expected a mapping of defaults' },
+);
 
 const templatesShape = Object.fromEntries(templateKinds.map((kind) => [kind, text(`a ${kind} template`).optional()])) as Record<
   TemplateKind,
   z.ZodOptional<ReturnType<typeof text>>
 >;
 
-export const templatesSchema = z.strictObject(templatesShape).superRefine((templates, ctx) => {
+export const templatesSchema = z.strictObject(templatesShape, { error: 'expected a mapping of templates' }).superRefine((templates, ctx) => {
   for (const kind of templateKinds) {
     const template = templates[kind];
     if (template === undefined) continue;
@@ -100,7 +102,7 @@ export const constitutionSchema = z
     principles: z
       .array(principleSchema, { error: 'expected a list of principles' })
       .min(1, { error: 'expected at least one principle' }),
-  })
+  }, { error: 'expected a constitution (a YAML mapping)' })
   .superRefine((constitution, ctx) => {
     const seen = new Map<string, number>();
     constitution.principles.forEach((principle, index) => {

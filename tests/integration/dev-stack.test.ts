@@ -1,0 +1,197 @@
+// `tenet dev` end to end: the real Temporal dev server, the embedded Postgres and the worker as
+// child processes; start, status, demo, a second start, Ctrl-C, restart, SIGKILL and stale locks.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Client, Connection } from '@temporalio/client';
+import pg from 'pg';
+import { isAlive, portInUse, stopProcess } from '../../worker/processes.js';
+import { cliEntry, cliEnv, createTestDatabase, freePort, runCli, tempDir, type TestDatabase } from '../helpers.js';
+
+interface Stack {
+  child: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+async function stackEnv(home: string): Promise<Record<string, string>> {
+  return {
+    TENET_HOME: home,
+    TENET_TEMPORAL_PORT: String(await freePort()),
+    TENET_TEMPORAL_UI_PORT: String(await freePort()),
+    TENET_PG_PORT: String(await freePort()),
+  };
+}
+
+function startDev(env: Record<string, string>): Promise<Stack> {
+  const child = spawn(process.execPath, [cliEntry, 'dev'], { env: cliEnv(env) });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`tenet dev not ready after 120 s:\n${output}`)), 120_000);
+    const check = setInterval(() => {
+      if (output.includes('Press Ctrl-C')) {
+        clearInterval(check);
+        clearTimeout(timer);
+        resolve({ child, output: () => output, exited });
+      }
+    }, 100);
+    void exited.then((code) => {
+      clearInterval(check);
+      clearTimeout(timer);
+      reject(new Error(`tenet dev exited with ${code} before it was ready:\n${output}`));
+    });
+  });
+}
+
+interface StackRecord {
+  pid: number;
+  temporal: { address: string; pid?: number };
+  postgres: { pid?: number; port?: number };
+  worker: { pid?: number };
+}
+
+function readRecord(home: string): StackRecord {
+  return JSON.parse(readFileSync(path.join(home, 'dev.json'), 'utf8')) as StackRecord;
+}
+
+function childPids(record: StackRecord): number[] {
+  return [record.temporal.pid, record.postgres.pid, record.worker.pid].filter((pid): pid is number => pid !== undefined);
+}
+
+async function killAll(pids: number[]) {
+  await Promise.all(pids.map((pid) => stopProcess(pid, { graceMs: 5_000 })));
+}
+
+describe('tenet dev: the embedded stack', () => {
+  let home: string;
+  let env: Record<string, string>;
+  let stack: Stack | undefined;
+  const spawned = new Set<number>();
+
+  before(async () => {
+    home = tempDir('tenet-dev-');
+    env = await stackEnv(home);
+  });
+
+  after(async () => {
+    if (stack) stack.child.kill('SIGKILL');
+    await killAll([...spawned]);
+  });
+
+  it('comes up in under 60 s; status reports every part healthy; the demo runs on it; a second start is refused', async () => {
+    const began = Date.now();
+    stack = await startDev(env);
+    const seconds = (Date.now() - began) / 1000;
+    const record = readRecord(home);
+    childPids(record).forEach((pid) => spawned.add(pid));
+    assert.ok(seconds < 60, `took ${seconds} s`);
+    assert.match(stack.output(), /stack ready in \d+\.\d s/);
+    assert.match(stack.output(), new RegExp(`UI http://127\\.0\\.0\\.1:${env.TENET_TEMPORAL_UI_PORT}`));
+    assert.equal(childPids(record).length, 3);
+
+    const status = await runCli(['status', '--json'], env);
+    assert.equal(status.code, 0, status.stdout + status.stderr);
+    const report = JSON.parse(status.stdout) as { healthy: boolean; parts: { part: string; ok: boolean; detail: string }[] };
+    assert.equal(report.healthy, true);
+    assert.deepEqual(report.parts.map((p) => p.part), ['temporal', 'postgres', 'workers tenet-cpu', 'workers tenet-gpu']);
+    assert.match(report.parts[1]!.detail, /migration 0000_initial/);
+
+    const demo = await runCli(['demo', '--prompts', '3'], env);
+    assert.equal(demo.code, 0, demo.stdout + demo.stderr);
+    assert.match(demo.stdout, /using the dev stack already running/);
+    assert.match(demo.stdout, /run \d+ completed: 3 prompts stored/);
+
+    const second = await runCli(['dev'], env);
+    assert.equal(second.code, 4);
+    assert.match(second.stderr, /already running \(pid \d+/);
+  });
+
+  it('Ctrl-C stops every child, frees the ports and removes the lock', async () => {
+    const record = readRecord(home);
+    stack!.child.kill('SIGINT');
+    assert.equal(await stack!.exited, 0);
+    stack = undefined;
+    for (const pid of childPids(record)) assert.equal(isAlive(pid), false, `pid ${pid} still alive`);
+    for (const port of [env.TENET_TEMPORAL_PORT, env.TENET_PG_PORT]) assert.equal(await portInUse(Number(port)), false, `port ${port} still taken`);
+    assert.equal(existsSync(path.join(home, 'dev.json')), false);
+
+    const status = await runCli(['status'], env);
+    assert.equal(status.code, 3);
+    assert.match(status.stdout, /DOWN\s+temporal/);
+  });
+
+  it('a restart keeps the data: the earlier run and its workflow are still there', async () => {
+    stack = await startDev(env);
+    const record = readRecord(home);
+    childPids(record).forEach((pid) => spawned.add(pid));
+    const credentials = JSON.parse(readFileSync(path.join(home, 'pg-credentials.json'), 'utf8')) as { user: string; password: string; database: string };
+    const client = new pg.Client({ host: '127.0.0.1', port: Number(env.TENET_PG_PORT), ...credentials });
+    await client.connect();
+    const runs = await client.query<{ workflow_id: string; status: string }>("select workflow_id, status from runs where kind = 'smoke'");
+    await client.end();
+    assert.equal(runs.rowCount, 1);
+    assert.equal(runs.rows[0]!.status, 'completed');
+
+    const connection = await Connection.connect({ address: record.temporal.address });
+    const described = await new Client({ connection }).workflow.getHandle(runs.rows[0]!.workflow_id).describe();
+    await connection.close();
+    assert.equal(described.status.name, 'COMPLETED');
+  });
+
+  it('after SIGKILL the stale lock and orphaned children do not block the next start', async () => {
+    const killed = readRecord(home);
+    stack!.child.kill('SIGKILL');
+    await stack!.exited;
+    stack = undefined;
+    assert.equal(existsSync(path.join(home, 'dev.json')), true, 'the lock stays behind');
+
+    stack = await startDev(env);
+    assert.match(stack.output(), /stale lock/);
+    const record = readRecord(home);
+    childPids(record).forEach((pid) => spawned.add(pid));
+    for (const pid of [killed.temporal.pid!, killed.postgres.pid!, killed.worker.pid!]) assert.equal(isAlive(pid), false, `orphan ${pid} still alive`);
+    const status = await runCli(['status'], env);
+    assert.equal(status.code, 0, status.stdout);
+
+    stack.child.kill('SIGINT');
+    assert.equal(await stack.exited, 0);
+    stack = undefined;
+  });
+});
+
+describe('tenet dev with DATABASE_URL: your own Postgres, no embedded one', () => {
+  let database: TestDatabase;
+  let stack: Stack | undefined;
+
+  before(async () => (database = await createTestDatabase('tenet_devurl')));
+  after(async () => {
+    if (stack) stack.child.kill('SIGKILL');
+    await database.drop();
+  });
+
+  it('migrates and uses the given database, runs the demo there, and starts no Postgres', async () => {
+    const home = tempDir('tenet-devurl-');
+    const env = { ...(await stackEnv(home)), DATABASE_URL: database.url };
+    stack = await startDev(env);
+    const record = readRecord(home);
+    assert.equal(record.postgres.pid, undefined);
+    assert.equal(existsSync(path.join(home, 'pg')), false);
+
+    const demo = await runCli(['demo', '--prompts', '2'], env);
+    assert.equal(demo.code, 0, demo.stdout + demo.stderr);
+    const client = new pg.Client({ connectionString: database.url });
+    await client.connect();
+    const prompts = await client.query('select p.id from prompts p join runs r on r.id = p.run_id where r.status = $1', ['completed']);
+    await client.end();
+    assert.equal(prompts.rowCount, 2);
+
+    stack.child.kill('SIGINT');
+    assert.equal(await stack.exited, 0);
+    stack = undefined;
+  });
+});

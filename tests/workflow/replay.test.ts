@@ -1,0 +1,23 @@
+// Replays the committed history of the smoke workflow against today's workflow code. A change that
+// reorders commands must come with patched() or a new workflow version, or this test fails.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { describe, it } from 'node:test';
+import { historyFromJSON } from '@temporalio/common/lib/proto-utils.js';
+import { DeterminismViolationError } from '@temporalio/workflow';
+import { Worker } from '@temporalio/worker';
+import { bundleWorkflows } from '../../worker/worker.js';
+
+const history = historyFromJSON(JSON.parse(readFileSync('tests/histories/smoke.json', 'utf8')));
+
+describe('replay of committed histories', () => {
+  it('the smoke workflow replays its committed history', async () => {
+    await Worker.runReplayHistory({ workflowBundle: await bundleWorkflows() }, history, 'smoke-history');
+  });
+
+  it('a reordered smoke workflow is caught as non-deterministic', async () => {
+    const changed = fileURLToPath(new URL('../fixtures/changed-workflow/index.ts', import.meta.url));
+    await assert.rejects(Worker.runReplayHistory({ workflowsPath: changed }, history, 'smoke-history'), DeterminismViolationError);
+  });
+});
