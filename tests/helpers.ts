@@ -1,7 +1,7 @@
 // Shared by the tests: real services only. Databases are made fresh on the machine's Postgres
 // (TEST_DATABASE_URL, default 127.0.0.1:5432) and dropped after; the CLI runs as a child process.
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { chmodSync, mkdtempSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -39,8 +39,11 @@ export async function createTestDatabase(prefix = 'tenet_test'): Promise<TestDat
   };
 }
 
+/** A fresh folder, open to other users (mkdtemp makes 0700) so the embedded Postgres, run as `postgres` under root, keeps its data inside it. */
 export function tempDir(prefix = 'tenet-test-'): string {
-  return mkdtempSync(path.join(tmpdir(), prefix));
+  const dir = mkdtempSync(path.join(tmpdir(), prefix));
+  chmodSync(dir, 0o755);
+  return dir;
 }
 
 export function freePort(): Promise<number> {

@@ -183,6 +183,7 @@ export async function startDevStack(settings: Settings, options: { log: (line: s
 function spawnWorker(settings: Settings, home: string, temporalAddress: string, databaseUrl: string): ChildProcess {
   const log = createWriteStream(path.join(home, 'logs', 'worker.log'), { flags: 'a' });
   const child = spawn(process.execPath, [cliEntry, 'worker', '--queue', 'all', workerMarker], {
+    detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, TEMPORAL_ADDRESS: temporalAddress, TEMPORAL_NAMESPACE: settings.namespace, DATABASE_URL: databaseUrl },
   });

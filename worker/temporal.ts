@@ -44,7 +44,8 @@ export async function startTemporalDevServer(options: {
     '--namespace', namespace,
     '--log-level', 'warn',
   ];
-  const child = spawn(cli, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its own process group: a Ctrl-C in the terminal reaches `tenet dev`, which stops the parts in order.
+  const child = spawn(cli, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout.pipe(log);
   child.stderr.pipe(log);
   let exited: string | undefined;

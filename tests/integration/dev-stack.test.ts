@@ -2,7 +2,7 @@
 // child processes; start, status, demo, a second start, Ctrl-C, restart, SIGKILL and stale locks.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
@@ -26,7 +26,8 @@ async function stackEnv(home: string): Promise<Record<string, string>> {
 }
 
 function startDev(env: Record<string, string>): Promise<Stack> {
-  const child = spawn(process.execPath, [cliEntry, 'dev'], { env: cliEnv(env) });
+  // Its own process group, like a command started in a terminal, so a test can "press Ctrl-C".
+  const child = spawn(process.execPath, [cliEntry, 'dev'], { env: cliEnv(env), detached: true });
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -81,6 +82,7 @@ describe('tenet dev: the embedded stack', () => {
   after(async () => {
     if (stack) stack.child.kill('SIGKILL');
     await killAll([...spawned]);
+    rmSync(home, { recursive: true, force: true });
   });
 
   it('comes up in under 60 s; status reports every part healthy; the demo runs on it; a second start is refused', async () => {
@@ -113,7 +115,8 @@ describe('tenet dev: the embedded stack', () => {
 
   it('Ctrl-C stops every child, frees the ports and removes the lock', async () => {
     const record = readRecord(home);
-    stack!.child.kill('SIGINT');
+    // What a terminal does on Ctrl-C: SIGINT to the foreground process group.
+    process.kill(-stack!.child.pid!, 'SIGINT');
     assert.equal(await stack!.exited, 0);
     stack = undefined;
     for (const pid of childPids(record)) assert.equal(isAlive(pid), false, `pid ${pid} still alive`);
