@@ -19,7 +19,7 @@ export default tseslint.config(
   {
     languageOptions: {
       globals: { ...globals.node },
-      parserOptions: { projectService: { allowDefaultProject: ['eslint.config.js', 'cli/bin.mjs'] }, tsconfigRootDir: import.meta.dirname },
+      parserOptions: { projectService: { allowDefaultProject: ['eslint.config.js', 'cli/*.mjs'] }, tsconfigRootDir: import.meta.dirname },
     },
     rules: {
       '@typescript-eslint/no-floating-promises': ['error', {
@@ -56,7 +56,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['eslint.config.js', 'cli/bin.mjs'],
+    files: ['eslint.config.js', 'cli/*.mjs'],
     ...tseslint.configs.disableTypeChecked,
   },
 );

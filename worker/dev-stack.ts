@@ -88,9 +88,21 @@ async function acquireLock(home: string, log: (line: string) => void, initial: S
   throw new Error(`could not take the dev stack lock ${stateFile(home)}`);
 }
 
+/**
+ * Stops what a start of this process has spawned so far and releases the lock: for a Ctrl-C that
+ * arrives while the stack is still coming up.
+ */
+export async function abortStart(home: string): Promise<void> {
+  const state = readState(home);
+  if (state?.pid !== process.pid) return;
+  await cleanUpStale(home, state);
+  rmSync(stateFile(home), { force: true });
+}
+
 async function cleanUpStale(home: string, state: StackState | undefined): Promise<void> {
   if (state?.worker.pid && isOurProcess(state.worker.pid, workerMarker)) await stopProcess(state.worker.pid);
   if (state?.temporal.pid && isOurProcess(state.temporal.pid, temporalMarker)) await stopProcess(state.temporal.pid);
+  if (state?.postgres.pid && isOurProcess(state.postgres.pid, 'postgres')) await stopProcess(state.postgres.pid, { signal: 'SIGINT', graceMs: 15_000 });
   await clearStalePostgres(home);
 }
 
@@ -131,7 +143,15 @@ export async function startDevStack(settings: Settings, options: { log: (line: s
     const [startedPostgres, startedTemporal] = await Promise.all([
       settings.databaseUrl
         ? Promise.resolve(undefined)
-        : startEmbeddedPostgres({ home, port: settings.ports.postgres, log }).then((handle) => {
+        : startEmbeddedPostgres({
+            home,
+            port: settings.ports.postgres,
+            log,
+            onSpawn: (pid) => {
+              state.postgres = { embedded: true, port: settings.ports.postgres, pid };
+              save();
+            },
+          }).then((handle) => {
             postgres = handle;
             return handle;
           }),
@@ -143,6 +163,10 @@ export async function startDevStack(settings: Settings, options: { log: (line: s
             port: settings.ports.temporal,
             uiPort: settings.ports.temporalUi,
             namespace: settings.namespace,
+            onSpawn: (pid) => {
+              state.temporal = { ...state.temporal, pid };
+              save();
+            },
           }).then((handle) => {
             temporal = handle;
             return handle;

@@ -5,7 +5,7 @@
 // orderly stop.
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, cpSync, createWriteStream, existsSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, createWriteStream, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { arch, platform, tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -84,16 +84,12 @@ function reachableBinaries(bins: { postgres: string; initdb: string }, runAs: Ru
 /** The data folder, kept outside the project (with a link in .tenet) when the postgres user cannot reach it there. */
 function dataDirectory(home: string, runAs: RunAs | undefined): string {
   const wanted = path.join(home, 'pg');
-  if (existsSync(wanted) && lstatSync(wanted).isSymbolicLink()) return path.resolve(path.dirname(wanted), readLink(wanted));
+  if (existsSync(wanted) && lstatSync(wanted).isSymbolicLink()) return path.resolve(path.dirname(wanted), readlinkSync(wanted));
   if (!runAs || reachableByOthers(home)) return wanted;
   const outside = outsideFolder('pg', home);
   mkdirSync(outside, { recursive: true });
   symlinkSync(outside, wanted);
   return outside;
-}
-
-function readLink(file: string): string {
-  return execFileSync('readlink', [file], { encoding: 'utf8' }).trim();
 }
 
 function readCredentials(home: string): Credentials {
@@ -116,27 +112,35 @@ export async function clearStalePostgres(home: string): Promise<void> {
   rmSync(pidFile, { force: true });
 }
 
-function initialise(initdb: string, dataDir: string, credentials: Credentials, runAs: RunAs | undefined): void {
+async function initialise(initdb: string, dataDir: string, credentials: Credentials, runAs: RunAs | undefined): Promise<void> {
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   if (runAs) chownSync(dataDir, runAs.uid, runAs.gid);
   const passwordFile = path.join(tmpdir(), `tenet-pg-${process.pid}-${randomBytes(4).toString('hex')}`);
   writeFileSync(passwordFile, `${credentials.password}\n`, { mode: 0o600 });
   if (runAs) chownSync(passwordFile, runAs.uid, runAs.gid);
   try {
-    execFileSync(
-      initdb,
-      [`--pgdata=${dataDir}`, '--auth=scram-sha-256', `--username=${credentials.user}`, `--pwfile=${passwordFile}`, '--encoding=UTF8', '--locale=C', '--no-instructions'],
-      { ...runAs, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } },
-    );
-  } catch (error) {
-    const stderr = String((error as { stderr?: Buffer }).stderr ?? '').trim();
-    throw new Error(`initdb failed in ${dataDir}: ${stderr.split('\n').slice(-3).join(' | ')}`);
+    const args = [`--pgdata=${dataDir}`, '--auth=scram-sha-256', `--username=${credentials.user}`, `--pwfile=${passwordFile}`, '--encoding=UTF8', '--locale=C', '--no-instructions'];
+    // Detached like the server, so a Ctrl-C reaches only `tenet dev`, which then stops what it started.
+    const child = spawn(initdb, args, { ...runAs, detached: true, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const code = await new Promise<number | null>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('close', resolve);
+    });
+    if (code !== 0) throw new Error(`initdb failed in ${dataDir}: ${stderr.trim().split('\n').slice(-3).join(' | ')}`);
   } finally {
     rmSync(passwordFile, { force: true });
   }
 }
 
-export async function startEmbeddedPostgres(options: { home: string; port: number; log: (line: string) => void }): Promise<EmbeddedPostgresHandle> {
+export async function startEmbeddedPostgres(options: {
+  home: string;
+  port: number;
+  log: (line: string) => void;
+  /** Told the pid as soon as the server process exists, so an interrupted start can stop it. */
+  onSpawn?: (pid: number) => void;
+}): Promise<EmbeddedPostgresHandle> {
   const { home, port, log } = options;
   await clearStalePostgres(home);
   if (await portInUse(port)) {
@@ -148,7 +152,7 @@ export async function startEmbeddedPostgres(options: { home: string; port: numbe
   const dataDir = dataDirectory(home, runAs);
   if (!existsSync(path.join(dataDir, 'PG_VERSION'))) {
     log(`initialising PostgreSQL in ${dataDir}`);
-    initialise(bins.initdb, dataDir, credentials, runAs);
+    await initialise(bins.initdb, dataDir, credentials, runAs);
   }
 
   const logFile = path.join(home, 'logs', 'postgres.log');
@@ -159,6 +163,7 @@ export async function startEmbeddedPostgres(options: { home: string; port: numbe
     // Its own process group: a Ctrl-C in the terminal reaches `tenet dev`, which stops the parts in order.
     { ...runAs, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_MESSAGES: 'C' } },
   );
+  if (child.pid) options.onSpawn?.(child.pid);
   child.stdout.pipe(logStream);
   child.stderr.pipe(logStream);
   let exited: string | undefined;

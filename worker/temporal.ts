@@ -21,6 +21,8 @@ export async function startTemporalDevServer(options: {
   port: number;
   uiPort: number;
   namespace: string;
+  /** Told the pid as soon as the server process exists, so an interrupted start can stop it. */
+  onSpawn?: (pid: number) => void;
 }): Promise<TemporalServerHandle> {
   const { cli, home, port, uiPort, namespace } = options;
   if (!existsSync(cli)) {
@@ -46,6 +48,7 @@ export async function startTemporalDevServer(options: {
   ];
   // Its own process group: a Ctrl-C in the terminal reaches `tenet dev`, which stops the parts in order.
   const child = spawn(cli, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  if (child.pid) options.onSpawn?.(child.pid);
   child.stdout.pipe(log);
   child.stderr.pipe(log);
   let exited: string | undefined;

@@ -4,12 +4,13 @@ import { z } from 'zod';
 import type { QueueName } from '../../core/queues.js';
 import { applyMigrations } from '../../db/migrate.js';
 import { redactUrl } from '../../db/pool.js';
-import { resolveEndpoints, StackRunningError, startDevStack } from '../../worker/dev-stack.js';
+import { resolveEndpoints, StackRunningError } from '../../worker/dev-stack.js';
 import { checkHealth } from '../../worker/health.js';
 import { runWorker } from '../../worker/worker.js';
 import { getSettings } from '../context.js';
 import { exitCodes, UserError } from '../errors.js';
 import { parseOptions, printJson } from '../options.js';
+import { startStackInterruptibly } from '../stack-start.js';
 
 export const devCommand = new Command('dev')
   .description('start the embedded stack: Temporal dev server, Postgres, and a worker on both queues (Ctrl-C stops all)')
@@ -17,7 +18,7 @@ export const devCommand = new Command('dev')
     const settings = getSettings();
     let stack;
     try {
-      stack = await startDevStack(settings, { log: (line) => console.log(`tenet dev: ${line}`) });
+      stack = await startStackInterruptibly(settings, (line) => console.log(`tenet dev: ${line}`));
     } catch (error) {
       if (error instanceof StackRunningError) {
         console.error(`tenet dev: ${error.message}`);

@@ -167,6 +167,32 @@ describe('tenet dev: the embedded stack', () => {
   });
 });
 
+describe('tenet dev interrupted during start-up', () => {
+  it('a Ctrl-C before the stack is ready stops what was started and releases the lock', async () => {
+    const home = tempDir('tenet-devint-');
+    const env = await stackEnv(home);
+    const child = spawn(process.execPath, [cliEntry, 'dev'], { env: cliEnv(env), detached: true });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const lock = path.join(home, 'dev.json');
+    // The lock is taken after the interrupt handler is installed and before any part is ready.
+    for (let i = 0; i < 300 && !existsSync(lock); i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.ok(existsSync(lock), `no lock appeared:\n${output}`);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const record = readRecord(home);
+    process.kill(-child.pid!, 'SIGINT');
+    assert.equal(await exited, 130, output);
+    assert.match(output, /interrupted during start-up/);
+    assert.equal(existsSync(lock), false);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    for (const pid of childPids(record)) assert.equal(isAlive(pid), false, `pid ${pid} still alive`);
+    for (const port of [env.TENET_TEMPORAL_PORT, env.TENET_PG_PORT]) assert.equal(await portInUse(Number(port)), false, `port ${port} still taken`);
+    rmSync(home, { recursive: true, force: true });
+  });
+});
+
 describe('tenet dev with DATABASE_URL: your own Postgres, no embedded one', () => {
   let database: TestDatabase;
   let stack: Stack | undefined;
