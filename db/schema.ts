@@ -20,6 +20,19 @@ import {
 const createdAt = { createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow() };
 const id = { id: bigserial('id', { mode: 'number' }).primaryKey() };
 const ref = (name: string) => bigint(name, { mode: 'number' });
+// Foreign keys that many tables share. Rows of a run go when the run goes.
+const runRef = () =>
+  ref('run_id')
+    .notNull()
+    .references(() => runs.id, { onDelete: 'cascade' });
+const promptRef = () =>
+  ref('prompt_id')
+    .notNull()
+    .references(() => prompts.id);
+const completionRef = (name: string) =>
+  ref(name)
+    .notNull()
+    .references(() => completions.id);
 
 export const constitutions = pgTable(
   'constitutions',
@@ -87,9 +100,7 @@ export const prompts = pgTable(
   'prompts',
   {
     ...id,
-    runId: ref('run_id')
-      .notNull()
-      .references(() => runs.id, { onDelete: 'cascade' }),
+    runId: runRef(),
     /** Stable key of the prompt inside its data set (given id or line number). */
     key: text('key').notNull(),
     /** Chat messages ([{role, content}]) that make the prompt. */
@@ -105,9 +116,7 @@ export const completions = pgTable(
   'completions',
   {
     ...id,
-    runId: ref('run_id')
-      .notNull()
-      .references(() => runs.id, { onDelete: 'cascade' }),
+    runId: runRef(),
     promptId: ref('prompt_id')
       .notNull()
       .references(() => prompts.id, { onDelete: 'cascade' }),
@@ -136,9 +145,7 @@ export const raterDecisions = pgTable(
   'rater_decisions',
   {
     ...id,
-    runId: ref('run_id')
-      .notNull()
-      .references(() => runs.id, { onDelete: 'cascade' }),
+    runId: runRef(),
     /** Attempt-independent identity of the call: (stage, iteration, items, principle, order, slot). */
     decisionKey: text('decision_key').notNull(),
     /** label | score | critique | revision | evaluate | process */
@@ -154,12 +161,8 @@ export const raterDecisions = pgTable(
     principleKey: text('principle_key').notNull(),
     /** The exact principle text put in front of the rater. */
     principleText: text('principle_text').notNull(),
-    promptId: ref('prompt_id')
-      .notNull()
-      .references(() => prompts.id),
-    completionAId: ref('completion_a_id')
-      .notNull()
-      .references(() => completions.id),
+    promptId: promptRef(),
+    completionAId: completionRef('completion_a_id'),
     completionBId: ref('completion_b_id').references(() => completions.id),
     /** AB or BA for pairwise decisions; null for pointwise ones. */
     order: text('order'),
@@ -194,26 +197,14 @@ export const preferences = pgTable(
   'preferences',
   {
     ...id,
-    runId: ref('run_id')
-      .notNull()
-      .references(() => runs.id, { onDelete: 'cascade' }),
+    runId: runRef(),
     iteration: integer('iteration').notNull().default(0),
-    promptId: ref('prompt_id')
-      .notNull()
-      .references(() => prompts.id),
+    promptId: promptRef(),
     /** The pair, stored with the lower completion id first so (a, b) and (b, a) are one row. */
-    completionLowId: ref('completion_low_id')
-      .notNull()
-      .references(() => completions.id),
-    completionHighId: ref('completion_high_id')
-      .notNull()
-      .references(() => completions.id),
-    chosenId: ref('chosen_id')
-      .notNull()
-      .references(() => completions.id),
-    rejectedId: ref('rejected_id')
-      .notNull()
-      .references(() => completions.id),
+    completionLowId: completionRef('completion_low_id'),
+    completionHighId: completionRef('completion_high_id'),
+    chosenId: completionRef('chosen_id'),
+    rejectedId: completionRef('rejected_id'),
     /** P(chosen is better), averaged over orders and principles. */
     softLabel: doublePrecision('soft_label').notNull(),
     ordersAgree: boolean('orders_agree'),
@@ -237,18 +228,10 @@ export const humanReviews = pgTable(
     /** Client-chosen key, so a re-sent review does not land twice. */
     reviewKey: text('review_key').notNull(),
     decisionId: ref('decision_id').references(() => raterDecisions.id),
-    runId: ref('run_id')
-      .notNull()
-      .references(() => runs.id, { onDelete: 'cascade' }),
-    promptId: ref('prompt_id')
-      .notNull()
-      .references(() => prompts.id),
-    completionAId: ref('completion_a_id')
-      .notNull()
-      .references(() => completions.id),
-    completionBId: ref('completion_b_id')
-      .notNull()
-      .references(() => completions.id),
+    runId: runRef(),
+    promptId: promptRef(),
+    completionAId: completionRef('completion_a_id'),
+    completionBId: completionRef('completion_b_id'),
     /** A | B | tie, relative to completion_a / completion_b. */
     prefer: text('prefer').notNull(),
     reason: text('reason').notNull(),
@@ -293,9 +276,7 @@ export const metrics = pgTable(
   'metrics',
   {
     ...id,
-    runId: ref('run_id')
-      .notNull()
-      .references(() => runs.id, { onDelete: 'cascade' }),
+    runId: runRef(),
     iteration: integer('iteration').notNull(),
     name: text('name').notNull(),
     value: doublePrecision('value').notNull(),
