@@ -1,11 +1,14 @@
 // Activity factories. The worker builds them with their dependencies; workflows see only the types.
 import type { Database } from '../db/pool.js';
 import { createGpuActivities } from './gpu.js';
+import { ModelEndpoints } from './llm.js';
+import { createPipelineActivities } from './pipeline.js';
 import { createRunActivities } from './runs.js';
 import { createSmokeActivities } from './smoke.js';
 
-export function createCpuActivities(deps: { db: Database }) {
-  return { ...createRunActivities(deps.db), ...createSmokeActivities(deps.db) };
+export function createCpuActivities(deps: { db: Database; llm?: ModelEndpoints }) {
+  const llm = deps.llm ?? new ModelEndpoints(deps.db);
+  return { ...createRunActivities(deps.db), ...createSmokeActivities(deps.db), ...createPipelineActivities({ db: deps.db, llm }) };
 }
 
 export { createGpuActivities };

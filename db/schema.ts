@@ -177,6 +177,13 @@ export const raterDecisions = pgTable(
     probabilities: jsonb('probabilities'),
     score: doublePrecision('score'),
     fromCache: boolean('from_cache').notNull(),
+    /** ok | unparseable: an unreadable answer is kept with its raw text, then repaired or skipped. */
+    outcome: text('outcome').notNull().default('ok'),
+    /** 0 for the first ask, 1.. for repair prompts after an unparseable answer. */
+    attempt: integer('attempt').notNull().default(0),
+    /** Injection flags raised by the untrusted text in the prompt (see core/rater/prompt.ts). */
+    flags: jsonb('flags').$type<string[]>().notNull().default(sql`'[]'::jsonb`),
+    cacheKey: text('cache_key'),
     latencyMs: integer('latency_ms').notNull(),
     promptTokens: integer('prompt_tokens'),
     completionTokens: integer('completion_tokens'),
@@ -190,6 +197,7 @@ export const raterDecisions = pgTable(
     index('rater_decisions_created_idx').on(t.createdAt),
     index('rater_decisions_pair_idx').on(t.completionAId, t.completionBId),
     check('rater_decisions_order_known', sql`${t.order} is null or ${t.order} in ('AB', 'BA')`),
+    check('rater_decisions_outcome_known', sql`${t.outcome} in ('ok', 'unparseable')`),
   ],
 );
 
@@ -284,3 +292,41 @@ export const metrics = pgTable(
   },
   (t) => [uniqueIndex('metrics_run_iteration_name').on(t.runId, t.iteration, t.name)],
 );
+
+/** SL-CAI steps: per response and round, the principle used, the critique, and the revision (a completion). */
+export const critiques = pgTable(
+  'critiques',
+  {
+    ...id,
+    runId: runRef(),
+    /** The response this chain revises (a `sample` completion). */
+    sourceCompletionId: completionRef('source_completion_id'),
+    round: integer('round').notNull(),
+    constitutionId: ref('constitution_id')
+      .notNull()
+      .references(() => constitutions.id),
+    principleId: ref('principle_id')
+      .notNull()
+      .references(() => principles.id),
+    principleKey: text('principle_key').notNull(),
+    critiqueRequest: text('critique_request').notNull(),
+    revisionRequest: text('revision_request').notNull(),
+    critique: text('critique').notNull(),
+    /** The revised response of this round, stored as a completion of stage `revision`. */
+    revisionCompletionId: completionRef('revision_completion_id'),
+    flags: jsonb('flags').$type<string[]>().notNull().default(sql`'[]'::jsonb`),
+    ...createdAt,
+  },
+  (t) => [uniqueIndex('critiques_chain_round').on(t.runId, t.sourceCompletionId, t.round)],
+);
+
+/** Responses of model endpoints by request hash: a retried activity or a re-run never pays twice. */
+export const requestCache = pgTable('request_cache', {
+  /** sha256 of (endpoint, model, full request body). */
+  key: text('key').primaryKey(),
+  endpoint: text('endpoint').notNull(),
+  model: text('model').notNull(),
+  response: jsonb('response').notNull(),
+  latencyMs: integer('latency_ms').notNull(),
+  ...createdAt,
+});

@@ -1,2 +1,4 @@
 // Every workflow the CPU worker registers.
+export { pipeline } from './pipeline.js';
+export { stageShard } from './shard.js';
 export { smoke } from './smoke.js';

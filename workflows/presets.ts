@@ -16,3 +16,15 @@ export const gpu = proxyActivities<GpuActivities>({
   startToCloseTimeout: '5 minutes',
   retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5 },
 });
+
+/**
+ * Stage batches that call model endpoints: long, heartbeating after each prompt, retried without a
+ * limit so a run waits out an endpoint that is down and resumes when it is back. Requests an
+ * endpoint rejects (400/401/404) fail at once as non-retryable.
+ */
+export const stageBatches = proxyActivities<CpuActivities>({
+  taskQueue: taskQueues.cpu,
+  startToCloseTimeout: '4 hours',
+  heartbeatTimeout: '10 minutes',
+  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute' },
+});

@@ -1,5 +1,5 @@
 // Inputs, outputs, queries and signals of the workflows: the contract between clients and workers.
-import { defineQuery } from '@temporalio/workflow';
+import { defineQuery, defineSignal } from '@temporalio/workflow';
 
 export interface SmokeInput {
   constitutionId: number;
@@ -22,3 +22,63 @@ export interface StageProgress {
 }
 
 export const progressQuery = defineQuery<StageProgress[]>('progress');
+
+export type StageName = 'sample' | 'critique' | 'label';
+
+export interface ScaleSettings {
+  /** Prompts per activity. */
+  batchSize: number;
+  /** Prompts per child workflow. */
+  shardSize: number;
+  maxShardsInFlight: number;
+  maxBatchesInFlight: number;
+}
+
+export interface PipelineInput {
+  runId: number;
+  stages: StageName[];
+  iteration: number;
+  /** Work units per prompt for each stage (completions, critique rounds, comparisons), for progress totals. */
+  unitsPerPrompt: Partial<Record<StageName, number>>;
+  scale: ScaleSettings;
+  /** Carried across continue-as-new. */
+  resume?: PipelineState;
+}
+
+export interface PipelineState {
+  promptCount: number;
+  stageIndex: number;
+  nextShard: number;
+  paused: boolean;
+  progress: StageProgress[];
+}
+
+export interface PipelineResult {
+  runId: number;
+  progress: StageProgress[];
+}
+
+export interface ShardInput {
+  runId: number;
+  stage: StageName;
+  iteration: number;
+  offset: number;
+  limit: number;
+  batchSize: number;
+  maxBatchesInFlight: number;
+  /** Where to report each finished batch. */
+  parentWorkflowId: string;
+  paused: boolean;
+  /** Carried across continue-as-new. */
+  nextBatch?: number;
+}
+
+export interface BatchReport {
+  stage: StageName;
+  done: number;
+  failed: number;
+}
+
+export const pauseSignal = defineSignal('pause');
+export const resumeSignal = defineSignal('resume');
+export const batchDoneSignal = defineSignal<[BatchReport]>('batchDone');

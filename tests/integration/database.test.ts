@@ -19,7 +19,7 @@ function loadDefault(): { constitution: Constitution; source: string } {
   return { constitution: result.constitution, source };
 }
 
-const expectedTables = ['completions', 'constitutions', 'human_reviews', 'metrics', 'models', 'preferences', 'principles', 'prompts', 'rater_decisions', 'runs'];
+const expectedTables = ['completions', 'constitutions', 'critiques', 'human_reviews', 'metrics', 'models', 'preferences', 'principles', 'prompts', 'rater_decisions', 'request_cache', 'runs'];
 
 describe('migrations', () => {
   let database: TestDatabase;

@@ -1,0 +1,163 @@
+// Model access for every role, through the `openai` package against any OpenAI-compatible endpoint:
+// per-endpoint concurrency and rate limits, retries with backoff and jitter that honour Retry-After
+// (the client's own), non-retryable failures for requests the endpoint rejects, and a request cache
+// in Postgres so a retried activity or a re-run never pays twice.
+import { createHash } from 'node:crypto';
+import { ApplicationFailure } from '@temporalio/activity';
+import { eq } from 'drizzle-orm';
+import OpenAI from 'openai';
+import PQueue from 'p-queue';
+import { z } from 'zod';
+import { canonicalJson } from '../core/constitution/hash.js';
+import type { TopLogprob } from '../core/rater/labels.js';
+import type { EndpointConfig } from '../core/run-config.js';
+import type { Database } from '../db/pool.js';
+import { requestCache } from '../db/schema.js';
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+}
+
+export interface ChatRequest {
+  messages: ChatMessage[];
+  max_tokens: number;
+  temperature: number;
+  top_p?: number;
+  seed?: number;
+  stop?: string[];
+  logprobs?: boolean;
+  top_logprobs?: number;
+}
+
+export interface ChatResult {
+  text: string;
+  /** Top log-probabilities of the first generated token, when asked for and returned. */
+  firstTokenTopLogprobs: TopLogprob[] | undefined;
+  finishReason: string | null;
+  promptTokens: number | null;
+  completionTokens: number | null;
+  fromCache: boolean;
+  latencyMs: number;
+  cacheKey: string;
+  /** The response body as the endpoint sent it. */
+  raw: unknown;
+}
+
+// zod at the boundary: what we read of an OpenAI-compatible chat response.
+const responseSchema = z.object({
+  choices: z
+    .array(
+      z.object({
+        message: z.object({ content: z.string().nullable().optional() }).passthrough(),
+        finish_reason: z.string().nullable().optional(),
+        logprobs: z
+          .object({
+            content: z
+              .array(z.object({ token: z.string(), logprob: z.number(), top_logprobs: z.array(z.object({ token: z.string(), logprob: z.number() })).optional() }))
+              .nullable()
+              .optional(),
+          })
+          .nullable()
+          .optional(),
+      }),
+    )
+    .min(1),
+  usage: z.object({ prompt_tokens: z.number().optional(), completion_tokens: z.number().optional() }).nullable().optional(),
+});
+
+/** A failure with the endpoint and model named, never the key. */
+function describe(config: EndpointConfig): string {
+  return `${config.base_url} (model ${config.model})`;
+}
+
+export function requestKey(config: EndpointConfig, request: ChatRequest): string {
+  return createHash('sha256').update(canonicalJson({ endpoint: config.base_url, model: config.model, body: request })).digest('hex');
+}
+
+export class ModelEndpoints {
+  private readonly clients = new Map<string, { openai: OpenAI; queue: PQueue }>();
+
+  constructor(private readonly db: Database) {}
+
+  private clientFor(config: EndpointConfig) {
+    // One client and one queue per endpoint and key variable: limits hold across every activity of this worker.
+    const id = `${config.base_url}|${config.api_key_env ?? ''}`;
+    let entry = this.clients.get(id);
+    if (!entry) {
+      const apiKey = config.api_key_env ? process.env[config.api_key_env] : 'unused';
+      if (!apiKey) {
+        throw ApplicationFailure.nonRetryable(`${describe(config)}: the environment variable ${config.api_key_env} that should hold its API key is not set on this worker`, 'EndpointKeyMissing');
+      }
+      entry = {
+        openai: new OpenAI({ baseURL: config.base_url, apiKey, maxRetries: config.max_retries, timeout: config.timeout_s * 1000 }),
+        queue: new PQueue({
+          concurrency: config.max_concurrency,
+          ...(config.requests_per_second ? { intervalCap: Math.max(1, Math.round(config.requests_per_second)), interval: 1000 } : {}),
+        }),
+      };
+      this.clients.set(id, entry);
+    }
+    return entry;
+  }
+
+  async chat(config: EndpointConfig, request: ChatRequest): Promise<ChatResult> {
+    const cacheKey = requestKey(config, request);
+    const started = performance.now();
+    const [cached] = await this.db.select().from(requestCache).where(eq(requestCache.key, cacheKey));
+    if (cached) return { ...read(cached.response, config), fromCache: true, latencyMs: Math.round(performance.now() - started), cacheKey, raw: cached.response };
+
+    const { openai, queue } = this.clientFor(config);
+    const raw = await queue.add(async () => {
+      const began = performance.now();
+      try {
+        const body = await openai.chat.completions.create({ model: config.model, ...request, stream: false });
+        return { body: body, latencyMs: Math.round(performance.now() - began) };
+      } catch (error) {
+        throw endpointFailure(config, error);
+      }
+    });
+    const result = read(raw.body, config);
+    await this.db
+      .insert(requestCache)
+      .values({ key: cacheKey, endpoint: config.base_url, model: config.model, response: raw.body, latencyMs: raw.latencyMs })
+      .onConflictDoNothing();
+    return { ...result, fromCache: false, latencyMs: raw.latencyMs, cacheKey, raw: raw.body };
+  }
+}
+
+function read(body: unknown, config: EndpointConfig): Omit<ChatResult, 'fromCache' | 'latencyMs' | 'cacheKey' | 'raw'> {
+  const parsed = responseSchema.safeParse(body);
+  if (!parsed.success) {
+    throw ApplicationFailure.retryable(`${describe(config)} sent a response that is not a chat completion: ${JSON.stringify(body).slice(0, 200)}`, 'EndpointMalformed');
+  }
+  const choice = parsed.data.choices[0]!;
+  const first = choice.logprobs?.content?.[0];
+  return {
+    text: choice.message.content ?? '',
+    firstTokenTopLogprobs: first ? (first.top_logprobs && first.top_logprobs.length > 0 ? first.top_logprobs : [{ token: first.token, logprob: first.logprob }]) : undefined,
+    finishReason: choice.finish_reason ?? null,
+    promptTokens: parsed.data.usage?.prompt_tokens ?? null,
+    completionTokens: parsed.data.usage?.completion_tokens ?? null,
+  };
+}
+
+/** Requests the endpoint rejects fail at once; everything else is retried by Temporal once the client's own retries are spent. */
+export function endpointFailure(config: EndpointConfig, error: unknown): ApplicationFailure {
+  if (error instanceof OpenAI.APIError && error.status !== undefined) {
+    const status = Number(error.status as unknown);
+    const message = (error.message || '').slice(0, 300);
+    if ([400, 401, 403, 404, 422].includes(status)) {
+      return ApplicationFailure.nonRetryable(`${describe(config)} rejected the request with ${status}: ${message}`, `EndpointRejected${status}`);
+    }
+    return ApplicationFailure.retryable(`${describe(config)} failed with ${status} after ${config.max_retries} retries: ${message}`, 'EndpointUnavailable');
+  }
+  if (error instanceof OpenAI.APIConnectionTimeoutError) {
+    return ApplicationFailure.retryable(`${describe(config)} timed out after ${config.timeout_s} s (${config.max_retries} retries)`, 'EndpointTimeout');
+  }
+  if (error instanceof OpenAI.APIConnectionError) {
+    return ApplicationFailure.retryable(`${describe(config)} is unreachable: ${error.message}`, 'EndpointUnavailable');
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return ApplicationFailure.retryable(`${describe(config)}: ${message}`, 'EndpointError');
+}

@@ -1,0 +1,59 @@
+// Stage activities of the pipeline: each takes a run id and a slice of its prompts (row ids are read
+// here, never carried in workflow payloads) and returns counts.
+import { Context } from '@temporalio/activity';
+import { count, eq } from 'drizzle-orm';
+import type { PipelineStage } from '../core/stages.js';
+import type { Database } from '../db/pool.js';
+import { prompts } from '../db/schema.js';
+import { critiquePrompt } from './critique.js';
+import { labelPrompt, type StageCounts } from './label.js';
+import type { ModelEndpoints } from './llm.js';
+import { promptsAt, RunContexts } from './run-context.js';
+import { samplePrompt } from './sample.js';
+
+export interface StageBatch {
+  runId: number;
+  stage: PipelineStage;
+  iteration: number;
+  offset: number;
+  limit: number;
+}
+
+export function createPipelineActivities(deps: { db: Database; llm: ModelEndpoints }) {
+  const { db, llm } = deps;
+  const contexts = new RunContexts(db);
+  return {
+    async countPrompts(input: { runId: number }): Promise<number> {
+      const [row] = await db.select({ n: count() }).from(prompts).where(eq(prompts.runId, input.runId));
+      return row?.n ?? 0;
+    },
+
+    async runStageBatch(batch: StageBatch): Promise<StageCounts> {
+      const context = await contexts.get(batch.runId);
+      const slice = await promptsAt(db, batch.runId, batch.offset, batch.limit);
+      const totals: StageCounts = { done: 0, failed: 0 };
+      let finished = 0;
+      await Promise.all(
+        slice.map(async (prompt) => {
+          let counts: StageCounts;
+          switch (batch.stage) {
+            case 'sample':
+              counts = { done: await samplePrompt(db, llm, context, prompt, batch.iteration), failed: 0 };
+              break;
+            case 'critique':
+              counts = await critiquePrompt(db, llm, context, prompt, batch.iteration);
+              break;
+            case 'label':
+              counts = await labelPrompt(db, llm, context, prompt, batch.iteration);
+              break;
+          }
+          totals.done += counts.done;
+          totals.failed += counts.failed;
+          finished++;
+          Context.current().heartbeat({ finished });
+        }),
+      );
+      return totals;
+    },
+  };
+}

@@ -1,0 +1,66 @@
+// Prompt data sets: JSONL, one prompt per line, either {"prompt": "..."} or {"messages": [...]},
+// with an optional id, split and metadata. Every bad line is named; nothing starts on a bad file.
+import { z } from 'zod';
+
+const message = z.strictObject({
+  role: z.enum(['system', 'user', 'assistant'], { error: "expected role 'system', 'user' or 'assistant'" }),
+  content: z.string({ error: 'expected content (a text)' }),
+});
+
+const lineSchema = z
+  .strictObject({
+    id: z.union([z.string().min(1), z.number().int()], { error: 'expected an id (a text or a whole number)' }).optional(),
+    prompt: z.string({ error: 'expected prompt (a text)' }).trim().min(1, { error: 'expected a non-empty prompt' }).optional(),
+    messages: z.array(message, { error: 'expected messages (a list of {role, content})' }).min(1, { error: 'expected at least one message' }).optional(),
+    split: z.enum(['train', 'eval'], { error: "expected split 'train' or 'eval'" }).optional(),
+    metadata: z.record(z.string(), z.unknown()).optional(),
+  })
+  .refine((line) => (line.prompt === undefined) !== (line.messages === undefined), { error: "expected exactly one of 'prompt' or 'messages'" })
+  .refine((line) => line.messages === undefined || line.messages.at(-1)?.role === 'user', { error: 'expected the last message to be from the user' });
+
+export interface PromptRecord {
+  key: string;
+  messages: { role: 'system' | 'user' | 'assistant'; content: string }[];
+  split: 'train' | 'eval';
+  metadata: Record<string, unknown>;
+}
+
+export type PromptsParse = { ok: true; prompts: PromptRecord[] } | { ok: false; problems: string[] };
+
+export function parsePromptsJsonl(text: string, file: string): PromptsParse {
+  const problems: string[] = [];
+  const prompts: PromptRecord[] = [];
+  const seen = new Map<string, number>();
+  const lines = text.split('\n');
+  lines.forEach((raw, index) => {
+    const lineNumber = index + 1;
+    if (raw.trim() === '') return;
+    let value: unknown;
+    try {
+      value = JSON.parse(raw);
+    } catch (error) {
+      problems.push(`${file}:${lineNumber}: not valid JSON (${(error as Error).message})`);
+      return;
+    }
+    const parsed = lineSchema.safeParse(value);
+    if (!parsed.success) {
+      for (const issue of parsed.error.issues) problems.push(`${file}:${lineNumber}: ${issue.path.length ? `${issue.path.join('.')}: ` : ''}${issue.message}`);
+      return;
+    }
+    const key = parsed.data.id === undefined ? `line-${lineNumber}` : String(parsed.data.id);
+    const first = seen.get(key);
+    if (first !== undefined) {
+      problems.push(`${file}:${lineNumber}: duplicate id '${key}' (first on line ${first})`);
+      return;
+    }
+    seen.set(key, lineNumber);
+    prompts.push({
+      key,
+      messages: parsed.data.messages ?? [{ role: 'user', content: parsed.data.prompt! }],
+      split: parsed.data.split ?? 'train',
+      metadata: parsed.data.metadata ?? {},
+    });
+  });
+  if (problems.length === 0 && prompts.length === 0) problems.push(`${file}: no prompts (the file is empty)`);
+  return problems.length > 0 ? { ok: false, problems } : { ok: true, prompts };
+}

@@ -1,0 +1,92 @@
+// A run's configuration (run.yaml): the model endpoints per role and the settings of each stage.
+// Keys are snake_case as in the YAML; the parsed object is stored with the run.
+import { z } from 'zod';
+
+const positiveInt = (what: string) => z.number({ error: `expected ${what} (a whole number)` }).int({ error: `expected ${what} (a whole number)` }).positive({ error: `expected ${what} above 0` });
+
+export const endpointSchema = z.strictObject({
+  /** OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 */
+  base_url: z.url({ error: 'expected an http(s) URL such as http://127.0.0.1:8000/v1', protocol: /^https?$/ }),
+  model: z.string({ error: 'expected a model name' }).min(1, { error: 'expected a model name' }),
+  /** Name of the environment variable that holds the API key; the key itself never enters a file, the DB or a log. */
+  api_key_env: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'expected the NAME of an environment variable, not the key itself' })
+    .optional(),
+  max_concurrency: positiveInt('a concurrency').default(16),
+  requests_per_second: z.number({ error: 'expected a rate (requests per second)' }).positive().optional(),
+  timeout_s: z.number({ error: 'expected seconds' }).positive().default(120),
+  max_retries: z.number().int().min(0).max(20).default(6),
+  /** Prices per million tokens, for the cost column of `tenet audit stats`. */
+  price_per_mtok: z.strictObject({ input: z.number().min(0), output: z.number().min(0) }).optional(),
+});
+export type EndpointConfig = z.output<typeof endpointSchema>;
+
+export const runConfigSchema = z.strictObject({
+  endpoints: z.strictObject({
+    policy: endpointSchema,
+    /** Writes critiques and revisions; defaults to the policy endpoint. */
+    critic: endpointSchema.optional(),
+    rater: endpointSchema,
+  }),
+  sample: z
+    .strictObject({
+      n: z.number().int().min(1).max(16).default(2),
+      temperature: z.number().min(0).max(2).default(0.9),
+      top_p: z.number().gt(0).max(1).default(1),
+      max_tokens: positiveInt('a token limit').default(256),
+      seed: z.number().int().optional(),
+    })
+    .default({ n: 2, temperature: 0.9, top_p: 1, max_tokens: 256 }),
+  critique: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** Defaults to the constitution's critique_rounds. */
+      rounds: z.number().int().min(1).max(16).optional(),
+      max_tokens: positiveInt('a token limit').default(256),
+      temperature: z.number().min(0).max(2).default(0.7),
+    })
+    .default({ enabled: true, max_tokens: 256, temperature: 0.7 }),
+  label: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      /** Chain of thought: the rater reasons, then answers; its probabilities are clamped to cot_band. */
+      cot: z.boolean().default(false),
+      cot_band: z
+        .tuple([z.number().min(0).max(1), z.number().min(0).max(1)])
+        .refine(([low, high]) => low <= 0.5 && high >= 0.5 && low < high, { error: 'expected [low, high] with low ≤ 0.5 ≤ high' })
+        .default([0.4, 0.6]),
+      /** Principles per pair (an ensemble); defaults to the constitution's principles_per_comparison. */
+      ensemble: z.number().int().min(1).max(16).optional(),
+      /** Ask logprobs for the option tokens (soft labels); falls back to parsing the answer. */
+      logprobs: z.boolean().default(true),
+      max_tokens: positiveInt('a token limit').default(512),
+      /** Repair prompts after an unparseable answer, before the comparison is skipped and counted. */
+      repair_limit: z.number().int().min(0).max(5).default(2),
+    })
+    .default({ enabled: true, cot: false, cot_band: [0.4, 0.6], logprobs: true, max_tokens: 512, repair_limit: 2 }),
+  score: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      max_tokens: positiveInt('a token limit').default(16),
+    })
+    .default({ enabled: false, max_tokens: 16 }),
+  scale: z
+    .strictObject({
+      /** Prompts per activity. */
+      batch_size: z.number().int().min(1).max(10_000).default(32),
+      /** Prompts per child workflow. */
+      shard_size: z.number().int().min(1).max(1_000_000).default(1_024),
+      /** Child workflows in flight at once. */
+      max_shards_in_flight: z.number().int().min(1).max(1_000).default(200),
+      /** Activities in flight per child workflow. */
+      max_batches_in_flight: z.number().int().min(1).max(1_000).default(4),
+    })
+    .default({ batch_size: 32, shard_size: 1_024, max_shards_in_flight: 200, max_batches_in_flight: 4 }),
+});
+export type RunConfig = z.output<typeof runConfigSchema>;
+export type RunConfigInput = z.input<typeof runConfigSchema>;
+
+export function criticEndpoint(config: RunConfig): EndpointConfig {
+  return config.endpoints.critic ?? config.endpoints.policy;
+}

@@ -1,0 +1,153 @@
+// The pipeline end to end: real Temporal dev server, the machine's Postgres, and the scripted
+// OpenAI-compatible server over real HTTP for deterministic assertions.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker, type WorkflowBundle } from '@temporalio/worker';
+import { and, eq } from 'drizzle-orm';
+import { createCpuActivities } from '../../activities/index.js';
+import { parseConstitution } from '../../core/constitution/parse.js';
+import type { Constitution } from '../../core/constitution/schema.js';
+import { parsePromptsJsonl } from '../../core/prompts-file.js';
+import { taskQueues } from '../../core/queues.js';
+import { runConfigSchema, type RunConfigInput } from '../../core/run-config.js';
+import { applyMigrations } from '../../db/migrate.js';
+import { createDatabase, type Database } from '../../db/pool.js';
+import * as schema from '../../db/schema.js';
+import { startPipelineRun } from '../../cli/start-run.js';
+import { startScriptedEndpoint, type ScriptedEndpoint } from '../../worker/scripted-endpoint.js';
+import { bundleWorkflows } from '../../worker/worker.js';
+import type { pipeline } from '../../workflows/pipeline.js';
+import { createTestDatabase, temporalCli, type TestDatabase } from '../helpers.js';
+
+function config(url: string, overrides: Partial<RunConfigInput> = {}) {
+  const endpoint = { base_url: url, model: 'scripted', max_retries: 2, timeout_s: 10 };
+  return runConfigSchema.parse({ endpoints: { policy: endpoint, rater: endpoint }, sample: { n: 2, seed: 7 }, scale: { batch_size: 2, shard_size: 3 }, ...overrides });
+}
+
+const promptsText = ['{"id": "p1", "prompt": "How do I boil an egg?"}', '{"id": "p2", "prompt": "Explain photosynthesis briefly."}', '{"id": "p3", "prompt": "Is it safe to mix bleach and ammonia?"}', '{"id": "p4", "prompt": "Write a haiku about rain."}', '{"id": "p5", "prompt": "What is 17 * 23?"}'].join('\n');
+
+describe('pipeline workflow: sample → critique/revise → label', () => {
+  let env: TestWorkflowEnvironment;
+  let database: TestDatabase;
+  let db: Database;
+  let bundle: WorkflowBundle;
+  let endpoint: ScriptedEndpoint;
+  let constitution: Constitution;
+  const source = readFileSync('constitutions/default.yaml', 'utf8');
+
+  before(async () => {
+    [env, database, bundle, endpoint] = await Promise.all([
+      TestWorkflowEnvironment.createLocal({ server: { executable: { type: 'existing-path', path: temporalCli } } }),
+      createTestDatabase('tenet_pipeline'),
+      bundleWorkflows(),
+      startScriptedEndpoint(),
+    ]);
+    await applyMigrations(database.url);
+    db = createDatabase(database.url, { max: 20 });
+    const parsed = parseConstitution(source, 'default.yaml');
+    assert.ok(parsed.ok);
+    constitution = parsed.constitution;
+  });
+
+  after(async () => {
+    await endpoint?.close();
+    await db?.$client.end();
+    await env?.teardown();
+    await database?.drop();
+  });
+
+  async function run(cfg: ReturnType<typeof config>, workflowId: string) {
+    const prompts = parsePromptsJsonl(promptsText, 'prompts.jsonl');
+    assert.ok(prompts.ok);
+    const worker = await Worker.create({ connection: env.nativeConnection, taskQueue: taskQueues.cpu, workflowBundle: bundle, activities: createCpuActivities({ db }) });
+    return worker.runUntil(async () => {
+      const started = await startPipelineRun({ db, client: env.client, constitution, constitutionSource: source, config: cfg, prompts: prompts.prompts, workflowId });
+      const result = await env.client.workflow.getHandle<typeof pipeline>(started.workflowId).result();
+      return { started, result };
+    });
+  }
+
+  it('stores completions, critique chains, both-order decisions and one preference per pair', async () => {
+    const { started, result } = await run(config(endpoint.url, { critique: { rounds: 2 } }), 'pipeline-test-1');
+    assert.deepEqual(started.stages, ['sample', 'critique', 'label']);
+    const progress = Object.fromEntries(result.progress.map((p) => [p.stage, p]));
+    assert.deepEqual(progress.sample, { stage: 'sample', done: 10, total: 10, failed: 0 });
+    assert.deepEqual(progress.critique, { stage: 'critique', done: 20, total: 20, failed: 0 });
+    assert.deepEqual(progress.label, { stage: 'label', done: 10, total: 10, failed: 0 });
+
+    const runId = started.runId;
+    const [runRow] = await db.select().from(schema.runs).where(eq(schema.runs.id, runId));
+    assert.equal(runRow!.status, 'completed');
+    const samples = await db.select().from(schema.completions).where(and(eq(schema.completions.runId, runId), eq(schema.completions.stage, 'sample')));
+    assert.equal(samples.length, 10);
+    assert.ok(samples.every((c) => c.promptTokens! > 0 && c.completionTokens! > 0 && (c.generationParams as { seed: number }).seed >= 7));
+    const chains = await db.select().from(schema.critiques).where(eq(schema.critiques.runId, runId));
+    assert.equal(chains.length, 20);
+    const revisions = await db.select().from(schema.completions).where(and(eq(schema.completions.runId, runId), eq(schema.completions.stage, 'revision')));
+    assert.equal(revisions.length, 20);
+
+    const decisions = await db.select().from(schema.raterDecisions).where(eq(schema.raterDecisions.runId, runId));
+    assert.equal(decisions.length, 10);
+    assert.deepEqual(new Set(decisions.map((d) => d.order)), new Set(['AB', 'BA']));
+    for (const d of decisions) {
+      assert.equal(d.constitutionHash, started.constitution.contentHash);
+      assert.equal(d.outcome, 'ok');
+      assert.match(JSON.stringify(d.request), /⟦BEGIN response_a⟧/);
+      const p = d.probabilities as { A: number; B: number; source: string };
+      assert.equal(p.source, 'logprobs');
+      assert.ok(Math.abs(p.A + p.B - 1) < 1e-9);
+    }
+    const prefs = await db.select().from(schema.preferences).where(eq(schema.preferences.runId, runId));
+    assert.equal(prefs.length, 5);
+    for (const pref of prefs) {
+      assert.ok(pref.softLabel >= 0.5 && pref.softLabel <= 1);
+      assert.equal(pref.ordersAgree, true);
+      assert.equal(pref.decisionIds.length, 2);
+      // The soft label is the mean over both orders of P(chosen better).
+      const pair = decisions.filter((d) => pref.decisionIds.includes(d.id));
+      const pChosen = pair.map((d) => {
+        const pA = (d.probabilities as { A: number }).A;
+        return d.completionAId === pref.chosenId ? pA : 1 - pA;
+      });
+      assert.ok(Math.abs(pref.softLabel - (pChosen[0]! + pChosen[1]!) / 2) < 1e-9);
+    }
+  });
+
+  it('re-running a run pays for nothing: stored rows are reused, lost rows come back from the request cache', async () => {
+    const first = await db.select().from(schema.runs).where(eq(schema.runs.workflowId, 'pipeline-test-1'));
+    const runId = first[0]!.id;
+    const rerun = async (workflowId: string) => {
+      const worker = await Worker.create({ connection: env.nativeConnection, taskQueue: taskQueues.cpu, workflowBundle: bundle, activities: createCpuActivities({ db }) });
+      await worker.runUntil(
+        env.client.workflow.execute<typeof pipeline>('pipeline', {
+          taskQueue: taskQueues.cpu,
+          workflowId,
+          args: [{ runId, stages: ['sample', 'critique', 'label'], iteration: 0, unitsPerPrompt: {}, scale: { batchSize: 2, shardSize: 3, maxShardsInFlight: 4, maxBatchesInFlight: 2 } }],
+        }),
+      );
+    };
+    const counts = async () => ({
+      completions: (await db.select().from(schema.completions).where(eq(schema.completions.runId, runId))).length,
+      critiques: (await db.select().from(schema.critiques).where(eq(schema.critiques.runId, runId))).length,
+      decisions: (await db.select().from(schema.raterDecisions).where(eq(schema.raterDecisions.runId, runId))).length,
+      preferences: (await db.select().from(schema.preferences).where(eq(schema.preferences.runId, runId))).length,
+    });
+    const before = await counts();
+    const requestsBefore = endpoint.requests.length;
+
+    await rerun('pipeline-test-1-again');
+    assert.deepEqual(await counts(), before);
+    assert.equal(endpoint.requests.length, requestsBefore, 'no request reached the endpoint');
+
+    // Rows lost after their calls were paid: the re-run rebuilds them from the cache.
+    await db.delete(schema.preferences).where(eq(schema.preferences.runId, runId));
+    await db.delete(schema.raterDecisions).where(eq(schema.raterDecisions.runId, runId));
+    await rerun('pipeline-test-1-rebuilt');
+    assert.deepEqual(await counts(), before);
+    assert.equal(endpoint.requests.length, requestsBefore, 'no request reached the endpoint');
+    const decisions = await db.select().from(schema.raterDecisions).where(eq(schema.raterDecisions.runId, runId));
+    assert.ok(decisions.every((d) => d.fromCache));
+  });
+});

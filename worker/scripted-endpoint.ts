@@ -1,0 +1,177 @@
+// A small OpenAI-compatible server on 127.0.0.1 whose answers are scripted: deterministic
+// completions, critiques, revisions and rater verdicts by default, and any status, header, delay or
+// body a test asks for (429 with Retry-After, 500, slow replies, malformed JSON, injection-bearing
+// text). Tests use it for exact assertions; the demo uses it as its model endpoint until a local
+// model server is configured. It is a real HTTP server: the `openai` client talks to it unchanged.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { stableUniform } from '../core/rater/principles.js';
+
+export interface ChatBody {
+  model: string;
+  messages: { role: string; content: string }[];
+  max_tokens?: number;
+  temperature?: number;
+  seed?: number;
+  logprobs?: boolean;
+  top_logprobs?: number;
+  [key: string]: unknown;
+}
+
+export interface ScriptedReply {
+  status?: number;
+  headers?: Record<string, string>;
+  delayMs?: number;
+  /** Sent as is (e.g. malformed JSON). */
+  rawBody?: string;
+  /** The assistant's text; a chat completion is built around it. */
+  content?: string;
+  /** Top log-probabilities of the first token, when the request asked for logprobs. */
+  topLogprobs?: { token: string; logprob: number }[];
+}
+
+export interface RecordedRequest {
+  path: string;
+  body: ChatBody;
+  /** 1 for the first time this exact body arrived, 2 for the second… */
+  seen: number;
+}
+
+/** Returns a reply, or undefined for the default behaviour. */
+export type Script = (request: RecordedRequest) => ScriptedReply | undefined;
+
+export interface ScriptedEndpoint {
+  url: string;
+  port: number;
+  requests: RecordedRequest[];
+  setScript(script: Script | undefined): void;
+  setLatency(ms: number): void;
+  close(): Promise<void>;
+}
+
+const lastUser = (body: ChatBody) => [...body.messages].reverse().find((m) => m.role === 'user')?.content ?? '';
+
+/** The text of a fenced block in a rater prompt (see core/rater/prompt.ts). */
+export function fencedBlock(text: string, name: string): string | undefined {
+  const match = new RegExp(`⟦BEGIN ${name}⟧\\n([\\s\\S]*?)\\n⟦END ${name}⟧`).exec(text);
+  return match?.[1];
+}
+
+/** Default answers: plausible, deterministic, and a function of the request only. */
+export function defaultReply(request: RecordedRequest): ScriptedReply {
+  const body = request.body;
+  const prompt = body.messages.find((m) => m.role === 'user')?.content ?? '';
+  const last = lastUser(body);
+  if (body.messages.length > 1 && body.messages.at(-2)?.role === 'assistant') {
+    // A repair prompt after an unreadable answer.
+    return { content: 'A' };
+  }
+  const responseA = fencedBlock(prompt, 'response_a');
+  const responseB = fencedBlock(prompt, 'response_b');
+  if (responseA !== undefined && responseB !== undefined) {
+    // The rater prefers the response with the higher pseudo-quality, the same in both orders.
+    const probabilityA = 1 / (1 + Math.exp(-6 * (stableUniform(responseA) - stableUniform(responseB))));
+    const choice = probabilityA >= 0.5 ? 'A' : 'B';
+    if (/The answer is: \(A\)" or/.test(last)) return { content: `Comparing both: option ${choice} follows the principle more closely.\nThe answer is: (${choice})` };
+    return {
+      content: choice,
+      topLogprobs: [
+        { token: 'A', logprob: Math.log(probabilityA) },
+        { token: 'B', logprob: Math.log(1 - probabilityA) },
+      ],
+    };
+  }
+  const response = fencedBlock(prompt, 'response');
+  if (response !== undefined && /Revision request:/.test(prompt)) return { content: `${response.split('\n')[0]} (revised to be clearer, more careful and more honest)` };
+  if (response !== undefined && /Critique request:/.test(prompt)) return { content: 'The response is vague in places and could state its uncertainty more plainly.' };
+  if (response !== undefined && /Score:/.test(prompt)) return { content: String(1 + Math.floor(stableUniform(response) * 10)) };
+  const words = prompt.split(/\s+/).filter(Boolean).slice(0, 12).join(' ');
+  return { content: `Answer ${body.seed ?? 0}: here is a careful reply about "${words}".` };
+}
+
+function completionBody(body: ChatBody, reply: ScriptedReply) {
+  const content = reply.content ?? '';
+  const tokens = Math.max(1, Math.ceil(content.length / 4));
+  const first = reply.topLogprobs?.[0];
+  return {
+    id: `chatcmpl-scripted-${Math.floor(stableUniform(JSON.stringify(body)) * 1e9)}`,
+    object: 'chat.completion',
+    created: 0,
+    model: body.model,
+    choices: [
+      {
+        index: 0,
+        message: { role: 'assistant', content },
+        finish_reason: tokens >= (body.max_tokens ?? Infinity) ? 'length' : 'stop',
+        logprobs:
+          body.logprobs && first
+            ? { content: [{ token: first.token, logprob: first.logprob, bytes: null, top_logprobs: reply.topLogprobs!.slice(0, body.top_logprobs ?? 5) }] }
+            : null,
+      },
+    ],
+    usage: { prompt_tokens: Math.ceil(JSON.stringify(body.messages).length / 4), completion_tokens: tokens, total_tokens: 0 },
+  };
+}
+
+export async function startScriptedEndpoint(options: { port?: number; script?: Script; latencyMs?: number } = {}): Promise<ScriptedEndpoint> {
+  let script = options.script;
+  let latency = options.latencyMs ?? 0;
+  const requests: RecordedRequest[] = [];
+  const seen = new Map<string, number>();
+
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    const path = (req.url ?? '').split('?')[0]!;
+    if (req.method === 'GET' && path.endsWith('/models')) {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ object: 'list', data: [{ id: 'scripted', object: 'model' }] }));
+      return;
+    }
+    if (req.method !== 'POST' || !path.endsWith('/chat/completions')) {
+      res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: `no route ${req.method} ${path}` } }));
+      return;
+    }
+    let raw = '';
+    for await (const chunk of req) raw += String(chunk);
+    let body: ChatBody;
+    try {
+      body = JSON.parse(raw) as ChatBody;
+    } catch {
+      res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: 'request body is not JSON' } }));
+      return;
+    }
+    const key = JSON.stringify(body);
+    const count = (seen.get(key) ?? 0) + 1;
+    seen.set(key, count);
+    const request: RecordedRequest = { path, body, seen: count };
+    requests.push(request);
+    const reply = script?.(request) ?? defaultReply(request);
+    const delay = reply.delayMs ?? latency;
+    if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
+    if (res.destroyed) return;
+    const status = reply.status ?? 200;
+    const headers = { 'content-type': 'application/json', ...reply.headers };
+    if (reply.rawBody !== undefined) res.writeHead(status, headers).end(reply.rawBody);
+    else if (status !== 200) res.writeHead(status, headers).end(JSON.stringify({ error: { message: reply.content ?? `scripted status ${status}`, type: 'scripted' } }));
+    else res.writeHead(200, headers).end(JSON.stringify(completionBody(body, reply)));
+  };
+
+  const server: Server = createServer((req, res) => {
+    handle(req, res).catch((error: unknown) => {
+      if (!res.headersSent) res.writeHead(500).end(String(error));
+    });
+  });
+  server.keepAliveTimeout = 30_000;
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/v1`,
+    port,
+    requests,
+    setScript: (next) => (script = next),
+    setLatency: (ms) => (latency = ms),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
