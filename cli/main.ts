@@ -1,7 +1,10 @@
 // The `tenet` command.
 import { Command, CommanderError } from 'commander';
+import { auditCommand } from './commands/audit.js';
 import { constitutionCommand } from './commands/constitution.js';
 import { demoCommand } from './commands/demo.js';
+import { exportCommand } from './commands/export.js';
+import { runCommand, runsCommand } from './commands/run.js';
 import { devCommand, migrateCommand, statusCommand, workerCommand } from './commands/stack.js';
 import { exitCodes, handleError } from './errors.js';
 
@@ -23,6 +26,10 @@ Environment: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, DATABASE_URL point at your ow
   .addCommand(devCommand)
   .addCommand(statusCommand)
   .addCommand(demoCommand)
+  .addCommand(runCommand)
+  .addCommand(runsCommand)
+  .addCommand(auditCommand)
+  .addCommand(exportCommand)
   .addCommand(constitutionCommand)
   .addCommand(workerCommand)
   .addCommand(migrateCommand);
@@ -32,6 +39,12 @@ for (const command of program.commands) {
   command.exitOverride();
   for (const sub of command.commands) sub.exitOverride();
 }
+
+// `tenet export … | head` closes the pipe early; that is not an error.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(exitCodes.ok);
+  throw error;
+});
 
 try {
   await program.parseAsync(process.argv);

@@ -16,7 +16,7 @@ const lineSchema = z
     metadata: z.record(z.string(), z.unknown()).optional(),
   })
   .refine((line) => (line.prompt === undefined) !== (line.messages === undefined), { error: "expected exactly one of 'prompt' or 'messages'" })
-  .refine((line) => line.messages === undefined || line.messages.at(-1)?.role === 'user', { error: 'expected the last message to be from the user' });
+  .refine((line) => !line.messages?.length || line.messages.at(-1)?.role === 'user', { error: 'expected the last message to be from the user' });
 
 export interface PromptRecord {
   key: string;

@@ -35,6 +35,7 @@ export interface RecordedRequest {
   body: ChatBody;
   /** 1 for the first time this exact body arrived, 2 for the second… */
   seen: number;
+  authorization: string | undefined;
 }
 
 /** Returns a reply, or undefined for the default behaviour. */
@@ -141,7 +142,7 @@ export async function startScriptedEndpoint(options: { port?: number; script?: S
     const key = JSON.stringify(body);
     const count = (seen.get(key) ?? 0) + 1;
     seen.set(key, count);
-    const request: RecordedRequest = { path, body, seen: count };
+    const request: RecordedRequest = { path, body, seen: count, authorization: req.headers.authorization };
     requests.push(request);
     const reply = script?.(request) ?? defaultReply(request);
     const delay = reply.delayMs ?? latency;

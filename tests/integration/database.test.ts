@@ -34,7 +34,7 @@ describe('migrations', () => {
 
     const db = createDatabase(database.url);
     try {
-      const tables = await db.execute<{ table_name: string }>(sql`select table_name from information_schema.tables where table_schema = 'public' order by table_name`);
+      const tables = await db.execute<{ table_name: string }>(sql`select table_name from information_schema.tables where table_schema = 'public' and table_type = 'BASE TABLE' order by table_name`);
       assert.deepEqual(tables.rows.map((r) => r.table_name), expectedTables);
       const fks = await db.execute<{ n: string }>(sql`select count(*) as n from information_schema.table_constraints where constraint_type = 'FOREIGN KEY' and table_schema = 'public'`);
       assert.ok(Number(fks.rows[0]!.n) >= 20, `only ${fks.rows[0]!.n} foreign keys`);

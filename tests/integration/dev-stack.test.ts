@@ -107,7 +107,7 @@ describe('tenet dev: the embedded stack', () => {
     const demo = await runCli(['demo', '--prompts', '3'], env);
     assert.equal(demo.code, 0, demo.stdout + demo.stderr);
     assert.match(demo.stdout, /using the dev stack already running/);
-    assert.match(demo.stdout, /run \d+ completed: 3 prompts stored/);
+    assert.match(demo.stdout, /run \d+ completed: sample 6 done \/ 0 failed, critique 6 done \/ 0 failed, label 6 done \/ 0 failed/);
 
     const second = await runCli(['dev'], env);
     assert.equal(second.code, 4);
@@ -136,7 +136,7 @@ describe('tenet dev: the embedded stack', () => {
     const credentials = JSON.parse(readFileSync(path.join(home, 'pg-credentials.json'), 'utf8')) as { user: string; password: string; database: string };
     const client = new pg.Client({ host: '127.0.0.1', port: Number(env.TENET_PG_PORT), ...credentials });
     await client.connect();
-    const runs = await client.query<{ workflow_id: string; status: string }>("select workflow_id, status from runs where kind = 'smoke'");
+    const runs = await client.query<{ workflow_id: string; status: string }>("select workflow_id, status from runs where kind = 'pipeline'");
     await client.end();
     assert.equal(runs.rowCount, 1);
     assert.equal(runs.rows[0]!.status, 'completed');

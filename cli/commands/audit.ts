@@ -1,0 +1,317 @@
+// `tenet audit list|show|stats|override|label`: read the rater's decisions, overrule them, label pairs.
+import { randomUUID } from 'node:crypto';
+import { userInfo } from 'node:os';
+import { Command } from 'commander';
+import { and, eq, sql, type SQL } from 'drizzle-orm';
+import { z } from 'zod';
+import { runConfigSchema } from '../../core/run-config.js';
+import type { Database } from '../../db/pool.js';
+import { completions, humanReviews, raterDecisions, runs } from '../../db/schema.js';
+import { closeAll, openDatabase } from '../context.js';
+import { UserError } from '../errors.js';
+import { parseOptions, printJson } from '../options.js';
+
+const id = (what: string) => z.coerce.number({ error: `expected a ${what} id (a whole number)` }).int({ error: `expected a ${what} id (a whole number)` }).positive({ error: `expected a ${what} id (a whole number)` });
+const date = z.iso.datetime({ offset: true, local: true, error: 'expected a date such as 2026-11-27 or 2026-11-27T10:00:00Z' }).or(z.iso.date({ error: 'expected a date such as 2026-11-27' }));
+
+const listOptions = z.object({
+  run: id('run').optional(),
+  principle: z.string().min(1).optional(),
+  model: z.string().min(1).optional(),
+  disagree: z.boolean().default(false),
+  lowConfidence: z.union([z.literal(true), z.coerce.number().gt(0.5).max(1)]).optional(),
+  overridden: z.boolean().default(false),
+  flagged: z.boolean().default(false),
+  unparseable: z.boolean().default(false),
+  since: date.optional(),
+  until: date.optional(),
+  limit: z.coerce.number().int().min(1).max(10_000).default(50),
+  offset: z.coerce.number().int().min(0).default(0),
+  json: z.boolean().default(false),
+});
+
+interface AuditRow extends Record<string, unknown> {
+  id: number;
+  run_id: number;
+  principle_key: string;
+  order: string | null;
+  parsed_choice: string | null;
+  confidence: number | null;
+  rater_model: string;
+  flags: string[];
+  from_cache: boolean;
+  human_prefer_a_b: string | null;
+  created_at: string;
+}
+
+function listQuery(options: z.infer<typeof listOptions>): SQL {
+  const where: SQL[] = [sql`true`];
+  if (options.run) where.push(sql`run_id = ${options.run}`);
+  if (options.principle) where.push(sql`principle_key = ${options.principle}`);
+  if (options.model) where.push(sql`rater_model = ${options.model}`);
+  if (options.overridden) where.push(sql`human_prefer_a_b is not null`);
+  if (options.flagged) where.push(sql`jsonb_array_length(flags) > 0`);
+  if (options.unparseable) where.push(sql`outcome = 'unparseable'`);
+  if (options.lowConfidence !== undefined) where.push(sql`confidence < ${options.lowConfidence === true ? 0.6 : options.lowConfidence}`);
+  if (options.since) where.push(sql`created_at >= ${options.since}::timestamptz`);
+  if (options.until) where.push(sql`created_at < ${options.until}::timestamptz`);
+  if (options.disagree) {
+    where.push(sql`exists (select 1 from preferences p where p.run_id = audit_decisions.run_id and p.orders_agree = false
+      and p.completion_low_id = least(audit_decisions.completion_a_id, audit_decisions.completion_b_id)
+      and p.completion_high_id = greatest(audit_decisions.completion_a_id, audit_decisions.completion_b_id))`);
+  }
+  return sql`select id, run_id, stage, principle_key, "order", attempt, outcome, parsed_choice, confidence, rater_model, flags, from_cache,
+      human_prefer_a_b, created_at from audit_decisions where ${sql.join(where, sql` and `)}
+      order by id limit ${options.limit} offset ${options.offset}`;
+}
+
+const listCommand = new Command('list')
+  .description('rater decisions, filtered and paged')
+  .option('--run <id>', 'only this run')
+  .option('--principle <key>', 'only decisions under this principle id')
+  .option('--model <name>', 'only this rater model')
+  .option('--disagree', 'only pairs whose AB and BA answers disagree (position bias)')
+  .option('--low-confidence [threshold]', 'only decisions whose confidence is below the threshold (default 0.6)')
+  .option('--overridden', 'only decisions a human has overruled')
+  .option('--flagged', 'only decisions whose untrusted text tried to steer the rater')
+  .option('--unparseable', 'only answers that could not be read')
+  .option('--since <date>', 'from this date or time')
+  .option('--until <date>', 'before this date or time')
+  .option('--limit <n>', 'page size', '50')
+  .option('--offset <n>', 'skip this many', '0')
+  .option('--json', 'print as JSON')
+  .action(async (raw: unknown) => {
+    const options = parseOptions(listOptions, raw);
+    const db = await openDatabase();
+    try {
+      const rows = (await db.execute<AuditRow>(listQuery(options))).rows;
+      if (options.json) return printJson(rows);
+      if (rows.length === 0) return console.log('no decisions match');
+      console.log('   id   run  principle                        order choice  conf  model             flags');
+      for (const r of rows) {
+        const choice = r.human_prefer_a_b ? `${r.parsed_choice ?? '-'}→H` : (r.parsed_choice ?? '-');
+        console.log(
+          `${String(r.id).padStart(5)} ${String(r.run_id).padStart(5)}  ${r.principle_key.slice(0, 32).padEnd(32)} ${(r.order ?? '').padEnd(5)} ${choice.padEnd(7)} ${r.confidence === null ? '  -  ' : r.confidence.toFixed(2)}  ${r.rater_model.slice(0, 16).padEnd(16)}  ${r.flags.join(',')}`,
+        );
+      }
+      if (rows.length === options.limit) console.log(`… more with --offset ${options.offset + options.limit}`);
+    } finally {
+      await closeAll();
+    }
+  });
+
+const showCommand = new Command('show')
+  .description('one decision side by side: prompt, both completions, principle, the prompt as sent, the raw answer, probabilities, overrides')
+  .argument('<decision>', 'decision id')
+  .option('--json', 'print as JSON')
+  .action(async (ref: string, raw: unknown) => {
+    const options = parseOptions(z.object({ json: z.boolean().default(false) }), raw);
+    const decisionId = parseOptions(id('decision'), ref);
+    const db = await openDatabase();
+    try {
+      const [row] = (await db.execute<Record<string, unknown>>(sql`select * from audit_decisions where id = ${decisionId}`)).rows;
+      if (!row) throw new UserError(`no decision ${decisionId}`);
+      const [decision] = await db.select({ request: raterDecisions.request, rawResponse: raterDecisions.rawResponse, probabilities: raterDecisions.probabilities }).from(raterDecisions).where(eq(raterDecisions.id, decisionId));
+      const pairLow = Math.min(row.completion_a_id as number, (row.completion_b_id as number | null) ?? 0);
+      const pairHigh = Math.max(row.completion_a_id as number, (row.completion_b_id as number | null) ?? 0);
+      const reviews = await db
+        .select()
+        .from(humanReviews)
+        .where(
+          and(
+            eq(humanReviews.runId, Number(row.run_id)),
+            sql`least(${humanReviews.completionAId}, ${humanReviews.completionBId}) = ${pairLow}::bigint`,
+            sql`greatest(${humanReviews.completionAId}, ${humanReviews.completionBId}) = ${pairHigh}::bigint`,
+          ),
+        )
+        .orderBy(humanReviews.createdAt);
+      if (options.json) return printJson({ ...row, request: decision?.request, raw_response: decision?.rawResponse, probabilities: decision?.probabilities, reviews });
+      const rule = '─'.repeat(78);
+      console.log(`decision ${decisionId}  run ${String(row.run_id)}  ${String(row.stage)}  order ${String(row.order)}  attempt ${String(row.attempt)}  ${String(row.outcome)}`);
+      console.log(`principle ${String(row.principle_key)}: ${String(row.principle_text)}`);
+      console.log(`rater ${String(row.rater_model)} at ${String(row.rater_endpoint)}  ${row.from_cache ? '(from cache)' : ''}  ${String(row.latency_ms)} ms  tokens ${String(row.prompt_tokens)}/${String(row.completion_tokens)}`);
+      if ((row.flags as string[]).length > 0) console.log(`FLAGGED: ${(row.flags as string[]).join(', ')}`);
+      console.log(rule);
+      console.log('PROMPT');
+      for (const m of row.prompt as { role: string; content: string }[]) console.log(`  ${m.role}: ${m.content}`);
+      console.log(rule);
+      console.log(`(A) completion ${String(row.completion_a_id)}\n${String(row.completion_a)}`);
+      console.log(rule);
+      console.log(`(B) completion ${String(row.completion_b_id)}\n${String(row.completion_b)}`);
+      console.log(rule);
+      console.log(`answer: ${String(row.parsed_choice)}   probabilities ${JSON.stringify(decision?.probabilities)}`);
+      console.log(`raw: ${JSON.stringify((decision?.rawResponse as { choices?: unknown[] })?.choices?.[0] ?? decision?.rawResponse)}`);
+      console.log(rule);
+      console.log('prompt as sent:');
+      for (const m of (decision?.request as { messages: { role: string; content: string }[] }).messages) console.log(`  [${m.role}] ${m.content.replace(/\n/g, '\n  ')}`);
+      console.log(rule);
+      if (reviews.length === 0) console.log('no human review');
+      for (const r of reviews) {
+        const preferred = r.prefer === 'tie' ? 'tie' : `completion ${r.prefer === 'A' ? r.completionAId : r.completionBId}`;
+        console.log(`human review ${r.id} by ${r.reviewer} at ${r.createdAt.toISOString()}: prefers ${preferred} — ${r.reason}`);
+      }
+    } finally {
+      await closeAll();
+    }
+  });
+
+async function writeReview(db: Database, review: typeof humanReviews.$inferInsert) {
+  const [row] = await db.insert(humanReviews).values(review).onConflictDoNothing().returning({ id: humanReviews.id });
+  if (row) return row.id;
+  const [existing] = await db.select({ id: humanReviews.id }).from(humanReviews).where(eq(humanReviews.reviewKey, review.reviewKey));
+  return existing!.id;
+}
+
+const reviewer = z.string().trim().min(1).default(process.env.USER ?? userInfo().username);
+const overrideOptions = z.object({
+  prefer: z.enum(['A', 'B', 'tie'], { error: 'expected A, B or tie (A and B as shown by `tenet audit show`)' }),
+  reason: z.string().trim().min(1, { error: 'expected a reason' }),
+  reviewer,
+  key: z.string().min(1).optional(),
+  json: z.boolean().default(false),
+});
+
+const overrideCommand = new Command('override')
+  .description('overrule a decision; the AI row stays as it was, and the preferences training reads follow the human')
+  .argument('<decision>', 'decision id')
+  .requiredOption('--prefer <choice>', 'A | B | tie, as the decision showed them')
+  .requiredOption('--reason <text>', 'why')
+  .option('--reviewer <name>', 'who (default: $USER)')
+  .option('--key <key>', 'idempotency key: the same key never writes twice (default: a new one)')
+  .option('--json', 'print as JSON')
+  .action(async (ref: string, raw: unknown) => {
+    const options = parseOptions(overrideOptions, raw);
+    const decisionId = parseOptions(id('decision'), ref);
+    const db = await openDatabase();
+    try {
+      const [decision] = await db.select().from(raterDecisions).where(eq(raterDecisions.id, decisionId));
+      if (!decision) throw new UserError(`no decision ${decisionId}`);
+      if (decision.completionBId === null) throw new UserError(`decision ${decisionId} is pointwise (a score); only pairwise decisions can be overridden`);
+      const reviewId = await writeReview(db, {
+        reviewKey: options.key ?? randomUUID(),
+        decisionId,
+        runId: decision.runId,
+        promptId: decision.promptId,
+        completionAId: decision.completionAId,
+        completionBId: decision.completionBId,
+        prefer: options.prefer,
+        reason: options.reason,
+        reviewer: options.reviewer,
+      });
+      if (options.json) printJson({ reviewId, decisionId, prefer: options.prefer });
+      else console.log(`review ${reviewId}: decision ${decisionId} overridden (${options.prefer}) by ${options.reviewer}`);
+    } finally {
+      await closeAll();
+    }
+  });
+
+const labelOptions = z.object({
+  chosen: id('completion'),
+  rejected: id('completion'),
+  reason: z.string().trim().min(1).default('human label'),
+  reviewer,
+  key: z.string().min(1).optional(),
+  json: z.boolean().default(false),
+});
+
+const labelCommand = new Command('label')
+  .description('label a pair directly (a human picks the better of two completions of one prompt); it joins the same preference store')
+  .requiredOption('--chosen <completion>', 'the better completion id')
+  .requiredOption('--rejected <completion>', 'the worse completion id')
+  .option('--reason <text>', 'why')
+  .option('--reviewer <name>', 'who (default: $USER)')
+  .option('--key <key>', 'idempotency key')
+  .option('--json', 'print as JSON')
+  .action(async (raw: unknown) => {
+    const options = parseOptions(labelOptions, raw);
+    if (options.chosen === options.rejected) throw new UserError('--chosen and --rejected must be two different completions');
+    const db = await openDatabase();
+    try {
+      const rows = await db.select().from(completions).where(sql`${completions.id} in (${options.chosen}, ${options.rejected})`);
+      const chosen = rows.find((r) => r.id === options.chosen);
+      const rejected = rows.find((r) => r.id === options.rejected);
+      if (!chosen || !rejected) throw new UserError(`no completion ${!chosen ? options.chosen : options.rejected}`);
+      if (chosen.promptId !== rejected.promptId) throw new UserError(`completions ${chosen.id} and ${rejected.id} answer different prompts`);
+      const reviewId = await writeReview(db, {
+        reviewKey: options.key ?? randomUUID(),
+        decisionId: null,
+        runId: chosen.runId,
+        promptId: chosen.promptId,
+        completionAId: chosen.id,
+        completionBId: rejected.id,
+        prefer: 'A',
+        reason: options.reason,
+        reviewer: options.reviewer,
+      });
+      if (options.json) printJson({ reviewId });
+      else console.log(`review ${reviewId}: ${options.reviewer} prefers completion ${chosen.id} over ${rejected.id}`);
+    } finally {
+      await closeAll();
+    }
+  });
+
+interface StatsRow extends Record<string, unknown> {
+  principle_key: string;
+  decisions: string;
+  chose_a: string;
+  chose_b: string;
+  unparseable: string;
+  mean_confidence: number | null;
+  order_agreement: string | null;
+  prompt_tokens: string | null;
+  completion_tokens: string | null;
+  from_cache: string;
+  flagged: string;
+}
+
+const statsCommand = new Command('stats')
+  .description('per principle: label distribution, order agreement (position bias), mean confidence, tokens and cost')
+  .argument('<run>', 'run id')
+  .option('--json', 'print as JSON')
+  .action(async (ref: string, raw: unknown) => {
+    const options = parseOptions(z.object({ json: z.boolean().default(false) }), raw);
+    const runId = parseOptions(id('run'), ref);
+    const db = await openDatabase();
+    try {
+      const [run] = await db.select({ config: runs.config }).from(runs).where(eq(runs.id, runId));
+      if (!run) throw new UserError(`no run ${runId}`);
+      const price = runConfigSchema.safeParse(run.config).data?.endpoints.rater.price_per_mtok;
+      const rows = (await db.execute<StatsRow>(sql`select * from principle_stats where run_id = ${runId} order by principle_key`)).rows;
+      const stats = rows.map((r) => {
+        const promptTokens = Number(r.prompt_tokens ?? 0);
+        const completionTokens = Number(r.completion_tokens ?? 0);
+        return {
+          principle: r.principle_key,
+          decisions: Number(r.decisions),
+          chose_a: Number(r.chose_a),
+          chose_b: Number(r.chose_b),
+          unparseable: Number(r.unparseable),
+          order_agreement: r.order_agreement === null ? null : Number(r.order_agreement),
+          mean_confidence: r.mean_confidence === null ? null : Number(r.mean_confidence),
+          prompt_tokens: promptTokens,
+          completion_tokens: completionTokens,
+          cost: price ? (promptTokens * price.input + completionTokens * price.output) / 1e6 : null,
+          from_cache: Number(r.from_cache),
+          flagged: Number(r.flagged),
+        };
+      });
+      if (options.json) return printJson(stats);
+      if (stats.length === 0) return console.log(`run ${runId} has no label decisions yet`);
+      console.log('principle                         decisions    A    B  unparse  agree  conf   tokens in/out      cost  flagged');
+      for (const s of stats) {
+        console.log(
+          `${s.principle.slice(0, 32).padEnd(32)} ${String(s.decisions).padStart(9)} ${String(s.chose_a).padStart(4)} ${String(s.chose_b).padStart(4)} ${String(s.unparseable).padStart(8)}  ${s.order_agreement === null ? '  -  ' : s.order_agreement.toFixed(2)}  ${s.mean_confidence === null ? '  -  ' : s.mean_confidence.toFixed(2)}  ${`${s.prompt_tokens}/${s.completion_tokens}`.padStart(14)}  ${s.cost === null ? '     -' : s.cost.toFixed(4).padStart(8)}  ${s.flagged}`,
+        );
+      }
+    } finally {
+      await closeAll();
+    }
+  });
+
+export const auditCommand = new Command('audit')
+  .description("audit the rater's decisions and overrule them")
+  .addCommand(listCommand)
+  .addCommand(showCommand)
+  .addCommand(statsCommand)
+  .addCommand(overrideCommand)
+  .addCommand(labelCommand);
