@@ -60,7 +60,7 @@ export async function startPipelineRun(input: {
         stages,
         iteration: 0,
         unitsPerPrompt,
-        scale: { batchSize: scale.batch_size, shardSize: scale.shard_size, maxShardsInFlight: scale.max_shards_in_flight, maxBatchesInFlight: scale.max_batches_in_flight },
+        scale: { batchSize: scale.batch_size, shardSize: scale.shard_size, maxShardsInFlight: scale.max_shards_in_flight, maxBatchesInFlight: scale.max_batches_in_flight, heartbeatTimeoutS: scale.heartbeat_timeout_s },
       },
     ],
   });

@@ -81,8 +81,10 @@ export const runConfigSchema = z.strictObject({
       max_shards_in_flight: z.number().int().min(1).max(1_000).default(200),
       /** Activities in flight per child workflow. */
       max_batches_in_flight: z.number().int().min(1).max(1_000).default(4),
+      /** A batch whose worker stops heartbeating this long is retried elsewhere (each prompt heartbeats). */
+      heartbeat_timeout_s: z.number().int().min(1).max(3_600).default(120),
     })
-    .default({ batch_size: 32, shard_size: 1_024, max_shards_in_flight: 200, max_batches_in_flight: 4 }),
+    .default({ batch_size: 32, shard_size: 1_024, max_shards_in_flight: 200, max_batches_in_flight: 4, heartbeat_timeout_s: 120 }),
 });
 export type RunConfig = z.output<typeof runConfigSchema>;
 export type RunConfigInput = z.input<typeof runConfigSchema>;

@@ -155,6 +155,7 @@ export async function startEmbeddedPostgres(options: {
     await initialise(bins.initdb, dataDir, credentials, runAs);
   }
 
+  mkdirSync(path.join(home, 'logs'), { recursive: true });
   const logFile = path.join(home, 'logs', 'postgres.log');
   const logStream = createWriteStream(logFile, { flags: 'a' });
   const child = spawn(

@@ -33,12 +33,16 @@ export async function pipeline(input: PipelineInput): Promise<PipelineResult> {
   };
   setHandler(progressQuery, () => state.progress);
   setHandler(pauseSignal, async () => {
+    if (state.paused) return;
     state.paused = true;
     await tellChildren(pauseSignal);
+    await db.setRunStatus({ runId, status: 'paused' });
   });
   setHandler(resumeSignal, async () => {
+    if (!state.paused) return;
     state.paused = false;
     await tellChildren(resumeSignal);
+    await db.setRunStatus({ runId, status: 'running' });
   });
   setHandler(batchDoneSignal, (report) => {
     const progress = state.progress.find((p) => p.stage === report.stage);
@@ -75,6 +79,7 @@ export async function pipeline(input: PipelineInput): Promise<PipelineResult> {
                 limit: Math.min(scale.shardSize, state.promptCount - offset),
                 batchSize: scale.batchSize,
                 maxBatchesInFlight: scale.maxBatchesInFlight,
+                heartbeatTimeoutS: scale.heartbeatTimeoutS,
                 parentWorkflowId: workflowId,
                 paused: state.paused,
               },

@@ -1,5 +1,5 @@
 // Activity proxies with named timeout presets, created once per workflow module.
-import { proxyActivities } from '@temporalio/workflow';
+import { proxyActivities, type ActivityOptions } from '@temporalio/workflow';
 import type { CpuActivities, GpuActivities } from '../activities/index.js';
 import { taskQueues } from '../core/queues.js';
 
@@ -22,9 +22,10 @@ export const gpu = proxyActivities<GpuActivities>({
  * limit so a run waits out an endpoint that is down and resumes when it is back. Requests an
  * endpoint rejects (400/401/404) fail at once as non-retryable.
  */
-export const stageBatches = proxyActivities<CpuActivities>({
+export const stageBatchOptions = {
   taskQueue: taskQueues.cpu,
   startToCloseTimeout: '4 hours',
-  heartbeatTimeout: '10 minutes',
+  heartbeatTimeout: '2 minutes',
   retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute' },
-});
+} satisfies ActivityOptions;
+export const stageBatches = proxyActivities<CpuActivities>(stageBatchOptions);

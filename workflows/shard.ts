@@ -1,13 +1,17 @@
 // One shard of a stage: its prompts in batches, a bounded number of batch activities in flight,
 // each finished batch reported to the parent pipeline. Pauses with the parent.
-import { condition, continueAsNew, getExternalWorkflowHandle, setHandler, workflowInfo } from '@temporalio/workflow';
-import { stageBatches } from './presets.js';
+import { condition, continueAsNew, getExternalWorkflowHandle, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import type { CpuActivities } from '../activities/index.js';
+import { stageBatchOptions } from './presets.js';
 import { batchDoneSignal, pauseSignal, resumeSignal, type ShardInput } from './types.js';
 
 export async function stageShard(input: ShardInput): Promise<void> {
   let paused = input.paused;
   setHandler(pauseSignal, () => void (paused = true));
   setHandler(resumeSignal, () => void (paused = false));
+  const stageBatches = proxyActivities<CpuActivities>(
+    input.heartbeatTimeoutS ? { ...stageBatchOptions, heartbeatTimeout: input.heartbeatTimeoutS * 1000 } : stageBatchOptions,
+  );
   const parent = getExternalWorkflowHandle(input.parentWorkflowId);
   const batches = Math.ceil(input.limit / input.batchSize);
   let next = input.nextBatch ?? 0;

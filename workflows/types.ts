@@ -32,6 +32,8 @@ export interface ScaleSettings {
   shardSize: number;
   maxShardsInFlight: number;
   maxBatchesInFlight: number;
+  /** Seconds without a heartbeat before a batch counts as lost and is retried. */
+  heartbeatTimeoutS?: number;
 }
 
 export interface PipelineInput {
@@ -66,6 +68,7 @@ export interface ShardInput {
   limit: number;
   batchSize: number;
   maxBatchesInFlight: number;
+  heartbeatTimeoutS?: number;
   /** Where to report each finished batch. */
   parentWorkflowId: string;
   paused: boolean;
