@@ -9,12 +9,20 @@ import { DeterminismViolationError } from '@temporalio/workflow';
 import { Worker } from '@temporalio/worker';
 import { bundleWorkflows } from '../../worker/worker.js';
 
+const bundle = bundleWorkflows();
 const history = historyFromJSON(JSON.parse(readFileSync('tests/histories/smoke.json', 'utf8')));
 
 describe('replay of committed histories', () => {
   it('the smoke workflow replays its committed history', async () => {
-    await Worker.runReplayHistory({ workflowBundle: await bundleWorkflows() }, history, 'smoke-history');
+    await Worker.runReplayHistory({ workflowBundle: await bundle }, history, 'smoke-history');
   });
+
+  for (const [file, workflowId] of [['pipeline', 'pipeline-history'], ['stage-shard', 'pipeline-history/label-0/0']]) {
+    it(`the ${file} workflow replays its committed history`, async () => {
+      const recorded = historyFromJSON(JSON.parse(readFileSync(`tests/histories/${file}.json`, 'utf8')));
+      await Worker.runReplayHistory({ workflowBundle: await bundle }, recorded, workflowId);
+    });
+  }
 
   it('a reordered smoke workflow is caught as non-deterministic', async () => {
     const changed = fileURLToPath(new URL('../fixtures/changed-workflow/index.ts', import.meta.url));
