@@ -1,0 +1,112 @@
+// Rater throughput: M comparisons through the whole pipeline workflow (sample → label, both orders)
+// against the scripted endpoint with a fixed latency, beside a bare promise-pool loop that makes the
+// same HTTP calls at the same concurrency in the same run. Prints comparisons/s for both, decision
+// rows written per second, the largest workflow history, and `ratio=<tenet/bare>`.
+//   npm run bench -- rater            (BENCH_COMPARISONS=2000, BENCH_LATENCY_MS=50, BENCH_CONCURRENCY=64)
+import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
+import { count, eq } from 'drizzle-orm';
+import OpenAI from 'openai';
+import { createCpuActivities } from '../activities/index.js';
+import { startPipelineRun } from '../cli/start-run.js';
+import { parseConstitution } from '../core/constitution/parse.js';
+import { taskQueues } from '../core/queues.js';
+import { runConfigSchema } from '../core/run-config.js';
+import { applyMigrations } from '../db/migrate.js';
+import { createDatabase } from '../db/pool.js';
+import { raterDecisions } from '../db/schema.js';
+import { createTestDatabase, temporalCli } from '../tests/helpers.js';
+import { startScriptedEndpoint } from '../worker/scripted-endpoint.js';
+import { bundleWorkflows } from '../worker/worker.js';
+import { progressQuery } from '../workflows/types.js';
+
+const comparisons = Number(process.env.BENCH_COMPARISONS ?? 2_000);
+const latencyMs = Number(process.env.BENCH_LATENCY_MS ?? 50);
+const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 64);
+const promptCount = Math.ceil(comparisons / 2); // n = 2 completions → one pair → two orders
+
+const env = await TestWorkflowEnvironment.createLocal({ server: { executable: { type: 'existing-path', path: temporalCli } } });
+const database = await createTestDatabase('tenet_bench_rater');
+const endpoint = await startScriptedEndpoint({ latencyMs });
+const db = createDatabase(database.url, { max: 40 });
+try {
+  await applyMigrations(database.url);
+  const source = readFileSync('constitutions/default.yaml', 'utf8');
+  const parsed = parseConstitution(source, 'default.yaml');
+  if (!parsed.ok) throw new Error('default constitution invalid');
+  const model = { base_url: endpoint.url, model: 'scripted', max_concurrency: concurrency };
+  const config = runConfigSchema.parse({
+    endpoints: { policy: model, rater: model },
+    sample: { n: 2, seed: 5 },
+    critique: { enabled: false },
+    scale: { batch_size: 32, shard_size: 512, max_batches_in_flight: 8 },
+  });
+  const prompts = Array.from({ length: promptCount }, (_, i) => ({ key: `b${i}`, messages: [{ role: 'user' as const, content: `Benchmark prompt ${i}` }], split: 'train' as const, metadata: {} }));
+  const worker = await Worker.create({ connection: env.nativeConnection, taskQueue: taskQueues.cpu, workflowBundle: await bundleWorkflows(), activities: createCpuActivities({ db }), maxConcurrentActivityTaskExecutions: 64 });
+
+  let labelSeconds = 0;
+  let tenetSeconds = 0;
+  const started = await worker.runUntil(async () => {
+    const began = performance.now();
+    const run = await startPipelineRun({ db, client: env.client, constitution: parsed.constitution, constitutionSource: source, config, prompts, workflowId: 'bench-rater' });
+    const handle = env.client.workflow.getHandle(run.workflowId);
+    // Time the label stage on its own too: from the end of sampling to the end of the run.
+    let labelBegan = 0;
+    let running = true;
+    const watch = (async () => {
+      while (running) {
+        const stages = await handle.query(progressQuery).catch(() => []);
+        const sample = stages.find((stage) => stage.stage === 'sample');
+        if (!labelBegan && sample && sample.total > 0 && sample.done >= sample.total) labelBegan = performance.now();
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    })();
+    await handle.result();
+    running = false;
+    await watch;
+    const end = performance.now();
+    tenetSeconds = (end - began) / 1000;
+    labelSeconds = (end - (labelBegan || began)) / 1000;
+    return run;
+  });
+  const [decisionCount] = await db.select({ n: count() }).from(raterDecisions).where(eq(raterDecisions.runId, started.runId));
+
+  // The largest history among the parent and its children.
+  let largestHistory = 0;
+  let largestId = '';
+  for await (const info of env.client.workflow.list({ query: `WorkflowId STARTS_WITH "bench-rater"` })) {
+    const length = (await env.client.workflow.getHandle(info.workflowId, info.runId).describe()).historyLength;
+    if (length > largestHistory) [largestHistory, largestId] = [length, info.workflowId];
+  }
+
+  // The baseline: the same request bodies, straight at the endpoint, through a promise pool.
+  const bodies = endpoint.requests.map((r) => r.body);
+  const client = new OpenAI({ baseURL: endpoint.url, apiKey: 'unused', maxRetries: 0 });
+  const bareBegan = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < bodies.length) {
+        const body = bodies[next++]!;
+        await client.chat.completions.create({ ...(body as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming), stream: false });
+      }
+    }),
+  );
+  const bareSeconds = (performance.now() - bareBegan) / 1000;
+
+  const tenetRate = comparisons / tenetSeconds;
+  const bareRate = comparisons / bareSeconds;
+  console.log(`comparisons ${comparisons} (+ ${promptCount * 2} sampling calls), endpoint latency ${latencyMs} ms, concurrency ${concurrency}, HTTP calls ${bodies.length}`);
+  console.log(`tenet: ${tenetSeconds.toFixed(2)} s for the whole run → ${tenetRate.toFixed(1)} comparisons/s (label stage alone ${labelSeconds.toFixed(2)} s)`);
+  console.log(`bare promise pool, same calls: ${bareSeconds.toFixed(2)} s → ${bareRate.toFixed(1)} comparisons/s`);
+  console.log(`decision rows written: ${decisionCount?.n ?? 0} in the label stage → ${((decisionCount?.n ?? 0) / labelSeconds).toFixed(0)} rows/s`);
+  console.log(`largest workflow history: ${largestHistory} events (${largestId})`);
+  console.log(`ratio=${(tenetRate / bareRate).toFixed(2)}`);
+} finally {
+  await db.$client.end();
+  await endpoint.close();
+  await env.teardown();
+  await database.drop();
+}
