@@ -10,6 +10,7 @@ import { labelPrompt, type StageCounts } from './label.js';
 import type { ModelEndpoints } from './llm.js';
 import { promptsAt, RunContexts } from './run-context.js';
 import { samplePrompt } from './sample.js';
+import { scorePrompt } from './score.js';
 
 export interface StageBatch {
   runId: number;
@@ -45,6 +46,9 @@ export function createPipelineActivities(deps: { db: Database; llm: ModelEndpoin
               break;
             case 'label':
               counts = await labelPrompt(db, llm, context, prompt, batch.iteration);
+              break;
+            case 'score':
+              counts = await scorePrompt(db, llm, context, prompt, batch.iteration);
               break;
           }
           totals.done += counts.done;

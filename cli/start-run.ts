@@ -31,6 +31,10 @@ export function plannedStages(config: RunConfig, constitution: Constitution): { 
     const ensemble = Math.min(config.label.ensemble ?? constitution.defaults.principles_per_comparison, constitution.principles.filter((p) => p.comparisons).length);
     unitsPerPrompt.label = ((n * (n - 1)) / 2) * ensemble * 2;
   }
+  if (config.score.enabled) {
+    stages.push('score');
+    unitsPerPrompt.score = n * constitution.principles.length;
+  }
   return { stages, unitsPerPrompt };
 }
 

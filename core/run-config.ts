@@ -65,6 +65,7 @@ export const runConfigSchema = z.strictObject({
       repair_limit: z.number().int().min(0).max(5).default(2),
     })
     .default({ enabled: true, cot: false, cot_band: [0.4, 0.6], logprobs: true, max_tokens: 512, repair_limit: 2 }),
+  /** Pointwise scores (1–10 per principle per completion, normalised to [-1, 1]); repairs follow label.repair_limit. */
   score: z
     .strictObject({
       enabled: z.boolean().default(false),

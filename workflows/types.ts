@@ -23,7 +23,7 @@ export interface StageProgress {
 
 export const progressQuery = defineQuery<StageProgress[]>('progress');
 
-export type StageName = 'sample' | 'critique' | 'label';
+export type StageName = 'sample' | 'critique' | 'label' | 'score';
 
 export interface ScaleSettings {
   /** Prompts per activity. */

@@ -5,6 +5,7 @@ import { pickDistinct, pickWeighted } from '../../core/rater/principles.js';
 import { fence, renderTemplate } from '../../core/rater/prompt.js';
 import { defaultTemplates } from '../../core/constitution/templates.js';
 import { parsePromptsJsonl } from '../../core/prompts-file.js';
+import { normaliseScore, parseScore } from '../../activities/score.js';
 import { runConfigSchema } from '../../core/run-config.js';
 
 const close = (a: number, b: number) => assert.ok(Math.abs(a - b) < 1e-9, `${a} != ${b}`);
@@ -132,5 +133,18 @@ describe('run config', () => {
     const bad = runConfigSchema.safeParse({ endpoints: { policy: endpoint, rater: { ...endpoint, api_key_env: 'sk-live-1234' } } });
     assert.equal(bad.success, false);
     assert.match(JSON.stringify(bad.error?.issues), /expected the NAME of an environment variable/);
+  });
+});
+
+describe('pointwise scores', () => {
+  it('read the first score from 1 to 10 and normalise it to [-1, 1]', () => {
+    assert.equal(parseScore('7'), 7);
+    assert.equal(parseScore('Score: 10/10'), 10);
+    assert.equal(parseScore('I would give it a 3.'), 3);
+    assert.equal(parseScore('none'), undefined);
+    assert.equal(parseScore('0'), undefined);
+    assert.equal(normaliseScore(1), -1);
+    assert.equal(normaliseScore(10), 1);
+    close(normaliseScore(5.5), 0);
   });
 });

@@ -218,4 +218,21 @@ describe('pipeline workflow: sample → critique/revise → label', () => {
       endpoint.setScript(undefined);
     }
   });
+
+  it('the score stage gives every completion a 1–10 score per principle, normalised to [-1, 1]', async () => {
+    const cfg = config(endpoint.url, { critique: { enabled: false }, label: { enabled: false }, score: { enabled: true }, sample: { n: 2, seed: 19 } });
+    const { started, result } = await run(cfg, 'pipeline-test-score');
+    assert.deepEqual(started.stages, ['sample', 'score']);
+    const principles = constitution.principles.length;
+    assert.deepEqual(result.progress.find((p) => p.stage === 'score'), { stage: 'score', done: 10 * principles, total: 10 * principles, failed: 0 });
+    const decisions = await db.select().from(schema.raterDecisions).where(eq(schema.raterDecisions.runId, started.runId));
+    assert.equal(decisions.length, 10 * principles);
+    for (const d of decisions) {
+      assert.equal(d.stage, 'score');
+      assert.equal(d.completionBId, null);
+      const raw = Number(d.parsedChoice);
+      assert.ok(raw >= 1 && raw <= 10);
+      assert.ok(Math.abs(d.score! - (raw - 5.5) / 4.5) < 1e-9);
+    }
+  });
 });
