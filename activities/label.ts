@@ -7,6 +7,7 @@ import { pickDistinct, stableHash } from '../core/rater/principles.js';
 import { renderTemplate } from '../core/rater/prompt.js';
 import type { Database } from '../db/pool.js';
 import { completions, preferences, raterDecisions } from '../db/schema.js';
+import { raterCallFields } from './decisions.js';
 import type { ChatMessage, ChatRequest, ModelEndpoints } from './llm.js';
 import { conversationText, type PrincipleRow, type PromptRow, type RunContext } from './run-context.js';
 
@@ -133,12 +134,10 @@ async function decide(db: Database, llm: ModelEndpoints, context: RunContext, c:
     const [row] = await db
       .insert(raterDecisions)
       .values({
-        runId: context.runId,
+        ...raterCallFields(context, request, result),
         decisionKey: `${base}#${attempt}`,
         stage: 'label',
         iteration: c.iteration,
-        constitutionId: context.constitutionId,
-        constitutionHash: context.constitutionHash,
         principleId: c.principle.id,
         principleKey: c.principle.key,
         principleText: question,
@@ -146,21 +145,12 @@ async function decide(db: Database, llm: ModelEndpoints, context: RunContext, c:
         completionAId: responseA.id,
         completionBId: responseB.id,
         order: c.order,
-        raterEndpoint: context.config.endpoints.rater.base_url,
-        raterModel: context.config.endpoints.rater.model,
-        request: { model: context.config.endpoints.rater.model, ...request },
-        rawResponse: result.raw,
         parsedChoice: answer.choice ?? 'unparseable',
         probabilities:
           probabilityA === undefined ? null : { A: probabilityA, B: 1 - probabilityA, first: probabilityFirst, source: answer.source, unclamped_A: answer.probabilityA },
         outcome: answer.choice === undefined ? 'unparseable' : 'ok',
         attempt,
         flags: rendered.flags,
-        fromCache: result.fromCache,
-        latencyMs: result.latencyMs,
-        promptTokens: result.promptTokens,
-        completionTokens: result.completionTokens,
-        cacheKey: result.cacheKey,
       })
       .onConflictDoNothing()
       .returning({ id: raterDecisions.id });

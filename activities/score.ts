@@ -5,6 +5,7 @@ import { renderTemplate } from '../core/rater/prompt.js';
 import type { Database } from '../db/pool.js';
 import { completions, raterDecisions } from '../db/schema.js';
 import type { StageCounts } from './label.js';
+import { raterCallFields } from './decisions.js';
 import type { ChatMessage, ModelEndpoints } from './llm.js';
 import { conversationText, type PrincipleRow, type PromptRow, type RunContext } from './run-context.js';
 
@@ -72,12 +73,10 @@ async function scoreOne(
       await db
         .insert(raterDecisions)
         .values({
-          runId: context.runId,
+          ...raterCallFields(context, request, result),
           decisionKey: `${base}#${attempt}`,
           stage: 'score',
           iteration: s.iteration,
-          constitutionId: context.constitutionId,
-          constitutionHash: context.constitutionHash,
           principleId: s.principle.id,
           principleKey: s.principle.key,
           principleText: criterion,
@@ -85,21 +84,12 @@ async function scoreOne(
           completionAId: s.completion.id,
           completionBId: null,
           order: null,
-          raterEndpoint: context.config.endpoints.rater.base_url,
-          raterModel: context.config.endpoints.rater.model,
-          request: { model: context.config.endpoints.rater.model, ...request },
-          rawResponse: result.raw,
           parsedChoice: score === undefined ? 'unparseable' : String(score),
           probabilities: score === undefined ? null : { score },
           score: score === undefined ? null : normaliseScore(score),
           outcome: score === undefined ? 'unparseable' : 'ok',
           attempt,
           flags: rendered.flags,
-          fromCache: result.fromCache,
-          latencyMs: result.latencyMs,
-          promptTokens: result.promptTokens,
-          completionTokens: result.completionTokens,
-          cacheKey: result.cacheKey,
         })
         .onConflictDoNothing();
     }
