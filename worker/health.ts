@@ -49,7 +49,7 @@ async function checkTemporal(address: string, namespace: string): Promise<PartHe
   }
 }
 
-async function checkQueue(connection: Connection, namespace: string, queue: string, types: TaskQueueType[]): Promise<PartHealth> {
+export async function checkQueue(connection: Pick<Connection, 'workflowService'>, namespace: string, queue: string, types: TaskQueueType[]): Promise<PartHealth> {
   const identities = new Set<string>();
   const missing: string[] = [];
   for (const taskQueueType of types) {

@@ -1,9 +1,12 @@
 // `tenet run` and `tenet runs list|show|cancel|pause|resume`
-import { WorkflowNotFoundError } from '@temporalio/client';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import proto from '@temporalio/proto';
 import { Command } from 'commander';
 import { desc, eq, sql } from 'drizzle-orm';
 import { z } from 'zod';
+import { taskQueues } from '../../core/queues.js';
 import { metrics, runs, runStatuses } from '../../db/schema.js';
+import { checkQueue } from '../../worker/health.js';
 import type { pipeline } from '../../workflows/pipeline.js';
 import { pauseSignal, progressQuery, resumeSignal } from '../../workflows/types.js';
 import { requireConstitution } from '../constitution-file.js';
@@ -57,6 +60,7 @@ export const runCommand = new Command('run')
         prompts,
         workflowId: options.workflowId,
       });
+      await warnWithoutWorker(client);
       if (options.json) printJson({ ...started, prompts: prompts.length });
       else console.log(`run ${started.runId} started: workflow ${started.workflowId}, ${prompts.length} prompts, stages ${started.stages.join(' → ')}`);
       if (options.detach) return;
@@ -70,6 +74,12 @@ export const runCommand = new Command('run')
       await closeAll(client);
     }
   });
+
+/** A run with no CPU worker polling waits silently; say so. */
+async function warnWithoutWorker(client: Client): Promise<void> {
+  const cpu = await checkQueue(client.connection, client.options.namespace, taskQueues.cpu, [proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW]).catch(() => undefined);
+  if (cpu && !cpu.ok) console.error(`warning: no worker polls ${taskQueues.cpu}; the run waits until one does (\`tenet dev\`, or \`tenet worker --queue cpu\`)`);
+}
 
 const listOptions = z.object({
   status: z.enum(runStatuses, { error: `expected one of ${runStatuses.join(', ')}` }).optional(),
