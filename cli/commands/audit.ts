@@ -30,6 +30,13 @@ const listOptions = z.object({
   json: z.boolean().default(false),
 });
 
+/** Postgres returns bigint columns as strings; ids in JSON output are numbers. */
+function numericIds<T extends Record<string, unknown>>(row: T): T {
+  const out: Record<string, unknown> = { ...row };
+  for (const [key, value] of Object.entries(out)) if ((key === 'id' || key.endsWith('_id')) && typeof value === 'string' && /^\d+$/.test(value)) out[key] = Number(value);
+  return out as T;
+}
+
 interface AuditRow extends Record<string, unknown> {
   id: number;
   run_id: number;
@@ -84,7 +91,7 @@ const listCommand = new Command('list')
     const options = parseOptions(listOptions, raw);
     const db = await openDatabase();
     try {
-      const rows = (await db.execute<AuditRow>(listQuery(options))).rows;
+      const rows = (await db.execute<AuditRow>(listQuery(options))).rows.map(numericIds);
       if (options.json) return printJson(rows);
       if (rows.length === 0) return console.log('no decisions match');
       console.log('   id   run  principle                        order choice  conf  model             flags');
@@ -109,7 +116,7 @@ const showCommand = new Command('show')
     const decisionId = parseOptions(id('decision'), ref);
     const db = await openDatabase();
     try {
-      const [row] = (await db.execute<Record<string, unknown>>(sql`select * from audit_decisions where id = ${decisionId}`)).rows;
+      const [row] = (await db.execute<Record<string, unknown>>(sql`select * from audit_decisions where id = ${decisionId}`)).rows.map(numericIds);
       if (!row) throw new UserError(`no decision ${decisionId}`);
       const [decision] = await db.select({ request: raterDecisions.request, rawResponse: raterDecisions.rawResponse, probabilities: raterDecisions.probabilities }).from(raterDecisions).where(eq(raterDecisions.id, decisionId));
       const pairLow = Math.min(row.completion_a_id as number, (row.completion_b_id as number | null) ?? 0);

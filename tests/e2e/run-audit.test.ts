@@ -12,6 +12,7 @@ import { applyMigrations } from '../../db/migrate.js';
 import { createDatabase, type Database } from '../../db/pool.js';
 import { startScriptedEndpoint, type ScriptedEndpoint } from '../../worker/scripted-endpoint.js';
 import { bundleWorkflows } from '../../worker/worker.js';
+import { progressQuery } from '../../workflows/types.js';
 import { createTestDatabase, runCli, temporalCli, tempDir, type TestDatabase } from '../helpers.js';
 
 describe('tenet run, runs, audit, export', () => {
@@ -132,7 +133,8 @@ describe('tenet run, runs, audit, export', () => {
   });
 
   it('pause, resume and cancel a detached run', async () => {
-    endpoint.setLatency(1_500);
+    // Slow enough that the pause lands while the sample stage is still in flight.
+    endpoint.setLatency(8_000);
     // Another seed, so no request of the first run is reused from the cache.
     writeFileSync(path.join(dir, 'run2.yaml'), readFileSync(path.join(dir, 'run.yaml'), 'utf8').replace('seed: 1', 'seed: 2'));
     try {
@@ -141,10 +143,17 @@ describe('tenet run, runs, audit, export', () => {
       const runId = String((JSON.parse(started.stdout) as { runId: number }).runId);
       assert.equal((await runCli(['runs', 'pause', runId], cli)).code, 0);
       // Batches in flight finish; no new one starts while paused.
-      await new Promise((resolve) => setTimeout(resolve, 4_000));
+      const handle = env.client.workflow.getHandle('cli-run-2');
+      for (let i = 0; i < 300; i++) {
+        const sample = (await handle.query(progressQuery)).find((p) => p.stage === 'sample')!;
+        if (sample.total > 0 && sample.done >= sample.total) break;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
       assert.equal((JSON.parse((await runCli(['runs', 'show', runId, '--json'], cli)).stdout) as { status: string }).status, 'paused');
-      const revisions = await db.$client.query<{ n: string }>("select count(*) as n from completions where run_id = $1 and stage = 'revision'", [Number(runId)]);
-      assert.equal(Number(revisions.rows[0]!.n), 0, 'the critique stage did not start while paused');
+      const critiques = await db.$client.query<{ n: string }>('select count(*) as n from critiques where run_id = $1', [Number(runId)]);
+      assert.equal(Number(critiques.rows[0]!.n), 0, 'the critique stage did not start while paused');
+      endpoint.setLatency(1_500);
       assert.equal((await runCli(['runs', 'resume', 'cli-run-2'], cli)).code, 0);
       assert.equal((JSON.parse((await runCli(['runs', 'show', runId, '--json'], cli)).stdout) as { status: string }).status, 'running');
       assert.equal((await runCli(['runs', 'cancel', runId], cli)).code, 0);
