@@ -72,8 +72,11 @@ describe('crash recovery', () => {
       startScriptedEndpoint({ latencyMs: 40 }),
     ]);
   });
+  const stopWorkers = async () => {
+    await Promise.all(workers.splice(0).map((w) => (w.pid ? stopProcess(w.pid, { signal: 'SIGTERM', graceMs: 10_000 }) : Promise.resolve())));
+  };
   after(async () => {
-    await Promise.all(workers.map((w) => (w.pid ? stopProcess(w.pid, { signal: 'SIGKILL' }) : Promise.resolve())));
+    await stopWorkers();
     await endpoint?.close();
     await env?.teardown();
   });
@@ -129,6 +132,8 @@ describe('crash recovery', () => {
       const [runRow] = await db.select().from(schema.runs).where(eq(schema.runs.id, started.runId));
       assert.equal(runRow!.status, 'completed');
     } finally {
+      // This test's workers must not pick up the next test's tasks against a dropped database.
+      await stopWorkers();
       await db.$client.end();
       await database.drop();
     }
@@ -157,6 +162,7 @@ describe('crash recovery', () => {
       const [runRow] = await db.select().from(schema.runs).where(eq(schema.runs.id, started.runId));
       assert.equal(runRow!.status, 'completed');
     } finally {
+      await stopWorkers();
       await db.$client.end();
       await postgres.stop();
     }
