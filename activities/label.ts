@@ -1,6 +1,9 @@
 // The label stage (RL-CAI / RLAIF, pairwise): for each pair of completions of a prompt, principles
 // drawn per comparison, the rater asked in both orders, soft labels from option-token logprobs (or
 // the parsed answer), unreadable answers repaired or skipped, and one preference per pair.
+// A whole batch of prompts moves together: one read of what exists, the rater calls of each round
+// sent at once, one write per table per round.
+import { Context } from '@temporalio/activity';
 import { and, eq, inArray } from 'drizzle-orm';
 import { clamp, combineDecisions, probabilityFirstBetter, readAnswer, type Order } from '../core/rater/labels.js';
 import { pickDistinct, stableHash } from '../core/rater/principles.js';
@@ -18,159 +21,228 @@ export interface StageCounts {
 
 interface CompletionRow {
   id: number;
+  promptId: number;
   text: string;
 }
 
 const repairText =
   'Your answer could not be read. Reply with exactly one letter, A or B, naming the better response, and nothing else.';
 
-export async function labelPrompt(db: Database, llm: ModelEndpoints, context: RunContext, prompt: PromptRow, iteration: number): Promise<StageCounts> {
-  const rows = await db
-    .select({ id: completions.id, text: completions.text })
-    .from(completions)
-    .where(and(eq(completions.runId, context.runId), eq(completions.promptId, prompt.id), eq(completions.stage, 'sample'), eq(completions.iteration, iteration)))
-    .orderBy(completions.sampleIndex);
-  const candidates = context.principles.filter((p) => p.comparisons.length > 0);
-  const ensemble = context.config.label.ensemble ?? context.constitution.defaults.principles_per_comparison;
-  const counts: StageCounts = { done: 0, failed: 0 };
-  const pairs: [CompletionRow, CompletionRow][] = [];
-  for (let i = 0; i < rows.length; i++) for (let j = i + 1; j < rows.length; j++) pairs.push([rows[i]!, rows[j]!]);
-
-  await Promise.all(
-    pairs.map(async ([first, second]) => {
-      const pairKey = `${context.runId}:label:${iteration}:${first.id}:${second.id}`;
-      const picks = pickDistinct(candidates, pairKey, ensemble, context.constitution.defaults.principle_sampling);
-      const outcomes = await Promise.all(
-        picks.flatMap((principle, slot) =>
-          (['AB', 'BA'] as const).map(async (order) => {
-            const decision = await decide(db, llm, context, { prompt, first, second, principle, slot, order, iteration, pairKey });
-            if (decision) counts.done++;
-            else counts.failed++;
-            return decision;
-          }),
-        ),
-      );
-      const made = outcomes.filter((d): d is Decided => d !== undefined);
-      const verdict = combineDecisions(made);
-      if (!verdict) return;
-      const firstWins = verdict.softLabel >= 0.5;
-      await db
-        .insert(preferences)
-        .values({
-          runId: context.runId,
-          iteration,
-          promptId: prompt.id,
-          completionLowId: Math.min(first.id, second.id),
-          completionHighId: Math.max(first.id, second.id),
-          chosenId: firstWins ? first.id : second.id,
-          rejectedId: firstWins ? second.id : first.id,
-          softLabel: firstWins ? verdict.softLabel : 1 - verdict.softLabel,
-          ordersAgree: verdict.ordersAgree ?? null,
-          source: 'ai',
-          decisionIds: made.map((d) => d.id).sort((a, b) => a - b),
-        })
-        .onConflictDoNothing();
-    }),
-  );
-  return counts;
-}
-
-interface Decided {
-  id: number;
-  order: Order;
-  probabilityFirst: number;
-}
-
 interface Comparison {
   prompt: PromptRow;
   first: CompletionRow;
   second: CompletionRow;
+  pairKey: string;
+  principle: PrincipleRow;
+  slot: number;
+  order: Order;
+  /** decision_key without the attempt suffix. */
+  base: string;
+  question: string;
+  messages: ChatMessage[];
+  flags: string[];
+  attempt: number;
+  /** Set once a readable answer is stored. */
+  decided?: { id: number; probabilityFirst: number };
+}
+
+type StoredDecision = { id: number; key: string; outcome: string; probabilities: unknown; raw: unknown };
+
+export async function labelBatch(db: Database, llm: ModelEndpoints, context: RunContext, prompts: PromptRow[], iteration: number): Promise<StageCounts> {
+  const settings = context.config.label;
+  const promptIds = prompts.map((p) => p.id);
+  const sampled = await db
+    .select({ id: completions.id, promptId: completions.promptId, text: completions.text })
+    .from(completions)
+    .where(and(eq(completions.runId, context.runId), inArray(completions.promptId, promptIds), eq(completions.stage, 'sample'), eq(completions.iteration, iteration)))
+    .orderBy(completions.promptId, completions.sampleIndex);
+  const stored = await db
+    .select({ id: raterDecisions.id, key: raterDecisions.decisionKey, outcome: raterDecisions.outcome, probabilities: raterDecisions.probabilities, raw: raterDecisions.rawResponse })
+    .from(raterDecisions)
+    .where(and(eq(raterDecisions.runId, context.runId), inArray(raterDecisions.promptId, promptIds), eq(raterDecisions.stage, 'label'), eq(raterDecisions.iteration, iteration)));
+  const storedByBase = new Map<string, StoredDecision[]>();
+  for (const row of stored) {
+    const base = row.key.slice(0, row.key.lastIndexOf('#'));
+    storedByBase.set(base, [...(storedByBase.get(base) ?? []), row]);
+  }
+
+  const candidates = context.principles.filter((p) => p.comparisons.length > 0);
+  const ensemble = context.config.label.ensemble ?? context.constitution.defaults.principles_per_comparison;
+  const comparisons: Comparison[] = [];
+  const pairs: { prompt: PromptRow; first: CompletionRow; second: CompletionRow; comparisons: Comparison[] }[] = [];
+  for (const prompt of prompts) {
+    const rows = sampled.filter((c) => c.promptId === prompt.id);
+    const conversation = conversationText(prompt.messages);
+    for (let i = 0; i < rows.length; i++) {
+      for (let j = i + 1; j < rows.length; j++) {
+        const [first, second] = [rows[i]!, rows[j]!];
+        const pairKey = `${context.runId}:label:${iteration}:${first.id}:${second.id}`;
+        const pair = { prompt, first, second, comparisons: [] as Comparison[] };
+        pickDistinct(candidates, pairKey, ensemble, context.constitution.defaults.principle_sampling).forEach((principle, slot) => {
+          for (const order of ['AB', 'BA'] as const) {
+            const comparison = newComparison({ context, prompt, conversation, first, second, pairKey, principle, slot, order, iteration });
+            replayStored(comparison, storedByBase.get(comparison.base) ?? []);
+            pair.comparisons.push(comparison);
+            comparisons.push(comparison);
+          }
+        });
+        pairs.push(pair);
+      }
+    }
+  }
+
+  // Rounds: every comparison without a readable answer is asked (or repaired) at once.
+  let pending = comparisons.filter((c) => !c.decided && c.attempt <= settings.repair_limit);
+  while (pending.length > 0) {
+    const requests = pending.map((c) => requestFor(context, c));
+    const results = await llm.chatMany(context.config.endpoints.rater, requests);
+    const rows = pending.map((c, i) => {
+      const result = results[i]!;
+      const answer = readAnswer(result.text, result.firstTokenTopLogprobs, settings.cot ? 'cot' : 'direct');
+      const probabilityA = answer.probabilityA === undefined ? undefined : settings.cot ? clamp(answer.probabilityA, settings.cot_band) : answer.probabilityA;
+      const probabilityFirst = probabilityA === undefined ? undefined : probabilityFirstBetter(probabilityA, c.order);
+      const [responseA, responseB] = c.order === 'AB' ? [c.first, c.second] : [c.second, c.first];
+      return {
+        comparison: c,
+        text: result.text,
+        probabilityFirst,
+        values: {
+          ...raterCallFields(context, requests[i]!, result),
+          decisionKey: `${c.base}#${c.attempt}`,
+          stage: 'label',
+          iteration,
+          principleId: c.principle.id,
+          principleKey: c.principle.key,
+          principleText: c.question,
+          promptId: c.prompt.id,
+          completionAId: responseA.id,
+          completionBId: responseB.id,
+          order: c.order,
+          parsedChoice: answer.choice ?? 'unparseable',
+          probabilities:
+            probabilityA === undefined ? null : { A: probabilityA, B: 1 - probabilityA, first: probabilityFirst, source: answer.source, unclamped_A: answer.probabilityA },
+          outcome: answer.choice === undefined ? 'unparseable' : 'ok',
+          attempt: c.attempt,
+          flags: c.flags,
+        },
+      };
+    });
+    const ids = await insertDecisions(db, context.runId, rows.map((r) => r.values));
+    for (const row of rows) {
+      const c = row.comparison;
+      if (row.probabilityFirst !== undefined) c.decided = { id: ids.get(row.values.decisionKey)!, probabilityFirst: row.probabilityFirst };
+      else c.messages = [...c.messages, { role: 'assistant', content: row.text }, { role: 'user', content: repairText }];
+      c.attempt++;
+    }
+    Context.current().heartbeat({ decided: comparisons.filter((c) => c.decided).length });
+    pending = pending.filter((c) => !c.decided && c.attempt <= settings.repair_limit);
+  }
+
+  const preferenceRows = pairs.flatMap((pair) => {
+    const made = pair.comparisons.filter((c) => c.decided);
+    const verdict = combineDecisions(made.map((c) => ({ order: c.order, probabilityFirst: c.decided!.probabilityFirst })));
+    if (!verdict) return [];
+    const firstWins = verdict.softLabel >= 0.5;
+    return [
+      {
+        runId: context.runId,
+        iteration,
+        promptId: pair.prompt.id,
+        completionLowId: Math.min(pair.first.id, pair.second.id),
+        completionHighId: Math.max(pair.first.id, pair.second.id),
+        chosenId: firstWins ? pair.first.id : pair.second.id,
+        rejectedId: firstWins ? pair.second.id : pair.first.id,
+        softLabel: firstWins ? verdict.softLabel : 1 - verdict.softLabel,
+        ordersAgree: verdict.ordersAgree ?? null,
+        source: 'ai',
+        decisionIds: made.map((c) => c.decided!.id).sort((a, b) => a - b),
+      },
+    ];
+  });
+  for (let i = 0; i < preferenceRows.length; i += 500) await db.insert(preferences).values(preferenceRows.slice(i, i + 500)).onConflictDoNothing();
+
+  const done = comparisons.filter((c) => c.decided).length;
+  return { done, failed: comparisons.length - done };
+}
+
+function newComparison(a: {
+  context: RunContext;
+  prompt: PromptRow;
+  conversation: string;
+  first: CompletionRow;
+  second: CompletionRow;
+  pairKey: string;
   principle: PrincipleRow;
   slot: number;
   order: Order;
   iteration: number;
-  pairKey: string;
-}
-
-/** One comparison in one order: reuse a stored answer, else ask (and repair up to the limit). */
-async function decide(db: Database, llm: ModelEndpoints, context: RunContext, c: Comparison): Promise<Decided | undefined> {
-  const settings = context.config.label;
-  const base = `label:${c.iteration}:${c.first.id}:${c.second.id}:${c.principle.key}:${c.slot}:${c.order}`;
-  const keys = Array.from({ length: settings.repair_limit + 1 }, (_, attempt) => `${base}#${attempt}`);
-  const stored = await db
-    .select({ id: raterDecisions.id, key: raterDecisions.decisionKey, outcome: raterDecisions.outcome, probabilities: raterDecisions.probabilities, raw: raterDecisions.rawResponse })
-    .from(raterDecisions)
-    .where(and(eq(raterDecisions.runId, context.runId), inArray(raterDecisions.decisionKey, keys)));
-  const good = stored.find((row) => row.outcome === 'ok');
-  if (good) return { id: good.id, order: c.order, probabilityFirst: (good.probabilities as { first: number }).first };
-
-  const question = c.principle.comparisons[stableHash(`${c.pairKey}:${c.slot}`) % c.principle.comparisons.length]!;
-  const [responseA, responseB] = c.order === 'AB' ? [c.first, c.second] : [c.second, c.first];
-  const rendered = renderTemplate(
-    context.template('comparison'),
-    { question },
-    { conversation: conversationText(c.prompt.messages), response_a: responseA.text, response_b: responseB.text },
-  );
+}): Comparison {
+  const settings = a.context.config.label;
+  const question = a.principle.comparisons[stableHash(`${a.pairKey}:${a.slot}`) % a.principle.comparisons.length]!;
+  const [responseA, responseB] = a.order === 'AB' ? [a.first, a.second] : [a.second, a.first];
+  const rendered = renderTemplate(a.context.template('comparison'), { question }, { conversation: a.conversation, response_a: responseA.text, response_b: responseB.text });
   const cotInstruction = settings.cot
     ? '\n\nThink it through step by step first. Then finish with a line of the form "The answer is: (A)" or "The answer is: (B)".'
     : '';
-  const messages: ChatMessage[] = [{ role: 'user', content: rendered.text + cotInstruction }];
-  const history = stored.sort((a, b) => a.key.localeCompare(b.key));
-  for (const earlier of history) {
-    messages.push({ role: 'assistant', content: rawText(earlier.raw) }, { role: 'user', content: repairText });
-  }
+  return {
+    prompt: a.prompt,
+    first: a.first,
+    second: a.second,
+    pairKey: a.pairKey,
+    principle: a.principle,
+    slot: a.slot,
+    order: a.order,
+    base: `label:${a.iteration}:${a.first.id}:${a.second.id}:${a.principle.key}:${a.slot}:${a.order}`,
+    question,
+    messages: [{ role: 'user', content: rendered.text + cotInstruction }],
+    flags: rendered.flags,
+    attempt: 0,
+  };
+}
 
-  for (let attempt = history.length; attempt <= settings.repair_limit; attempt++) {
-    const request: ChatRequest = {
-      messages,
-      temperature: 0,
-      max_tokens: settings.cot ? settings.max_tokens : 4,
-      ...(settings.logprobs && !settings.cot && attempt === 0 ? { logprobs: true, top_logprobs: 5 } : {}),
-    };
-    const result = await llm.chat(context.config.endpoints.rater, request);
-    const answer = readAnswer(result.text, result.firstTokenTopLogprobs, settings.cot ? 'cot' : 'direct');
-    const probabilityA = answer.probabilityA === undefined ? undefined : settings.cot ? clamp(answer.probabilityA, settings.cot_band) : answer.probabilityA;
-    const probabilityFirst = probabilityA === undefined ? undefined : probabilityFirstBetter(probabilityA, c.order);
-    const [row] = await db
-      .insert(raterDecisions)
-      .values({
-        ...raterCallFields(context, request, result),
-        decisionKey: `${base}#${attempt}`,
-        stage: 'label',
-        iteration: c.iteration,
-        principleId: c.principle.id,
-        principleKey: c.principle.key,
-        principleText: question,
-        promptId: c.prompt.id,
-        completionAId: responseA.id,
-        completionBId: responseB.id,
-        order: c.order,
-        parsedChoice: answer.choice ?? 'unparseable',
-        probabilities:
-          probabilityA === undefined ? null : { A: probabilityA, B: 1 - probabilityA, first: probabilityFirst, source: answer.source, unclamped_A: answer.probabilityA },
-        outcome: answer.choice === undefined ? 'unparseable' : 'ok',
-        attempt,
-        flags: rendered.flags,
-      })
-      .onConflictDoNothing()
-      .returning({ id: raterDecisions.id });
-    const id = row?.id ?? (await existingId(db, context.runId, `${base}#${attempt}`));
-    if (probabilityFirst !== undefined) return { id, order: c.order, probabilityFirst };
-    messages.push({ role: 'assistant', content: result.text }, { role: 'user', content: repairText });
+/** Picks up where an earlier attempt of this batch stopped: a readable answer, or the repairs so far. */
+function replayStored(c: Comparison, stored: StoredDecision[]): void {
+  const good = stored.find((row) => row.outcome === 'ok');
+  if (good) {
+    c.decided = { id: good.id, probabilityFirst: (good.probabilities as { first: number }).first };
+    return;
   }
-  return undefined;
+  for (const earlier of [...stored].sort((a, b) => a.key.localeCompare(b.key))) {
+    c.messages = [...c.messages, { role: 'assistant', content: rawText(earlier.raw) }, { role: 'user', content: repairText }];
+    c.attempt++;
+  }
+}
+
+function requestFor(context: RunContext, c: Comparison): ChatRequest {
+  const settings = context.config.label;
+  return {
+    messages: c.messages,
+    temperature: 0,
+    max_tokens: settings.cot ? settings.max_tokens : 4,
+    ...(settings.logprobs && !settings.cot && c.attempt === 0 ? { logprobs: true, top_logprobs: 5 } : {}),
+  };
+}
+
+/** Writes decision rows (a retry's duplicates are ignored) and returns the id of every key. */
+async function insertDecisions(db: Database, runId: number, rows: (typeof raterDecisions.$inferInsert)[]): Promise<Map<string, number>> {
+  const ids = new Map<string, number>();
+  for (let i = 0; i < rows.length; i += 200) {
+    const chunk = rows.slice(i, i + 200);
+    const inserted = await db.insert(raterDecisions).values(chunk).onConflictDoNothing().returning({ id: raterDecisions.id, key: raterDecisions.decisionKey });
+    inserted.forEach((row) => ids.set(row.key, row.id));
+    const missing = chunk.map((row) => row.decisionKey).filter((key) => !ids.has(key));
+    if (missing.length > 0) {
+      const existing = await db
+        .select({ id: raterDecisions.id, key: raterDecisions.decisionKey })
+        .from(raterDecisions)
+        .where(and(eq(raterDecisions.runId, runId), inArray(raterDecisions.decisionKey, missing)));
+      existing.forEach((row) => ids.set(row.key, row.id));
+    }
+  }
+  return ids;
 }
 
 function rawText(raw: unknown): string {
   const content = (raw as { choices?: { message?: { content?: string | null } }[] })?.choices?.[0]?.message?.content;
   return content ?? '';
-}
-
-async function existingId(db: Database, runId: number, decisionKey: string): Promise<number> {
-  const [row] = await db
-    .select({ id: raterDecisions.id })
-    .from(raterDecisions)
-    .where(and(eq(raterDecisions.runId, runId), eq(raterDecisions.decisionKey, decisionKey)));
-  if (!row) throw new Error(`decision ${decisionKey} vanished`);
-  return row.id;
 }

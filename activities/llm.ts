@@ -4,7 +4,7 @@
 // in Postgres so a retried activity or a re-run never pays twice.
 import { createHash } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/activity';
-import { eq } from 'drizzle-orm';
+import { inArray } from 'drizzle-orm';
 import OpenAI from 'openai';
 import PQueue from 'p-queue';
 import { z } from 'zod';
@@ -102,27 +102,68 @@ export class ModelEndpoints {
   }
 
   async chat(config: EndpointConfig, request: ChatRequest): Promise<ChatResult> {
-    const cacheKey = requestKey(config, request);
+    const [result] = await this.chatMany(config, [request]);
+    return result!;
+  }
+
+  /**
+   * Many calls to one endpoint: one cache read for all, the misses sent concurrently (within the
+   * endpoint's limits), one cache write for every answer that came back — also when another call
+   * failed, so a retry pays only for what failed.
+   */
+  async chatMany(config: EndpointConfig, requests: readonly ChatRequest[]): Promise<ChatResult[]> {
+    const keys = requests.map((request) => requestKey(config, request));
     const started = performance.now();
-    const [cached] = await this.db.select().from(requestCache).where(eq(requestCache.key, cacheKey));
-    if (cached) return { ...read(cached.response, config), fromCache: true, latencyMs: Math.round(performance.now() - started), cacheKey, raw: cached.response };
+    const cached = new Map<string, unknown>();
+    for (let i = 0; i < keys.length; i += 500) {
+      const rows = await this.db
+        .select({ key: requestCache.key, response: requestCache.response })
+        .from(requestCache)
+        .where(inArray(requestCache.key, [...new Set(keys.slice(i, i + 500))]));
+      for (const row of rows) cached.set(row.key, row.response);
+    }
+    const lookupMs = Math.round(performance.now() - started);
 
     const { openai, queue } = this.clientFor(config);
-    const raw = await queue.add(async () => {
-      const began = performance.now();
-      try {
-        const body = await openai.chat.completions.create({ model: config.model, ...request, stream: false });
-        return { body: body, latencyMs: Math.round(performance.now() - began) };
-      } catch (error) {
-        throw endpointFailure(config, error);
-      }
+    const sent = new Map<string, Promise<{ body: unknown; latencyMs: number }>>();
+    for (const [index, key] of keys.entries()) {
+      if (cached.has(key) || sent.has(key)) continue;
+      const request = requests[index]!;
+      sent.set(
+        key,
+        queue.add(async () => {
+          const began = performance.now();
+          try {
+            const body: unknown = await openai.chat.completions.create({ model: config.model, ...request, stream: false });
+            read(body, config); // a malformed answer fails here and is never cached
+            return { body, latencyMs: Math.round(performance.now() - began) };
+          } catch (error) {
+            throw error instanceof ApplicationFailure ? error : endpointFailure(config, error);
+          }
+        }),
+      );
+    }
+    const settled = await Promise.allSettled(sent.values());
+    const answered = [...sent.keys()].flatMap((key, i) => {
+      const outcome = settled[i]!;
+      return outcome.status === 'fulfilled' ? [{ key, ...outcome.value }] : [];
     });
-    const result = read(raw.body, config);
-    await this.db
-      .insert(requestCache)
-      .values({ key: cacheKey, endpoint: config.base_url, model: config.model, response: raw.body, latencyMs: raw.latencyMs })
-      .onConflictDoNothing();
-    return { ...result, fromCache: false, latencyMs: raw.latencyMs, cacheKey, raw: raw.body };
+    for (let i = 0; i < answered.length; i += 200) {
+      await this.db
+        .insert(requestCache)
+        .values(answered.slice(i, i + 200).map((a) => ({ key: a.key, endpoint: config.base_url, model: config.model, response: a.body, latencyMs: a.latencyMs })))
+        .onConflictDoNothing();
+    }
+    const failure = settled.find((outcome) => outcome.status === 'rejected');
+    if (failure) throw (failure).reason;
+
+    const fresh = new Map(answered.map((a) => [a.key, a]));
+    return keys.map((key) => {
+      const hit = cached.get(key);
+      if (hit !== undefined) return { ...read(hit, config), fromCache: true, latencyMs: lookupMs, cacheKey: key, raw: hit };
+      const answer = fresh.get(key)!;
+      return { ...read(answer.body, config), fromCache: false, latencyMs: answer.latencyMs, cacheKey: key, raw: answer.body };
+    });
   }
 }
 

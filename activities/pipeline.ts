@@ -6,10 +6,10 @@ import type { PipelineStage } from '../core/stages.js';
 import type { Database } from '../db/pool.js';
 import { prompts } from '../db/schema.js';
 import { critiquePrompt } from './critique.js';
-import { labelPrompt, type StageCounts } from './label.js';
+import { labelBatch, type StageCounts } from './label.js';
 import type { ModelEndpoints } from './llm.js';
 import { promptsAt, RunContexts } from './run-context.js';
-import { samplePrompt } from './sample.js';
+import { sampleBatch } from './sample.js';
 import { scorePrompt } from './score.js';
 
 export interface StageBatch {
@@ -32,25 +32,15 @@ export function createPipelineActivities(deps: { db: Database; llm: ModelEndpoin
     async runStageBatch(batch: StageBatch): Promise<StageCounts> {
       const context = await contexts.get(batch.runId);
       const slice = await promptsAt(db, batch.runId, batch.offset, batch.limit);
+      // Sampling and labelling move a whole batch at once; critique chains and scores go prompt by prompt.
+      if (batch.stage === 'sample') return sampleBatch(db, llm, context, slice, batch.iteration);
+      if (batch.stage === 'label') return labelBatch(db, llm, context, slice, batch.iteration);
+      const perPrompt = batch.stage === 'critique' ? critiquePrompt : scorePrompt;
       const totals: StageCounts = { done: 0, failed: 0 };
       let finished = 0;
       await Promise.all(
         slice.map(async (prompt) => {
-          let counts: StageCounts;
-          switch (batch.stage) {
-            case 'sample':
-              counts = { done: await samplePrompt(db, llm, context, prompt, batch.iteration), failed: 0 };
-              break;
-            case 'critique':
-              counts = await critiquePrompt(db, llm, context, prompt, batch.iteration);
-              break;
-            case 'label':
-              counts = await labelPrompt(db, llm, context, prompt, batch.iteration);
-              break;
-            case 'score':
-              counts = await scorePrompt(db, llm, context, prompt, batch.iteration);
-              break;
-          }
+          const counts = await perPrompt(db, llm, context, prompt, batch.iteration);
           totals.done += counts.done;
           totals.failed += counts.failed;
           finished++;
