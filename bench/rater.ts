@@ -41,7 +41,12 @@ try {
     endpoints: { policy: model, rater: model },
     sample: { n: 2, seed: 5 },
     critique: { enabled: false },
-    scale: { batch_size: 32, shard_size: 512, max_batches_in_flight: 8 },
+    // The run config's defaults unless overridden (BENCH_BATCH, BENCH_SHARD, BENCH_BATCHES_IN_FLIGHT).
+    scale: {
+      ...(process.env.BENCH_BATCH ? { batch_size: Number(process.env.BENCH_BATCH) } : {}),
+      ...(process.env.BENCH_SHARD ? { shard_size: Number(process.env.BENCH_SHARD) } : {}),
+      ...(process.env.BENCH_BATCHES_IN_FLIGHT ? { max_batches_in_flight: Number(process.env.BENCH_BATCHES_IN_FLIGHT) } : {}),
+    },
   });
   const prompts = Array.from({ length: promptCount }, (_, i) => ({ key: `b${i}`, messages: [{ role: 'user' as const, content: `Benchmark prompt ${i}` }], split: 'train' as const, metadata: {} }));
   const worker = await Worker.create({ connection: env.nativeConnection, taskQueue: taskQueues.cpu, workflowBundle: await bundleWorkflows(), activities: createCpuActivities({ db }), maxConcurrentActivityTaskExecutions: 64 });
@@ -98,7 +103,7 @@ try {
 
   const tenetRate = comparisons / tenetSeconds;
   const bareRate = comparisons / bareSeconds;
-  console.log(`comparisons ${comparisons} (+ ${promptCount * 2} sampling calls), endpoint latency ${latencyMs} ms, concurrency ${concurrency}, HTTP calls ${bodies.length}`);
+  console.log(`comparisons ${comparisons} (+ ${promptCount * 2} sampling calls), endpoint latency ${latencyMs} ms, concurrency ${concurrency}, HTTP calls ${bodies.length}, batch ${config.scale.batch_size} prompts, shard ${config.scale.shard_size}, ${config.scale.max_batches_in_flight} batches in flight per shard`);
   console.log(`tenet: ${tenetSeconds.toFixed(2)} s for the whole run → ${tenetRate.toFixed(1)} comparisons/s (label stage alone ${labelSeconds.toFixed(2)} s)`);
   console.log(`bare promise pool, same calls: ${bareSeconds.toFixed(2)} s → ${bareRate.toFixed(1)} comparisons/s`);
   console.log(`decision rows written: ${decisionCount?.n ?? 0} in the label stage → ${((decisionCount?.n ?? 0) / labelSeconds).toFixed(0)} rows/s`);

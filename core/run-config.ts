@@ -75,7 +75,7 @@ export const runConfigSchema = z.strictObject({
   scale: z
     .strictObject({
       /** Prompts per activity. */
-      batch_size: z.number().int().min(1).max(10_000).default(32),
+      batch_size: z.number().int().min(1).max(10_000).default(64),
       /** Prompts per child workflow. */
       shard_size: z.number().int().min(1).max(1_000_000).default(1_024),
       /** Child workflows in flight at once. */
@@ -85,7 +85,7 @@ export const runConfigSchema = z.strictObject({
       /** A batch whose worker stops heartbeating this long is retried elsewhere (each prompt heartbeats). */
       heartbeat_timeout_s: z.number().int().min(1).max(3_600).default(120),
     })
-    .default({ batch_size: 32, shard_size: 1_024, max_shards_in_flight: 200, max_batches_in_flight: 4, heartbeat_timeout_s: 120 }),
+    .default({ batch_size: 64, shard_size: 1_024, max_shards_in_flight: 200, max_batches_in_flight: 4, heartbeat_timeout_s: 120 }),
 });
 export type RunConfig = z.output<typeof runConfigSchema>;
 export type RunConfigInput = z.input<typeof runConfigSchema>;
