@@ -75,10 +75,37 @@ export function requestKey(config: EndpointConfig, request: ChatRequest): string
   return createHash('sha256').update(canonicalJson({ endpoint: config.base_url, model: config.model, body: request })).digest('hex');
 }
 
+type CacheRow = typeof requestCache.$inferInsert;
+
 export class ModelEndpoints {
   private readonly clients = new Map<string, { openai: OpenAI; queue: PQueue }>();
+  // Answers wait here a few milliseconds so they reach the cache in multi-row writes; a crash loses
+  // at most the calls in flight and this short buffer.
+  private buffer: CacheRow[] = [];
+  private flushing: Promise<void> = Promise.resolve();
+  private flushTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly db: Database) {}
+
+  private remember(row: CacheRow): void {
+    this.buffer.push(row);
+    if (this.buffer.length >= 64) void this.flush().catch(() => undefined);
+    else this.flushTimer ??= setTimeout(() => void this.flush().catch(() => undefined), 10);
+  }
+
+  /** Writes every buffered answer to the cache; resolves once they are all stored. */
+  private flush(): Promise<void> {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    const rows = this.buffer;
+    this.buffer = [];
+    this.flushing = this.flushing
+      .catch(() => undefined)
+      .then(async () => {
+        for (let i = 0; i < rows.length; i += 200) await this.db.insert(requestCache).values(rows.slice(i, i + 200)).onConflictDoNothing();
+      });
+    return this.flushing;
+  }
 
   private clientFor(config: EndpointConfig) {
     // One client and one queue per endpoint and key variable: limits hold across every activity of this worker.
@@ -136,7 +163,9 @@ export class ModelEndpoints {
           try {
             const body: unknown = await openai.chat.completions.create({ model: config.model, ...request, stream: false });
             read(body, config); // a malformed answer fails here and is never cached
-            return { body, latencyMs: Math.round(performance.now() - began) };
+            const latencyMs = Math.round(performance.now() - began);
+            this.remember({ key, endpoint: config.base_url, model: config.model, response: body, latencyMs });
+            return { body, latencyMs };
           } catch (error) {
             throw error instanceof ApplicationFailure ? error : endpointFailure(config, error);
           }
@@ -148,14 +177,10 @@ export class ModelEndpoints {
       const outcome = settled[i]!;
       return outcome.status === 'fulfilled' ? [{ key, ...outcome.value }] : [];
     });
-    for (let i = 0; i < answered.length; i += 200) {
-      await this.db
-        .insert(requestCache)
-        .values(answered.slice(i, i + 200).map((a) => ({ key: a.key, endpoint: config.base_url, model: config.model, response: a.body, latencyMs: a.latencyMs })))
-        .onConflictDoNothing();
-    }
+    // Every answer is in the cache before this returns (and before a failure is reported).
+    await this.flush();
     const failure = settled.find((outcome) => outcome.status === 'rejected');
-    if (failure) throw (failure).reason;
+    if (failure?.status === 'rejected') throw failure.reason;
 
     const fresh = new Map(answered.map((a) => [a.key, a]));
     return keys.map((key) => {
