@@ -8,7 +8,7 @@ import { prompts } from '../db/schema.js';
 import { critiquePrompt } from './critique.js';
 import { labelBatch, type StageCounts } from './label.js';
 import type { ModelEndpoints } from './llm.js';
-import { promptsAt, RunContexts } from './run-context.js';
+import { promptsAt, RunContexts, type PromptRow, type RunContext } from './run-context.js';
 import { sampleBatch } from './sample.js';
 import { scorePrompt } from './score.js';
 
@@ -32,22 +32,35 @@ export function createPipelineActivities(deps: { db: Database; llm: ModelEndpoin
     async runStageBatch(batch: StageBatch): Promise<StageCounts> {
       const context = await contexts.get(batch.runId);
       const slice = await promptsAt(db, batch.runId, batch.offset, batch.limit);
-      // Sampling and labelling move a whole batch at once; critique chains and scores go prompt by prompt.
-      if (batch.stage === 'sample') return sampleBatch(db, llm, context, slice, batch.iteration);
-      if (batch.stage === 'label') return labelBatch(db, llm, context, slice, batch.iteration);
-      const perPrompt = batch.stage === 'critique' ? critiquePrompt : scorePrompt;
-      const totals: StageCounts = { done: 0, failed: 0 };
-      let finished = 0;
-      await Promise.all(
-        slice.map(async (prompt) => {
-          const counts = await perPrompt(db, llm, context, prompt, batch.iteration);
-          totals.done += counts.done;
-          totals.failed += counts.failed;
-          finished++;
-          Context.current().heartbeat({ finished });
-        }),
-      );
-      return totals;
+      // A heartbeat every few seconds while this worker lives, however slow the endpoint's answers:
+      // only a dead worker misses the heartbeat timeout and has its batch retried elsewhere.
+      const activity = Context.current();
+      const every = Math.max(200, Math.min(5_000, (activity.info.heartbeatTimeoutMs ?? 15_000) / 3));
+      const pulse = setInterval(() => activity.heartbeat(), every);
+      try {
+        return await runStage(batch, context, slice, activity);
+      } finally {
+        clearInterval(pulse);
+      }
     },
   };
+
+  async function runStage(batch: StageBatch, context: RunContext, slice: PromptRow[], activity: Context): Promise<StageCounts> {
+    // Sampling and labelling move a whole batch at once; critique chains and scores go prompt by prompt.
+    if (batch.stage === 'sample') return sampleBatch(db, llm, context, slice, batch.iteration);
+    if (batch.stage === 'label') return labelBatch(db, llm, context, slice, batch.iteration);
+    const perPrompt = batch.stage === 'critique' ? critiquePrompt : scorePrompt;
+    const totals: StageCounts = { done: 0, failed: 0 };
+    let finished = 0;
+    await Promise.all(
+      slice.map(async (prompt) => {
+        const counts = await perPrompt(db, llm, context, prompt, batch.iteration);
+        totals.done += counts.done;
+        totals.failed += counts.failed;
+        finished++;
+        activity.heartbeat({ finished });
+      }),
+    );
+    return totals;
+  }
 }
