@@ -165,34 +165,20 @@ export async function labelBatch(db: Database, llm: ModelEndpoints, context: Run
   return { done, failed: comparisons.length - done };
 }
 
-function newComparison(a: {
-  context: RunContext;
-  prompt: PromptRow;
-  conversation: string;
-  first: CompletionRow;
-  second: CompletionRow;
-  pairKey: string;
-  principle: PrincipleRow;
-  slot: number;
-  order: Order;
-  iteration: number;
-}): Comparison {
-  const settings = a.context.config.label;
+type ComparisonIdentity = Pick<Comparison, 'prompt' | 'first' | 'second' | 'pairKey' | 'principle' | 'slot' | 'order'>;
+
+function newComparison(a: ComparisonIdentity & { context: RunContext; conversation: string; iteration: number }): Comparison {
+  const { context, conversation, iteration, ...identity } = a;
+  const settings = context.config.label;
   const question = a.principle.comparisons[stableHash(`${a.pairKey}:${a.slot}`) % a.principle.comparisons.length]!;
   const [responseA, responseB] = a.order === 'AB' ? [a.first, a.second] : [a.second, a.first];
-  const rendered = renderTemplate(a.context.template('comparison'), { question }, { conversation: a.conversation, response_a: responseA.text, response_b: responseB.text });
+  const rendered = renderTemplate(context.template('comparison'), { question }, { conversation, response_a: responseA.text, response_b: responseB.text });
   const cotInstruction = settings.cot
     ? '\n\nThink it through step by step first. Then finish with a line of the form "The answer is: (A)" or "The answer is: (B)".'
     : '';
   return {
-    prompt: a.prompt,
-    first: a.first,
-    second: a.second,
-    pairKey: a.pairKey,
-    principle: a.principle,
-    slot: a.slot,
-    order: a.order,
-    base: `label:${a.iteration}:${a.first.id}:${a.second.id}:${a.principle.key}:${a.slot}:${a.order}`,
+    ...identity,
+    base: `label:${iteration}:${a.first.id}:${a.second.id}:${a.principle.key}:${a.slot}:${a.order}`,
     question,
     messages: [{ role: 'user', content: rendered.text + cotInstruction }],
     flags: rendered.flags,

@@ -3,7 +3,6 @@
 // same HTTP calls at the same concurrency in the same run. Prints comparisons/s for both, decision
 // rows written per second, the largest workflow history, and `ratio=<tenet/bare>`.
 //   npm run bench -- rater            (BENCH_COMPARISONS=2000, BENCH_LATENCY_MS=50, BENCH_CONCURRENCY=64)
-import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
@@ -11,13 +10,12 @@ import { count, eq } from 'drizzle-orm';
 import OpenAI from 'openai';
 import { createCpuActivities } from '../activities/index.js';
 import { startPipelineRun } from '../cli/start-run.js';
-import { parseConstitution } from '../core/constitution/parse.js';
 import { taskQueues } from '../core/queues.js';
 import { runConfigSchema } from '../core/run-config.js';
 import { applyMigrations } from '../db/migrate.js';
 import { createDatabase } from '../db/pool.js';
 import { raterDecisions } from '../db/schema.js';
-import { createTestDatabase, temporalCli } from '../tests/helpers.js';
+import { createTestDatabase, defaultConstitution, temporalCli } from '../tests/helpers.js';
 import { startScriptedEndpoint } from '../worker/scripted-endpoint.js';
 import { bundleWorkflows } from '../worker/worker.js';
 import { progressQuery } from '../workflows/types.js';
@@ -33,9 +31,7 @@ const endpoint = await startScriptedEndpoint({ latencyMs });
 const db = createDatabase(database.url, { max: 40 });
 try {
   await applyMigrations(database.url);
-  const source = readFileSync('constitutions/default.yaml', 'utf8');
-  const parsed = parseConstitution(source, 'default.yaml');
-  if (!parsed.ok) throw new Error('default constitution invalid');
+  const { constitution, source } = defaultConstitution();
   const model = { base_url: endpoint.url, model: 'scripted', max_concurrency: concurrency };
   const config = runConfigSchema.parse({
     endpoints: { policy: model, rater: model },
@@ -55,7 +51,7 @@ try {
   let tenetSeconds = 0;
   const started = await worker.runUntil(async () => {
     const began = performance.now();
-    const run = await startPipelineRun({ db, client: env.client, constitution: parsed.constitution, constitutionSource: source, config, prompts, workflowId: 'bench-rater' });
+    const run = await startPipelineRun({ db, client: env.client, constitution: constitution, constitutionSource: source, config, prompts, workflowId: 'bench-rater' });
     const handle = env.client.workflow.getHandle(run.workflowId);
     // Time the label stage on its own too: from the end of sampling to the end of the run.
     let labelBegan = 0;

@@ -1,11 +1,13 @@
 // Shared by the tests: real services only. Databases are made fresh on the machine's Postgres
 // (TEST_DATABASE_URL, default 127.0.0.1:5432) and dropped after; the CLI runs as a child process.
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import { parseConstitution } from '../core/constitution/parse.js';
+import type { Constitution } from '../core/constitution/schema.js';
 import { projectRoot } from '../worker/settings.js';
 
 export const adminUrl = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -89,4 +91,12 @@ export function cliEnv(env: Record<string, string | undefined>): NodeJS.ProcessE
     else base[key] = value;
   }
   return base;
+}
+
+/** constitutions/default.yaml, parsed, with its source text. */
+export function defaultConstitution(): { constitution: Constitution; source: string } {
+  const source = readFileSync(path.join(projectRoot, 'constitutions', 'default.yaml'), 'utf8');
+  const parsed = parseConstitution(source, 'constitutions/default.yaml');
+  if (!parsed.ok) throw new Error('constitutions/default.yaml is not valid');
+  return { constitution: parsed.constitution, source };
 }

@@ -2,13 +2,10 @@
 // under a running pipeline. Real worker processes, a real Temporal dev server, real Postgres.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { count, eq } from 'drizzle-orm';
 import { startPipelineRun } from '../../cli/start-run.js';
-import { parseConstitution } from '../../core/constitution/parse.js';
-import type { Constitution } from '../../core/constitution/schema.js';
 import { runConfigSchema } from '../../core/run-config.js';
 import { applyMigrations } from '../../db/migrate.js';
 import { createDatabase, type Database } from '../../db/pool.js';
@@ -18,12 +15,9 @@ import { stopProcess } from '../../worker/processes.js';
 import { startScriptedEndpoint, type ScriptedEndpoint } from '../../worker/scripted-endpoint.js';
 import type { pipeline } from '../../workflows/pipeline.js';
 import { progressQuery } from '../../workflows/types.js';
-import { cliEntry, cliEnv, createTestDatabase, freePort, temporalCli, tempDir, type TestDatabase } from '../helpers.js';
+import { cliEntry, cliEnv, createTestDatabase, defaultConstitution, freePort, temporalCli, tempDir, type TestDatabase } from '../helpers.js';
 
-const source = readFileSync('constitutions/default.yaml', 'utf8');
-const parsed = parseConstitution(source, 'default.yaml');
-if (!parsed.ok) throw new Error('default constitution invalid');
-const constitution: Constitution = parsed.constitution;
+const { constitution, source } = defaultConstitution();
 
 function prompts(count: number) {
   return Array.from({ length: count }, (_, i) => ({ key: `p${i}`, messages: [{ role: 'user' as const, content: `Question number ${i}: what should I know about topic ${i}?` }], split: 'train' as const, metadata: {} }));

@@ -1,23 +1,13 @@
 // Migrations and idempotent writes against the machine's real PostgreSQL.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { eq, sql } from 'drizzle-orm';
-import { parseConstitution } from '../../core/constitution/parse.js';
-import type { Constitution } from '../../core/constitution/schema.js';
 import { storeConstitution } from '../../db/constitutions.js';
 import { applyMigrations, committedMigrations } from '../../db/migrate.js';
 import { createDatabase, type Database } from '../../db/pool.js';
 import { recordMetrics, setRunStatus, upsertPrompts, upsertRun } from '../../db/runs.js';
 import * as schema from '../../db/schema.js';
-import { createTestDatabase, type TestDatabase } from '../helpers.js';
-
-function loadDefault(): { constitution: Constitution; source: string } {
-  const source = readFileSync('constitutions/default.yaml', 'utf8');
-  const result = parseConstitution(source, 'constitutions/default.yaml');
-  assert.ok(result.ok);
-  return { constitution: result.constitution, source };
-}
+import { createTestDatabase, defaultConstitution, type TestDatabase } from '../helpers.js';
 
 const expectedTables = ['completions', 'constitutions', 'critiques', 'human_reviews', 'metrics', 'models', 'preferences', 'principles', 'prompts', 'rater_decisions', 'request_cache', 'runs'];
 
@@ -75,7 +65,7 @@ describe('idempotent writes under concurrent retries', () => {
   });
 
   it('storing one constitution ten times at once makes one version with its principles', async () => {
-    const { constitution, source } = loadDefault();
+    const { constitution, source } = defaultConstitution();
     const results = await Promise.all(Array.from({ length: 10 }, () => storeConstitution(db, { constitution, source })));
     assert.equal(new Set(results.map((r) => r.id)).size, 1);
     assert.equal(results.filter((r) => r.created).length, 1);
@@ -87,7 +77,7 @@ describe('idempotent writes under concurrent retries', () => {
   });
 
   it('an edited constitution is a new version; decisions made under the old one keep its text', async () => {
-    const { constitution, source } = loadDefault();
+    const { constitution, source } = defaultConstitution();
     const v1 = await storeConstitution(db, { constitution, source });
     const [v1Principle] = await db.select().from(schema.principles).where(eq(schema.principles.constitutionId, v1.id)).limit(1);
     assert.ok(v1Principle);

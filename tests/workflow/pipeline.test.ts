@@ -1,14 +1,11 @@
 // The pipeline end to end: real Temporal dev server, the machine's Postgres, and the scripted
 // OpenAI-compatible server over real HTTP for deterministic assertions.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker, type WorkflowBundle } from '@temporalio/worker';
 import { and, eq } from 'drizzle-orm';
 import { createCpuActivities } from '../../activities/index.js';
-import { parseConstitution } from '../../core/constitution/parse.js';
-import type { Constitution } from '../../core/constitution/schema.js';
 import { parsePromptsJsonl } from '../../core/prompts-file.js';
 import { taskQueues } from '../../core/queues.js';
 import { runConfigSchema, type RunConfigInput } from '../../core/run-config.js';
@@ -19,7 +16,7 @@ import { startPipelineRun } from '../../cli/start-run.js';
 import { startScriptedEndpoint, type ScriptedEndpoint } from '../../worker/scripted-endpoint.js';
 import { bundleWorkflows } from '../../worker/worker.js';
 import type { pipeline } from '../../workflows/pipeline.js';
-import { createTestDatabase, temporalCli, type TestDatabase } from '../helpers.js';
+import { createTestDatabase, defaultConstitution, temporalCli, type TestDatabase } from '../helpers.js';
 
 function config(url: string, overrides: Partial<RunConfigInput> = {}) {
   const endpoint = { base_url: url, model: 'scripted', max_retries: 2, timeout_s: 10 };
@@ -34,8 +31,7 @@ describe('pipeline workflow: sample → critique/revise → label', () => {
   let db: Database;
   let bundle: WorkflowBundle;
   let endpoint: ScriptedEndpoint;
-  let constitution: Constitution;
-  const source = readFileSync('constitutions/default.yaml', 'utf8');
+  const { constitution, source } = defaultConstitution();
 
   before(async () => {
     [env, database, bundle, endpoint] = await Promise.all([
@@ -46,9 +42,6 @@ describe('pipeline workflow: sample → critique/revise → label', () => {
     ]);
     await applyMigrations(database.url);
     db = createDatabase(database.url, { max: 20 });
-    const parsed = parseConstitution(source, 'default.yaml');
-    assert.ok(parsed.ok);
-    constitution = parsed.constitution;
   });
 
   after(async () => {

@@ -2,27 +2,24 @@
 // Run it after a deliberate, versioned change to the smoke workflow:
 //   node --import tsx tests/workflow/record-smoke-history.ts
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
 import { createCpuActivities, createGpuActivities } from '../../activities/index.js';
-import { parseConstitution } from '../../core/constitution/parse.js';
 import { taskQueues } from '../../core/queues.js';
 import { storeConstitution } from '../../db/constitutions.js';
 import { applyMigrations } from '../../db/migrate.js';
 import { createDatabase } from '../../db/pool.js';
 import { bundleWorkflows } from '../../worker/worker.js';
-import { createTestDatabase, temporalCli, venvPython } from '../helpers.js';
+import { createTestDatabase, defaultConstitution, temporalCli, venvPython } from '../helpers.js';
 
 const env = await TestWorkflowEnvironment.createLocal({ server: { executable: { type: 'existing-path', path: temporalCli } } });
 const database = await createTestDatabase('tenet_record');
 try {
   await applyMigrations(database.url);
   const db = createDatabase(database.url);
-  const source = readFileSync('constitutions/default.yaml', 'utf8');
-  const parsed = parseConstitution(source, 'default.yaml');
-  if (!parsed.ok) throw new Error('default constitution invalid');
-  const stored = await storeConstitution(db, { constitution: parsed.constitution, source });
+  const { constitution, source } = defaultConstitution();
+  const stored = await storeConstitution(db, { constitution: constitution, source });
   const cpu = await Worker.create({ connection: env.nativeConnection, taskQueue: taskQueues.cpu, workflowBundle: await bundleWorkflows(), activities: createCpuActivities({ db }) });
   const gpu = await Worker.create({ connection: env.nativeConnection, taskQueue: taskQueues.gpu, activities: createGpuActivities({ python: venvPython }) });
   const handle = await env.client.workflow.start('smoke', {

@@ -1,6 +1,5 @@
 // The smoke workflow through a real Temporal dev server and the machine's PostgreSQL.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { WorkflowFailedError } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -16,7 +15,7 @@ import * as schema from '../../db/schema.js';
 import { bundleWorkflows } from '../../worker/worker.js';
 import type { smoke } from '../../workflows/smoke.js';
 import { progressQuery } from '../../workflows/types.js';
-import { createTestDatabase, temporalCli, venvPython, type TestDatabase } from '../helpers.js';
+import { createTestDatabase, defaultConstitution, temporalCli, venvPython, type TestDatabase } from '../helpers.js';
 
 describe('smoke workflow (real Temporal dev server, real Postgres at DATABASE_URL)', () => {
   let env: TestWorkflowEnvironment;
@@ -33,10 +32,7 @@ describe('smoke workflow (real Temporal dev server, real Postgres at DATABASE_UR
     ]);
     await applyMigrations(database.url);
     db = createDatabase(database.url);
-    const source = readFileSync('constitutions/default.yaml', 'utf8');
-    const parsed = parseConstitution(source, 'default.yaml');
-    assert.ok(parsed.ok);
-    constitution = await storeConstitution(db, { constitution: parsed.constitution, source });
+    constitution = await storeConstitution(db, defaultConstitution());
   });
 
   after(async () => {
