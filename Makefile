@@ -27,6 +27,8 @@ $(NPM_STAMP): package.json package-lock.json
 $(VENV_STAMP): trainer/requirements.txt
 	@test -x .venv/bin/python || $(PYTHON) -m venv .venv
 	.venv/bin/pip install --quiet --disable-pip-version-check -r trainer/requirements.txt
+	@# `python -m tenet_trainer` from anywhere with this venv: the package folder goes on its path.
+	.venv/bin/python -c 'import pathlib, site; pathlib.Path(site.getsitepackages()[0], "tenet-trainer.pth").write_text(str(pathlib.Path("trainer").resolve()) + "\n")'
 	@touch $@
 
 demo: setup

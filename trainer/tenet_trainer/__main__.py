@@ -1,0 +1,3 @@
+from tenet_trainer.cli import main
+
+raise SystemExit(main())

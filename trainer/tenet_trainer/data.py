@@ -1,0 +1,133 @@
+"""Data formats the TypeScript side writes (and TRL/OpenRLHF read), and how prompts become text.
+
+Preferences: {"prompt": str | messages, "chosen": str | messages, "rejected": str | messages,
+"soft_label": p (optional, P(chosen is better), default 1)}.
+SFT: {"messages": [...]} or {"prompt": str | messages, "completion": str | messages}.
+Rollouts (rl): {"prompt": ..., "completion": str, "reward": float, "rewards": {...}, "group": str?}.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from transformers import PreTrainedTokenizerBase
+
+from tenet_trainer.common import UserError
+
+Message = dict[str, str]
+
+
+def _messages(value: Any, key: str) -> list[Message]:
+    if isinstance(value, str):
+        return [{"role": "user", "content": value}]
+    if isinstance(value, list) and value and all(isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in value):
+        return [{"role": m["role"], "content": m["content"]} for m in value]
+    raise UserError(f"{key}: expected a string or a non-empty list of {{role, content}} messages")
+
+
+def _completion_text(value: Any, key: str) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and all(isinstance(m, dict) for m in value):
+        last = value[-1]
+        if last.get("role") == "assistant" and isinstance(last.get("content"), str):
+            return last["content"]
+    raise UserError(f"{key}: expected a string or a list ending in an assistant message")
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    prompt: list[Message]
+    chosen: str
+    rejected: str
+    soft_label: float
+
+
+def parse_preference(obj: dict[str, Any], _line: int) -> PreferencePair:
+    for key in ("prompt", "chosen", "rejected"):
+        if key not in obj:
+            raise UserError(f"missing {key!r}")
+    soft = obj.get("soft_label", 1.0)
+    if isinstance(soft, bool) or not isinstance(soft, (int, float)) or not 0 <= soft <= 1:
+        raise UserError(f"soft_label: expected a probability in [0, 1], got {soft!r}")
+    return PreferencePair(
+        prompt=_messages(obj["prompt"], "prompt"),
+        chosen=_completion_text(obj["chosen"], "chosen"),
+        rejected=_completion_text(obj["rejected"], "rejected"),
+        soft_label=float(soft),
+    )
+
+
+@dataclass(frozen=True)
+class SftExample:
+    prompt: list[Message]
+    completion: str
+
+
+def parse_sft(obj: dict[str, Any], _line: int) -> SftExample:
+    if "messages" in obj:
+        messages = _messages(obj["messages"], "messages")
+        if messages[-1]["role"] != "assistant" or len(messages) < 2:
+            raise UserError("messages: expected prompt messages followed by an assistant message")
+        return SftExample(prompt=messages[:-1], completion=messages[-1]["content"])
+    if "prompt" in obj and "completion" in obj:
+        return SftExample(prompt=_messages(obj["prompt"], "prompt"), completion=_completion_text(obj["completion"], "completion"))
+    raise UserError("expected {messages} or {prompt, completion}")
+
+
+@dataclass(frozen=True)
+class Rollout:
+    prompt: list[Message]
+    completion: str
+    reward: float
+    rewards: dict[str, float]
+    group: str
+
+
+def parse_rollout(obj: dict[str, Any], _line: int) -> Rollout:
+    for key in ("prompt", "completion", "reward"):
+        if key not in obj:
+            raise UserError(f"missing {key!r}")
+    reward = obj["reward"]
+    if isinstance(reward, bool) or not isinstance(reward, (int, float)):
+        raise UserError(f"reward: expected a number, got {reward!r}")
+    components = obj.get("rewards", {})
+    if not isinstance(components, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in components.values()):
+        raise UserError("rewards: expected an object of numbers")
+    prompt = _messages(obj["prompt"], "prompt")
+    group = obj.get("group")
+    if group is not None and not isinstance(group, (str, int)):
+        raise UserError("group: expected a string")
+    return Rollout(
+        prompt=prompt,
+        completion=_completion_text(obj["completion"], "completion"),
+        reward=float(reward),
+        rewards={k: float(v) for k, v in components.items()},
+        group=str(group) if group is not None else render_plain(prompt),
+    )
+
+
+def render_plain(messages: list[Message]) -> str:
+    return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+
+
+def render_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[Message]) -> str:
+    """The prompt as the model sees it: its chat template when it has one, else `role: content` lines."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)  # type: ignore[return-value]
+    return render_plain(messages) + "\nassistant: "
+
+
+def encode_prompt_completion(tokenizer: PreTrainedTokenizerBase, prompt: str, completion: str, max_length: int) -> tuple[list[int], int]:
+    """Token ids of prompt + completion + EOS, and where the completion starts. Prompts are cut from the left."""
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+    if tokenizer.eos_token_id is not None:
+        completion_ids = completion_ids + [tokenizer.eos_token_id]
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None and getattr(tokenizer, "add_bos_token", False) else []
+    completion_ids = completion_ids[: max(1, max_length - len(bos) - 1)]
+    room = max_length - len(bos) - len(completion_ids)
+    prompt_ids = prompt_ids[-room:] if room > 0 else []
+    ids = bos + prompt_ids + completion_ids
+    return ids, len(bos) + len(prompt_ids)
