@@ -56,7 +56,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['eslint.config.js', 'cli/*.mjs'],
+    files: ['eslint.config.js', 'cli/*.mjs', 'activities/verifiers/*.cjs'],
     ...tseslint.configs.disableTypeChecked,
   },
 );

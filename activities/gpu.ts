@@ -4,6 +4,8 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { ApplicationFailure } from '@temporalio/activity';
 import { z } from 'zod';
+import type { Database } from '../db/pool.js';
+import { createTrainerActivities } from './trainer.js';
 
 const run = promisify(execFile);
 
@@ -17,8 +19,25 @@ print(json.dumps({"python": platform.python_version(), "torch": torch.__version_
   "devices": n, "deviceNames": [torch.cuda.get_device_name(i) for i in range(n)]}))
 `;
 
-export function createGpuActivities(options: { python: string }) {
+export interface GpuDeps {
+  python: string;
+  /** Trainer jobs read their data from, and register their models in, Postgres. */
+  db?: Database;
+  artifactsRoot?: string;
+  gpus?: string[];
+}
+
+export function createGpuActivities(options: GpuDeps) {
+  const trainer = options.db && options.artifactsRoot ? createTrainerActivities({ db: options.db, python: options.python, artifactsRoot: options.artifactsRoot, gpus: options.gpus ?? [] }) : undefined;
+  const runTrainerJob: ReturnType<typeof createTrainerActivities>['runTrainerJob'] = trainer
+    ? (job) => trainer.runTrainerJob(job)
+    : () => Promise.reject(ApplicationFailure.nonRetryable('this GPU worker was started without a database; trainer jobs need one', 'WorkerMisconfigured'));
+  const measurePolicy: ReturnType<typeof createTrainerActivities>['measurePolicy'] = trainer
+    ? (input) => trainer.measurePolicy(input)
+    : () => Promise.reject(ApplicationFailure.nonRetryable('this GPU worker was started without a database; trainer jobs need one', 'WorkerMisconfigured'));
   return {
+    runTrainerJob,
+    measurePolicy,
     /** What the trainer sees on this worker: Python, torch, visible GPUs. */
     async probeTrainer(): Promise<TrainerProbe> {
       let stdout: string;

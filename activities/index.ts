@@ -2,13 +2,23 @@
 import type { Database } from '../db/pool.js';
 import { createGpuActivities } from './gpu.js';
 import { ModelEndpoints } from './llm.js';
+import { createLoopActivities } from './loop.js';
 import { createPipelineActivities } from './pipeline.js';
+import { RunContexts } from './run-context.js';
 import { createRunActivities } from './runs.js';
+import { RewardScorers } from './scorers.js';
 import { createSmokeActivities } from './smoke.js';
 
 export function createCpuActivities(deps: { db: Database; llm?: ModelEndpoints }) {
   const llm = deps.llm ?? new ModelEndpoints(deps.db);
-  return { ...createRunActivities(deps.db), ...createSmokeActivities(deps.db), ...createPipelineActivities({ db: deps.db, llm }) };
+  const contexts = new RunContexts(deps.db);
+  const scorers = new RewardScorers(deps.db);
+  return {
+    ...createRunActivities(deps.db),
+    ...createSmokeActivities(deps.db),
+    ...createPipelineActivities({ db: deps.db, llm, contexts, scorers }),
+    ...createLoopActivities({ db: deps.db, llm, contexts, scorers }),
+  };
 }
 
 export { createGpuActivities };

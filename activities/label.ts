@@ -48,18 +48,25 @@ interface Comparison {
 
 type StoredDecision = { id: number; key: string; outcome: string; probabilities: unknown; raw: unknown };
 
-export async function labelBatch(db: Database, llm: ModelEndpoints, context: RunContext, prompts: PromptRow[], iteration: number): Promise<StageCounts> {
+/** What is compared: the sampled completions (training preferences), or two policies' evaluation samples. */
+export interface LabelMode {
+  completionStage: 'sample' | 'eval';
+  decisionStage: 'label' | 'evaluate';
+}
+const labelMode: LabelMode = { completionStage: 'sample', decisionStage: 'label' };
+
+export async function labelBatch(db: Database, llm: ModelEndpoints, context: RunContext, prompts: PromptRow[], iteration: number, mode: LabelMode = labelMode): Promise<StageCounts> {
   const settings = context.config.label;
   const promptIds = prompts.map((p) => p.id);
   const sampled = await db
     .select({ id: completions.id, promptId: completions.promptId, text: completions.text })
     .from(completions)
-    .where(and(eq(completions.runId, context.runId), inArray(completions.promptId, promptIds), eq(completions.stage, 'sample'), eq(completions.iteration, iteration)))
+    .where(and(eq(completions.runId, context.runId), inArray(completions.promptId, promptIds), eq(completions.stage, mode.completionStage), eq(completions.iteration, iteration)))
     .orderBy(completions.promptId, completions.sampleIndex);
   const stored = await db
     .select({ id: raterDecisions.id, key: raterDecisions.decisionKey, outcome: raterDecisions.outcome, probabilities: raterDecisions.probabilities, raw: raterDecisions.rawResponse })
     .from(raterDecisions)
-    .where(and(eq(raterDecisions.runId, context.runId), inArray(raterDecisions.promptId, promptIds), eq(raterDecisions.stage, 'label'), eq(raterDecisions.iteration, iteration)));
+    .where(and(eq(raterDecisions.runId, context.runId), inArray(raterDecisions.promptId, promptIds), eq(raterDecisions.stage, mode.decisionStage), eq(raterDecisions.iteration, iteration)));
   const storedByBase = new Map<string, StoredDecision[]>();
   for (const row of stored) {
     const base = row.key.slice(0, row.key.lastIndexOf('#'));
@@ -76,11 +83,11 @@ export async function labelBatch(db: Database, llm: ModelEndpoints, context: Run
     for (let i = 0; i < rows.length; i++) {
       for (let j = i + 1; j < rows.length; j++) {
         const [first, second] = [rows[i]!, rows[j]!];
-        const pairKey = `${context.runId}:label:${iteration}:${first.id}:${second.id}`;
+        const pairKey = `${context.runId}:${mode.decisionStage}:${iteration}:${first.id}:${second.id}`;
         const pair = { prompt, first, second, comparisons: [] as Comparison[] };
         pickDistinct(candidates, pairKey, ensemble, context.constitution.defaults.principle_sampling).forEach((principle, slot) => {
           for (const order of ['AB', 'BA'] as const) {
-            const comparison = newComparison({ context, prompt, conversation, first, second, pairKey, principle, slot, order, iteration });
+            const comparison = newComparison({ context, prompt, conversation, first, second, pairKey, principle, slot, order, iteration, stage: mode.decisionStage });
             replayStored(comparison, storedByBase.get(comparison.base) ?? []);
             pair.comparisons.push(comparison);
             comparisons.push(comparison);
@@ -109,7 +116,7 @@ export async function labelBatch(db: Database, llm: ModelEndpoints, context: Run
         values: {
           ...raterCallFields(context, requests[i]!, result),
           decisionKey: `${c.base}#${c.attempt}`,
-          stage: 'label',
+          stage: mode.decisionStage,
           iteration,
           principleId: c.principle.id,
           principleKey: c.principle.key,
@@ -167,8 +174,8 @@ export async function labelBatch(db: Database, llm: ModelEndpoints, context: Run
 
 type ComparisonIdentity = Pick<Comparison, 'prompt' | 'first' | 'second' | 'pairKey' | 'principle' | 'slot' | 'order'>;
 
-function newComparison(a: ComparisonIdentity & { context: RunContext; conversation: string; iteration: number }): Comparison {
-  const { context, conversation, iteration, ...identity } = a;
+function newComparison(a: ComparisonIdentity & { context: RunContext; conversation: string; iteration: number; stage: LabelMode['decisionStage'] }): Comparison {
+  const { context, conversation, iteration, stage, ...identity } = a;
   const settings = context.config.label;
   const question = a.principle.comparisons[stableHash(`${a.pairKey}:${a.slot}`) % a.principle.comparisons.length]!;
   const [responseA, responseB] = a.order === 'AB' ? [a.first, a.second] : [a.second, a.first];
@@ -178,7 +185,7 @@ function newComparison(a: ComparisonIdentity & { context: RunContext; conversati
     : '';
   return {
     ...identity,
-    base: `label:${iteration}:${a.first.id}:${a.second.id}:${a.principle.key}:${a.slot}:${a.order}`,
+    base: `${stage}:${iteration}:${a.first.id}:${a.second.id}:${a.principle.key}:${a.slot}:${a.order}`,
     question,
     messages: [{ role: 'user', content: rendered.text + cotInstruction }],
     flags: rendered.flags,

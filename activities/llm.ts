@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { canonicalJson } from '../core/constitution/hash.js';
 import type { TopLogprob } from '../core/rater/labels.js';
 import type { EndpointConfig } from '../core/run-config.js';
+import { storableJson } from '../core/text.js';
 import type { Database } from '../db/pool.js';
 import { requestCache } from '../db/schema.js';
 
@@ -161,7 +162,8 @@ export class ModelEndpoints {
         queue.add(async () => {
           const began = performance.now();
           try {
-            const body: unknown = await openai.chat.completions.create({ model: config.model, ...request, stream: false });
+            // Stored as is, less what Postgres cannot hold (NUL, lone surrogates).
+            const body: unknown = storableJson(await openai.chat.completions.create({ model: config.model, ...request, stream: false }));
             read(body, config); // a malformed answer fails here and is never cached
             const latencyMs = Math.round(performance.now() - began);
             this.remember({ key, endpoint: config.base_url, model: config.model, response: body, latencyMs });

@@ -1,7 +1,7 @@
 // What every stage activity of a run needs: its config, constitution and principle rows, and its
 // prompts by position. Runs are immutable once started, so the worker keeps them in memory.
 import { ApplicationFailure } from '@temporalio/activity';
-import { asc, eq } from 'drizzle-orm';
+import { and, asc, eq } from 'drizzle-orm';
 import { constitutionSchema, type Constitution } from '../core/constitution/schema.js';
 import { defaultTemplates, type TemplateKind } from '../core/constitution/templates.js';
 import { runConfigSchema, type RunConfig } from '../core/run-config.js';
@@ -74,12 +74,12 @@ export class RunContexts {
   }
 }
 
-/** The prompts of a run at positions [offset, offset + limit), in id order. */
-export async function promptsAt(db: Database, runId: number, offset: number, limit: number): Promise<PromptRow[]> {
+/** The prompts of a split of a run at positions [offset, offset + limit), in id order. Stages work on `train`; `eval` prompts are held out for evaluation. */
+export async function promptsAt(db: Database, runId: number, offset: number, limit: number, split: 'train' | 'eval' = 'train'): Promise<PromptRow[]> {
   const rows = await db
     .select({ id: prompts.id, key: prompts.key, messages: prompts.messages })
     .from(prompts)
-    .where(eq(prompts.runId, runId))
+    .where(and(eq(prompts.runId, runId), eq(prompts.split, split)))
     .orderBy(asc(prompts.id))
     .offset(offset)
     .limit(limit);

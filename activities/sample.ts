@@ -9,8 +9,9 @@ import type { StageCounts } from './label.js';
 import type { ChatMessage, ChatRequest, ModelEndpoints } from './llm.js';
 import type { PromptRow, RunContext } from './run-context.js';
 
-export async function sampleBatch(db: Database, llm: ModelEndpoints, context: RunContext, prompts: PromptRow[], iteration: number): Promise<StageCounts> {
-  const endpoint = context.config.endpoints.policy;
+export async function sampleBatch(db: Database, llm: ModelEndpoints, context: RunContext, prompts: PromptRow[], iteration: number, options: { policyModel?: string } = {}): Promise<StageCounts> {
+  const configured = context.config.endpoints.policy;
+  const endpoint = options.policyModel ? { ...configured, model: options.policyModel } : configured;
   const params = context.config.sample;
   const existing = await db
     .select({ promptId: completions.promptId, sampleIndex: completions.sampleIndex })

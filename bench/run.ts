@@ -2,7 +2,9 @@
 // `ratio=<measured/baseline>` against a baseline it measures in the same run.
 const benchmarks: Record<string, () => Promise<unknown>> = {
   rater: () => import('./rater.js'),
+  score: () => import('./score.js'),
   upserts: () => import('./upserts.js'),
+  verify: () => import('./verify.js'),
 };
 
 const name = process.argv[2];

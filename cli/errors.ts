@@ -1,4 +1,5 @@
 // Exit codes and the one error handler every command goes through.
+import { RunPlanError } from './start-run.js';
 import { ZodError } from 'zod';
 import { SettingsError } from '../worker/settings.js';
 
@@ -32,7 +33,7 @@ export function handleError(error: unknown): never {
     console.error(`error: ${error.message}`);
     process.exit(error.exitCode);
   }
-  if (error instanceof SettingsError) {
+  if (error instanceof SettingsError || error instanceof RunPlanError) {
     console.error(`error: ${error.message}`);
     process.exit(exitCodes.invalidInput);
   }

@@ -4,6 +4,7 @@ import { auditCommand } from './commands/audit.js';
 import { constitutionCommand } from './commands/constitution.js';
 import { demoCommand } from './commands/demo.js';
 import { exportCommand } from './commands/export.js';
+import { modelsCommand, scoreCommand } from './commands/models.js';
 import { runCommand, runsCommand } from './commands/run.js';
 import { devCommand, migrateCommand, statusCommand, workerCommand } from './commands/stack.js';
 import { exitCodes, handleError } from './errors.js';
@@ -21,7 +22,7 @@ Exit codes: 0 ok; 1 invalid input (bad file, flag value or id); 2 usage error;
             70 internal error (a bug).
 Environment: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, DATABASE_URL point at your own cluster and database;
              TENET_HOME (state folder, default .tenet), TENET_TEMPORAL_PORT, TENET_TEMPORAL_UI_PORT, TENET_PG_PORT,
-             TEMPORAL_CLI, TENET_PYTHON.`,
+             TEMPORAL_CLI, TENET_PYTHON, TENET_ARTIFACTS (trainer jobs' data, checkpoints and models).`,
   )
   .addCommand(devCommand)
   .addCommand(statusCommand)
@@ -30,6 +31,8 @@ Environment: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, DATABASE_URL point at your ow
   .addCommand(runsCommand)
   .addCommand(auditCommand)
   .addCommand(exportCommand)
+  .addCommand(modelsCommand)
+  .addCommand(scoreCommand)
   .addCommand(constitutionCommand)
   .addCommand(workerCommand)
   .addCommand(migrateCommand);

@@ -22,6 +22,73 @@ export const endpointSchema = z.strictObject({
 });
 export type EndpointConfig = z.output<typeof endpointSchema>;
 
+/** Trainer flags (snake_case, as `python -m tenet_trainer <command> --help` lists them); the trainer rejects unknown ones. */
+const trainerOptions = z.record(
+  z.string().regex(/^[a-z][a-z0-9_]*$/, { error: 'expected a trainer option name in snake_case, e.g. max_steps' }),
+  z.union([z.string(), z.number(), z.boolean()], { error: 'expected a string, number or boolean' }),
+);
+// Set by the loop itself, not by the run config.
+const reservedTrainerOptions = ['model', 'data', 'output', 'adapter', 'resume_from', 'config'];
+const trainerOptionsFor = (what: string) =>
+  trainerOptions.default({}).refine((options) => !reservedTrainerOptions.some((key) => key in options), {
+    error: `${what}: ${reservedTrainerOptions.join(', ')} are set by the loop`,
+  });
+
+/**
+ * The training loop after the data stages: reward model → policy update (DPO from preferences, or
+ * online RL from scored rollouts) → evaluation, `iterations` times. `mode: none` stops after the
+ * data stages.
+ */
+export const loopSchema = z
+  .strictObject({
+    mode: z.enum(['none', 'dpo', 'online'], { error: 'expected none, dpo or online' }).default('none'),
+    iterations: z.number().int().min(1).max(1_000).default(1),
+    /** The policy's weights for training: a local folder or a Hugging Face hub id. The policy endpoint serves the same model. */
+    base_model: z.string().min(1).optional(),
+    /** Load each new policy adapter into the policy endpoint (`trainer serve`, or vLLM with LoRA enabled) under the name `<run>-it<N>`. */
+    serve_adapters: z.boolean().default(true),
+    reward_model: z
+      .strictObject({
+        /** The reward model's backbone; defaults to base_model. */
+        base: z.string().min(1).optional(),
+        options: trainerOptionsFor('loop.reward_model.options'),
+      })
+      .default({ options: {} }),
+    /** Flags of `trainer dpo` or `trainer rl`, by mode. */
+    policy: z.strictObject({ options: trainerOptionsFor('loop.policy.options') }).default({ options: {} }),
+    rollouts: z
+      .strictObject({
+        /** Completions per prompt: the group of group-relative advantages. */
+        group_size: z.number().int().min(2).max(64).default(4),
+        temperature: z.number().min(0).max(2).default(1),
+        max_tokens: positiveInt('a token limit').default(128),
+        /** Reward terms besides the reward model: subtract length_penalty × completion tokens / max_tokens. */
+        length_penalty: z.number().min(0).default(0),
+      })
+      .default({ group_size: 4, temperature: 1, max_tokens: 128, length_penalty: 0 }),
+    evaluate: z
+      .strictObject({
+        /** Share of the prompts held out for evaluation when the prompts file marks none as `eval`. */
+        heldout_fraction: z.number().min(0).max(0.9).default(0.2),
+        /** At most this many held-out prompts per evaluation. */
+        max_prompts: z.number().int().min(1).max(100_000).default(64),
+        temperature: z.number().min(0).max(2).default(0),
+        max_tokens: positiveInt('a token limit').default(128),
+      })
+      .default({ heldout_fraction: 0.2, max_prompts: 64, temperature: 0, max_tokens: 128 }),
+  })
+  .refine((loop) => loop.mode === 'none' || loop.base_model !== undefined, { error: 'loop.base_model: required when loop.mode is dpo or online', path: ['base_model'] })
+  .default({
+    mode: 'none',
+    iterations: 1,
+    serve_adapters: true,
+    reward_model: { options: {} },
+    policy: { options: {} },
+    rollouts: { group_size: 4, temperature: 1, max_tokens: 128, length_penalty: 0 },
+    evaluate: { heldout_fraction: 0.2, max_prompts: 64, temperature: 0, max_tokens: 128 },
+  });
+export type LoopConfig = z.output<typeof loopSchema>;
+
 export const runConfigSchema = z.strictObject({
   endpoints: z.strictObject({
     policy: endpointSchema,
@@ -86,6 +153,7 @@ export const runConfigSchema = z.strictObject({
       heartbeat_timeout_s: z.number().int().min(1).max(3_600).default(120),
     })
     .default({ batch_size: 64, shard_size: 1_024, max_shards_in_flight: 200, max_batches_in_flight: 4, heartbeat_timeout_s: 120 }),
+  loop: loopSchema,
 });
 export type RunConfig = z.output<typeof runConfigSchema>;
 export type RunConfigInput = z.input<typeof runConfigSchema>;

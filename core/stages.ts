@@ -1,3 +1,3 @@
 // The stages of the pipeline workflow, in the order they run.
-export const pipelineStages = ['sample', 'critique', 'label', 'score'] as const;
+export const pipelineStages = ['sample', 'critique', 'label', 'score', 'rollout'] as const;
 export type PipelineStage = (typeof pipelineStages)[number];

@@ -28,3 +28,16 @@ export function closestWord(word: string, candidates: readonly string[]): string
   }
   return best !== undefined && bestDistance <= Math.max(2, Math.floor(best.length / 3)) ? best : undefined;
 }
+
+/**
+ * A copy of a JSON value that Postgres can store: text and jsonb reject NUL characters and lone
+ * UTF-16 surrogates, which models do emit. Each becomes U+FFFD, as an invalid byte would in UTF-8.
+ */
+export function storableJson<T>(value: T): T {
+  if (typeof value === 'string') return value.replace(/\0|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD') as T;
+  if (Array.isArray(value)) return value.map((item: unknown) => storableJson(item)) as T;
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [storableJson(key), storableJson(item as unknown)])) as T;
+  }
+  return value;
+}

@@ -330,3 +330,26 @@ export const requestCache = pgTable('request_cache', {
   latencyMs: integer('latency_ms').notNull(),
   ...createdAt,
 });
+
+/**
+ * Rewards of scored completions (online RL rollouts, evaluation samples): every component and the
+ * total, so an audit can always explain a reward. One row per completion.
+ */
+export const rolloutRewards = pgTable(
+  'rollout_rewards',
+  {
+    ...id,
+    runId: runRef(),
+    iteration: integer('iteration').notNull(),
+    completionId: completionRef('completion_id'),
+    /** Completions of one prompt drawn together: the group of group-relative advantages. */
+    groupKey: text('group_key').notNull(),
+    /** The reward model that scored it (models.id), when one did. */
+    rewardModelId: ref('reward_model_id').references(() => models.id),
+    /** {"reward_model": 0.42, "length_penalty": -0.1, ...}: each term after its weight. */
+    components: jsonb('components').$type<Record<string, number>>().notNull(),
+    total: doublePrecision('total').notNull(),
+    ...createdAt,
+  },
+  (t) => [uniqueIndex('rollout_rewards_completion').on(t.completionId), index('rollout_rewards_run_idx').on(t.runId, t.iteration)],
+);

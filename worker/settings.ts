@@ -22,6 +22,8 @@ const envSchema = z.object({
   TENET_PG_PORT: port(5433),
   TEMPORAL_CLI: z.string().min(1).optional(),
   TENET_PYTHON: z.string().min(1).optional(),
+  /** Job data, checkpoints and model artifacts; a shared volume when GPU workers run on several machines. */
+  TENET_ARTIFACTS: z.string().min(1).optional(),
 });
 
 export interface Settings {
@@ -34,6 +36,7 @@ export interface Settings {
   ports: { temporal: number; temporalUi: number; postgres: number };
   temporalCli: string;
   python: string;
+  artifacts: string;
 }
 
 export class SettingsError extends Error {
@@ -48,14 +51,16 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
   }
   const e = parsed.data;
   const venvBin = path.join(projectRoot, '.venv', 'bin');
+  const home = path.resolve(e.TENET_HOME ?? path.join(projectRoot, '.tenet'));
   return {
     temporalAddress: e.TEMPORAL_ADDRESS,
     namespace: e.TEMPORAL_NAMESPACE,
     databaseUrl: e.DATABASE_URL,
-    home: path.resolve(e.TENET_HOME ?? path.join(projectRoot, '.tenet')),
+    home,
     ports: { temporal: e.TENET_TEMPORAL_PORT, temporalUi: e.TENET_TEMPORAL_UI_PORT, postgres: e.TENET_PG_PORT },
     temporalCli: e.TEMPORAL_CLI ?? path.join(venvBin, 'temporal'),
     python: e.TENET_PYTHON ?? path.join(venvBin, 'python'),
+    artifacts: path.resolve(e.TENET_ARTIFACTS ?? path.join(home, 'artifacts')),
   };
 }
 

@@ -15,18 +15,21 @@ export interface WorkerOptions {
   namespace: string;
   databaseUrl: string | undefined;
   python: string;
+  /** Job data, checkpoints and artifacts of trainer jobs. */
+  artifactsRoot: string;
   /** Called once every worker polls. */
   onReady?: (queues: string[]) => void;
 }
 
-/** GPUs this worker may use: CUDA_VISIBLE_DEVICES when set, else what nvidia-smi lists. */
-export function visibleGpuCount(): number {
+/** GPUs this worker may use, as CUDA_VISIBLE_DEVICES names them: that variable when set, else what nvidia-smi lists. */
+export function visibleGpus(): string[] {
   const visible = process.env.CUDA_VISIBLE_DEVICES;
-  if (visible !== undefined) return visible.trim() === '' ? 0 : visible.split(',').filter((d) => d.trim() !== '' && d.trim() !== '-1').length;
+  if (visible !== undefined) return visible.split(',').map((d) => d.trim()).filter((d) => d !== '' && d !== '-1');
   try {
-    return execFileSync('nvidia-smi', ['-L'], { encoding: 'utf8', timeout: 5_000 }).split('\n').filter((line) => line.startsWith('GPU ')).length;
+    const lines = execFileSync('nvidia-smi', ['-L'], { encoding: 'utf8', timeout: 5_000 }).split('\n').filter((line) => line.startsWith('GPU '));
+    return lines.map((_, i) => String(i));
   } catch {
-    return 0;
+    return [];
   }
 }
 
@@ -48,10 +51,10 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
   const connection = await NativeConnection.connect({ address: options.temporalAddress });
   const workers: Worker[] = [];
   try {
+    if (!options.databaseUrl) throw new Error('a worker needs DATABASE_URL (or the dev stack) to reach Postgres');
+    await applyMigrations(options.databaseUrl);
+    const db = getDatabase(options.databaseUrl);
     if (options.queues.includes('cpu')) {
-      if (!options.databaseUrl) throw new Error('the CPU worker needs DATABASE_URL (or the dev stack) to reach Postgres');
-      await applyMigrations(options.databaseUrl);
-      const db = getDatabase(options.databaseUrl);
       workers.push(
         await Worker.create({
           connection,
@@ -64,14 +67,14 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
     }
     if (options.queues.includes('gpu')) {
       // One trainer job per visible GPU; a CPU-only machine still runs one at a time.
-      const slots = Math.max(1, visibleGpuCount());
+      const gpus = visibleGpus();
       workers.push(
         await Worker.create({
           connection,
           namespace: options.namespace,
           taskQueue: taskQueues.gpu,
-          activities: createGpuActivities({ python: options.python }),
-          maxConcurrentActivityTaskExecutions: slots,
+          activities: createGpuActivities({ python: options.python, db, artifactsRoot: options.artifactsRoot, gpus }),
+          maxConcurrentActivityTaskExecutions: Math.max(1, gpus.length),
         }),
       );
     }

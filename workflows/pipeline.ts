@@ -2,10 +2,16 @@
 // workflows per shard of prompts with a bounded number in flight. Row ids and counts travel in
 // payloads, never text. Progress is a query; pause/resume are signals; the workflow continues as
 // new when Temporal suggests it, so a run of any size keeps a short history.
+//
+// With a training loop, each iteration then trains a reward model (a trainerJob child on the GPU
+// queue), updates the policy (DPO from the iteration's preferences, or online RL from rollouts
+// scored in Node), puts the new adapter into service and evaluates it; the next iteration starts
+// as a new run of this workflow (continue-as-new) sampling from the new policy.
 import {
   CancellationScope,
   condition,
   continueAsNew,
+  executeChild,
   getExternalWorkflowHandle,
   isCancellation,
   ParentClosePolicy,
@@ -14,9 +20,20 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { rootCauseMessage } from '../core/failure.js';
-import { db, stageBatches } from './presets.js';
+import { db, loopSteps, measure, stageBatches } from './presets.js';
 import { stageShard } from './shard.js';
-import { batchDoneSignal, pauseSignal, progressQuery, resumeSignal, type PipelineInput, type PipelineResult, type PipelineState, type StageName } from './types.js';
+import { trainerJob } from './train.js';
+import {
+  batchDoneSignal,
+  pauseSignal,
+  progressQuery,
+  resumeSignal,
+  type PipelineInput,
+  type PipelineResult,
+  type PipelineState,
+  type PolicyRef,
+  type StageName,
+} from './types.js';
 
 export async function pipeline(input: PipelineInput): Promise<PipelineResult> {
   const { runId, stages, scale } = input;
@@ -25,7 +42,7 @@ export async function pipeline(input: PipelineInput): Promise<PipelineResult> {
     stageIndex: 0,
     nextShard: 0,
     paused: false,
-    progress: stages.map((stage) => ({ stage, done: 0, total: 0, failed: 0 })),
+    progress: [...stages, ...loopStages(input)].map((stage) => ({ stage, done: 0, total: 0, failed: 0 })),
   };
   const inflight = new Map<string, Promise<void>>();
   const tellChildren = async (signal: typeof pauseSignal | typeof resumeSignal) => {
@@ -55,11 +72,14 @@ export async function pipeline(input: PipelineInput): Promise<PipelineResult> {
     if (!input.resume) {
       await db.setRunStatus({ runId, status: 'running' });
       state.promptCount = await stageBatches.countPrompts({ runId });
-      for (const progress of state.progress) progress.total = state.promptCount * (input.unitsPerPrompt[progress.stage as StageName] ?? 1);
+      for (const progress of state.progress) {
+        progress.total = loopStages(input).includes(progress.stage) ? 1 : state.promptCount * (input.unitsPerPrompt[progress.stage as StageName] ?? 1);
+      }
     }
     const { workflowId } = workflowInfo();
     for (; state.stageIndex < stages.length; state.stageIndex++, state.nextShard = 0) {
       const stage = stages[state.stageIndex]!;
+      if (stage === 'rollout' && state.rewardModelId === undefined) state.rewardModelId = await trainRewardModel(input, state);
       const shards = Math.ceil(state.promptCount / scale.shardSize);
       while (state.nextShard < shards || inflight.size > 0) {
         const wantsNewRun = workflowInfo().continueAsNewSuggested;
@@ -82,6 +102,8 @@ export async function pipeline(input: PipelineInput): Promise<PipelineResult> {
                 heartbeatTimeoutS: scale.heartbeatTimeoutS,
                 parentWorkflowId: workflowId,
                 paused: state.paused,
+                ...(input.policy ? { policyModel: input.policy.name } : {}),
+                ...(stage === 'rollout' ? { rewardModelId: state.rewardModelId } : {}),
               },
             ],
           });
@@ -102,6 +124,14 @@ export async function pipeline(input: PipelineInput): Promise<PipelineResult> {
       const progress = state.progress.find((p) => p.stage === stage)!;
       await db.recordMetrics({ runId, iteration: input.iteration, values: { [`${stage}.done`]: progress.done, [`${stage}.failed`]: progress.failed } });
     }
+    if (input.loop) {
+      const policy = await trainAndEvaluate(input, state);
+      if (input.iteration + 1 < input.loop.iterations) {
+        return await continueAsNew<typeof pipeline>({ ...input, iteration: input.iteration + 1, policy, resume: undefined });
+      }
+      await db.setRunStatus({ runId, status: 'completed' });
+      return { runId, progress: state.progress, policy, iterations: input.iteration + 1 };
+    }
     await db.setRunStatus({ runId, status: 'completed' });
     return { runId, progress: state.progress };
   } catch (error) {
@@ -109,4 +139,62 @@ export async function pipeline(input: PipelineInput): Promise<PipelineResult> {
     await CancellationScope.nonCancellable(() => db.setRunStatus({ runId, status, error: rootCauseMessage(error) }));
     throw error;
   }
+}
+
+function loopStages(input: PipelineInput): string[] {
+  return input.loop ? ['reward', 'policy', 'evaluate'] : [];
+}
+
+function markDone(state: PipelineState, stage: string): void {
+  const progress = state.progress.find((p) => p.stage === stage);
+  if (progress) progress.done = progress.total;
+}
+
+async function trainRewardModel(input: PipelineInput, state: PipelineState): Promise<number> {
+  const job = await loopSteps.planTrainerJob({ runId: input.runId, iteration: input.iteration, step: 'reward' });
+  const model = await executeChild(trainerJob, { workflowId: `${workflowInfo().workflowId}/it-${input.iteration}/reward`, args: [job] });
+  markDone(state, 'reward');
+  await db.recordMetrics({ runId: input.runId, iteration: input.iteration, values: numericMetrics('reward', model.metrics) });
+  return model.modelId;
+}
+
+/** Reward model (if the rollouts did not need it yet) → policy update → adapter into service → evaluation. */
+async function trainAndEvaluate(input: PipelineInput, state: PipelineState): Promise<PolicyRef> {
+  const { runId, iteration } = input;
+  state.rewardModelId ??= await trainRewardModel(input, state);
+  if (!state.newPolicy) {
+    const job = await loopSteps.planTrainerJob({ runId, iteration, step: 'policy', ...(input.policy ? { policyModelId: input.policy.modelId } : {}) });
+    const model = await executeChild(trainerJob, { workflowId: `${workflowInfo().workflowId}/it-${iteration}/policy`, args: [job] });
+    await db.recordMetrics({ runId, iteration, values: numericMetrics('policy', model.metrics) });
+    const name = adapterNameFor(runId, iteration + 1);
+    await loopSteps.activatePolicy({ runId, modelId: model.modelId, name });
+    state.newPolicy = { modelId: model.modelId, name };
+    markDone(state, 'policy');
+  }
+  await loopSteps.evaluatePolicy({
+    runId,
+    iteration,
+    previousPolicy: input.policy?.name ?? (await loopSteps.basePolicyName({ runId })),
+    newPolicy: state.newPolicy.name,
+    rewardModelId: state.rewardModelId,
+  });
+  const kl = await measure.measurePolicy({ runId, iteration, modelId: state.newPolicy.modelId, policyName: state.newPolicy.name });
+  await db.recordMetrics({ runId, iteration, values: Object.fromEntries(Object.entries(kl).map(([name, value]) => [`eval.${name}`, value])) });
+  markDone(state, 'evaluate');
+  return state.newPolicy;
+}
+
+/** The served name of a run's policy after `iteration` updates (kept in step with activities/loop.ts). */
+function adapterNameFor(runId: number, iteration: number): string {
+  return `run${runId}-it${iteration}`;
+}
+
+/** Numeric trainer metrics as `prefix.name` metric rows (nested objects are skipped). */
+function numericMetrics(prefix: string, metrics: Record<string, unknown>): Record<string, number> {
+  const values: Record<string, number> = {};
+  for (const [name, value] of Object.entries(metrics)) {
+    if (typeof value === 'number' && Number.isFinite(value)) values[`${prefix}.${name}`] = value;
+    if (typeof value === 'boolean') values[`${prefix}.${name}`] = value ? 1 : 0;
+  }
+  return values;
 }

@@ -29,3 +29,22 @@ export const stageBatchOptions = {
   retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute' },
 } satisfies ActivityOptions;
 export const stageBatches = proxyActivities<CpuActivities>(stageBatchOptions);
+
+/**
+ * Loop steps on the CPU queue: planning trainer jobs, loading adapters into the policy endpoint,
+ * evaluation (held-out sampling and rating). Retried without a limit while an endpoint is down.
+ */
+export const loopSteps = proxyActivities<CpuActivities>({
+  taskQueue: taskQueues.cpu,
+  startToCloseTimeout: '4 hours',
+  heartbeatTimeout: '5 minutes',
+  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: ['ModelMissing', 'NoLoop', 'AdapterRejected', 'RewardModelBroken'] },
+});
+
+/** Measurements by the trainer on the GPU queue (KL to the reference on evaluation samples). */
+export const measure = proxyActivities<GpuActivities>({
+  taskQueue: taskQueues.gpu,
+  startToCloseTimeout: '4 hours',
+  heartbeatTimeout: '2 minutes',
+  retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5, nonRetryableErrorTypes: ['ModelMissing', 'TrainerUserError', 'TrainerMissing'] },
+});

@@ -26,7 +26,7 @@ export async function stageShard(input: ShardInput): Promise<void> {
       inflight.set(
         batch,
         stageBatches
-          .runStageBatch({ runId: input.runId, stage: input.stage, iteration: input.iteration, offset, limit })
+          .runStageBatch({ runId: input.runId, stage: input.stage, iteration: input.iteration, offset, limit, policyModel: input.policyModel, rewardModelId: input.rewardModelId })
           .then((counts) => parent.signal(batchDoneSignal, { stage: input.stage, ...counts }))
           .finally(() => inflight.delete(batch)),
       );

@@ -23,7 +23,7 @@ export interface StageProgress {
 
 export const progressQuery = defineQuery<StageProgress[]>('progress');
 
-export type StageName = 'sample' | 'critique' | 'label' | 'score';
+export type StageName = 'sample' | 'critique' | 'label' | 'score' | 'rollout';
 
 export interface ScaleSettings {
   /** Prompts per activity. */
@@ -36,10 +36,26 @@ export interface ScaleSettings {
   heartbeatTimeoutS?: number;
 }
 
+/** The training loop after the data stages (from the run config's `loop`). */
+export interface LoopPlan {
+  mode: 'dpo' | 'online';
+  iterations: number;
+}
+
+/** A policy the loop trained and put into service. */
+export interface PolicyRef {
+  modelId: number;
+  /** Its served model name on the policy endpoint. */
+  name: string;
+}
+
 export interface PipelineInput {
   runId: number;
   stages: StageName[];
   iteration: number;
+  loop?: LoopPlan;
+  /** The policy this iteration samples from; absent in the first iteration (the endpoint's own model). */
+  policy?: PolicyRef;
   /** Work units per prompt for each stage (completions, critique rounds, comparisons), for progress totals. */
   unitsPerPrompt: Partial<Record<StageName, number>>;
   scale: ScaleSettings;
@@ -53,11 +69,17 @@ export interface PipelineState {
   nextShard: number;
   paused: boolean;
   progress: StageProgress[];
+  /** Loop results of this iteration so far. */
+  rewardModelId?: number;
+  newPolicy?: PolicyRef;
 }
 
 export interface PipelineResult {
   runId: number;
   progress: StageProgress[];
+  /** The newest policy, after the last iteration of a loop. */
+  policy?: PolicyRef;
+  iterations?: number;
 }
 
 export interface ShardInput {
@@ -72,6 +94,8 @@ export interface ShardInput {
   /** Where to report each finished batch. */
   parentWorkflowId: string;
   paused: boolean;
+  policyModel?: string;
+  rewardModelId?: number;
   /** Carried across continue-as-new. */
   nextBatch?: number;
 }

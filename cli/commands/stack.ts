@@ -85,8 +85,9 @@ export const workerCommand = new Command('worker')
     const settings = getSettings();
     const endpoints = resolveEndpoints(settings);
     const queues: QueueName[] = options.queue === 'all' ? ['cpu', 'gpu'] : [options.queue];
-    if (queues.includes('cpu') && !endpoints.databaseUrl) {
-      throw new UserError('the CPU worker needs Postgres: set DATABASE_URL or start `tenet dev`', exitCodes.unavailable);
+    if (!endpoints.databaseUrl) {
+      // CPU workers store everything there; GPU workers read training data and register models.
+      throw new UserError('a worker needs Postgres: set DATABASE_URL or start `tenet dev`', exitCodes.unavailable);
     }
     if (options.exitWithParent) {
       const parent = process.ppid;
@@ -100,6 +101,7 @@ export const workerCommand = new Command('worker')
       namespace: settings.namespace,
       databaseUrl: endpoints.databaseUrl,
       python: settings.python,
+      artifactsRoot: settings.artifacts,
       onReady: (names) => console.log(`tenet worker ready: polling ${names.join(', ')} on ${endpoints.temporalAddress}`),
     });
   });

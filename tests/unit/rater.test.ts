@@ -7,6 +7,7 @@ import { defaultTemplates } from '../../core/constitution/templates.js';
 import { parsePromptsJsonl } from '../../core/prompts-file.js';
 import { normaliseScore, parseScore } from '../../activities/score.js';
 import { runConfigSchema } from '../../core/run-config.js';
+import { storableJson } from '../../core/text.js';
 
 const close = (a: number, b: number) => assert.ok(Math.abs(a - b) < 1e-9, `${a} != ${b}`);
 
@@ -146,5 +147,12 @@ describe('pointwise scores', () => {
     assert.equal(normaliseScore(1), -1);
     assert.equal(normaliseScore(10), 1);
     close(normaliseScore(5.5), 0);
+  });
+});
+
+describe('storableJson', () => {
+  it('replaces what Postgres text and jsonb reject (NUL, lone surrogates) and keeps the rest', () => {
+    const value = { text: 'a\u0000b', nested: ['\uD83D', 'ok \uD83D\uDE00', '\uDE00x'], n: 3, flag: true, none: null };
+    assert.deepEqual(storableJson(value), { text: 'a\uFFFDb', nested: ['\uFFFD', 'ok \uD83D\uDE00', '\uFFFDx'], n: 3, flag: true, none: null });
   });
 });

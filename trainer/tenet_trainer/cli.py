@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dpo": ("tenet_trainer.dpo", "DPO / IPO / cDPO on preferences, reference = base with adapters disabled"),
     "rl": ("tenet_trainer.rl", "one online update (GRPO / RLOO) from scored rollouts, KL to the reference"),
     "serve": ("tenet_trainer.serve", "OpenAI-compatible server for a local model with hot-loadable LoRA adapters"),
+    "kl": ("tenet_trainer.measure", "measure KL(policy adapter || base) and length on completions the policy wrote"),
     "make-tiny": ("tenet_trainer.make_tiny", "write a tiny random-initialised causal LM and tokenizer to a folder"),
 }
 

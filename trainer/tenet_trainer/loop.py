@@ -57,6 +57,10 @@ class Job:
     evaluate: Callable[[], dict[str, float]] | None = None
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     kind: str = "train"
+    after_step: Callable[[int], bool] | None = None
+    """Called after each optimizer step (after its step event) with the steps done; returning True
+    ends training there: the model is evaluated and published as it stands (used by `rl` to stop
+    early at its KL bound)."""
 
 
 def total_steps(config: TrainConfig, n_items: int) -> int:
@@ -232,6 +236,9 @@ def run(job: Job) -> dict[str, Any]:
                 metrics=_mean_metrics(parts),
                 elapsed_s=round(time.monotonic() - started, 3),
             )
+        if job.after_step is not None and job.after_step(done):
+            steps = done
+            break
         if config.checkpoint_every and done % config.checkpoint_every == 0 and done < steps:
             path = save_checkpoint(output, done, job.model, optimizer, scheduler, config.keep_checkpoints)
             last_saved = done

@@ -1,0 +1,196 @@
+// CPU-side activities of the training loop: planning trainer jobs from the run config, putting a
+// new policy adapter into service on the policy endpoint, and evaluating it against the previous
+// policy on held-out prompts (rater win rate in both orders, reward-model score, length).
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import { and, eq, inArray } from 'drizzle-orm';
+import { stableHash } from '../core/rater/principles.js';
+import type { Database } from '../db/pool.js';
+import { recordMetrics } from '../db/runs.js';
+import { completions, models, preferences } from '../db/schema.js';
+import { labelBatch } from './label.js';
+import type { ChatMessage, ModelEndpoints } from './llm.js';
+import { promptsAt, type RunContexts } from './run-context.js';
+import type { RewardScorers } from './scorers.js';
+import type { TrainerJob } from './trainer.js';
+
+export interface PlanInput {
+  runId: number;
+  iteration: number;
+  step: 'reward' | 'policy';
+  /** The current policy's model id (none in the first iteration: the base model). */
+  policyModelId?: number;
+}
+
+export interface EvaluateInput {
+  runId: number;
+  iteration: number;
+  /** Served model names of the policy before and after this iteration's update. */
+  previousPolicy: string;
+  newPolicy: string;
+  rewardModelId: number;
+}
+
+export interface EvaluateResult {
+  winRate: number | null;
+  meanReward: number | null;
+  meanLength: number | null;
+  prompts: number;
+}
+
+/** The served name of a run's policy after `iteration` updates. */
+export function adapterName(runId: number, iteration: number): string {
+  return `run${runId}-it${iteration}`;
+}
+
+export function createLoopActivities(deps: { db: Database; llm: ModelEndpoints; contexts: RunContexts; scorers: RewardScorers }) {
+  const { db, llm, contexts, scorers } = deps;
+  return {
+    async planTrainerJob(input: PlanInput): Promise<TrainerJob> {
+      const { config } = await contexts.get(input.runId);
+      const loop = config.loop;
+      if (loop.mode === 'none' || !loop.base_model) throw ApplicationFailure.nonRetryable(`run ${input.runId} has no training loop (loop.mode is none)`, 'NoLoop');
+      const prefix = `run-${input.runId}/it-${input.iteration}`;
+      if (input.step === 'reward') {
+        return {
+          runId: input.runId,
+          iteration: input.iteration,
+          command: 'reward-model',
+          kind: 'reward',
+          modelKey: `${prefix}/reward`,
+          baseModel: loop.reward_model.base ?? loop.base_model,
+          options: loop.reward_model.options,
+          // Every preference gathered so far: later iterations add to the reward model's data.
+          data: { source: 'preferences', iterations: Array.from({ length: input.iteration + 1 }, (_, i) => i) },
+        };
+      }
+      return {
+        runId: input.runId,
+        iteration: input.iteration,
+        command: loop.mode === 'dpo' ? 'dpo' : 'rl',
+        kind: 'policy',
+        modelKey: `${prefix}/policy`,
+        baseModel: loop.base_model,
+        ...(input.policyModelId !== undefined ? { parentModelId: input.policyModelId } : {}),
+        options: loop.policy.options,
+        data: loop.mode === 'dpo' ? { source: 'preferences', iterations: [input.iteration] } : { source: 'rollouts', iteration: input.iteration },
+      };
+    },
+
+    /** The policy endpoint's own model name (the policy before the first update). */
+    async basePolicyName(input: { runId: number }): Promise<string> {
+      return (await contexts.get(input.runId)).config.endpoints.policy.model;
+    },
+
+    /** Loads the adapter into the policy endpoint under `name` (vLLM's /v1/load_lora_adapter API, which `trainer serve` shares). */
+    async activatePolicy(input: { runId: number; modelId: number; name: string }): Promise<void> {
+      const { config } = await contexts.get(input.runId);
+      if (!config.loop.serve_adapters) return;
+      const [row] = await db.select({ path: models.artifactPath }).from(models).where(eq(models.id, input.modelId));
+      if (!row) throw ApplicationFailure.nonRetryable(`model ${input.modelId} is not registered`, 'ModelMissing');
+      const endpoint = config.endpoints.policy;
+      const url = `${endpoint.base_url.replace(/\/+$/, '')}/load_lora_adapter`;
+      const apiKey = endpoint.api_key_env ? process.env[endpoint.api_key_env] : undefined;
+      let response: Response;
+      try {
+        response = await fetch(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', ...(apiKey ? { authorization: `Bearer ${apiKey}` } : {}) },
+          body: JSON.stringify({ lora_name: input.name, lora_path: row.path }),
+          signal: AbortSignal.timeout(endpoint.timeout_s * 1000),
+        });
+      } catch (error) {
+        throw ApplicationFailure.retryable(`policy endpoint ${endpoint.base_url}: cannot load adapter ${input.name}: ${(error as Error).message}`, 'EndpointUnavailable');
+      }
+      if (!response.ok) {
+        const body = (await response.text()).slice(0, 500);
+        const message = `policy endpoint ${endpoint.base_url} (model ${endpoint.model}) refused adapter ${input.name} from ${row.path}: HTTP ${response.status} ${body}`;
+        if (response.status >= 500 || response.status === 429) throw ApplicationFailure.retryable(message, 'EndpointUnavailable');
+        throw ApplicationFailure.nonRetryable(message, 'AdapterRejected');
+      }
+    },
+
+    /**
+     * Held-out prompts, one completion each from the previous and the new policy; the rater compares
+     * each pair in both orders (stage `evaluate`). Records eval.* metrics for the iteration.
+     */
+    async evaluatePolicy(input: EvaluateInput): Promise<EvaluateResult> {
+      const activity = Context.current();
+      const pulse = setInterval(() => activity.heartbeat(), Math.max(200, Math.min(5_000, (activity.info.heartbeatTimeoutMs ?? 15_000) / 3)));
+      try {
+        return await evaluate(input);
+      } finally {
+        clearInterval(pulse);
+      }
+    },
+  };
+
+  async function evaluate(input: EvaluateInput): Promise<EvaluateResult> {
+      const context = await contexts.get(input.runId);
+      const settings = context.config.loop.evaluate;
+      const heldout = await promptsAt(db, input.runId, 0, settings.max_prompts, 'eval');
+      if (heldout.length === 0) return { winRate: null, meanReward: null, meanLength: null, prompts: 0 };
+      const endpoint = context.config.endpoints.policy;
+      const policies = [input.previousPolicy, input.newPolicy];
+      const where = and(eq(completions.runId, input.runId), eq(completions.stage, 'eval'), eq(completions.iteration, input.iteration), inArray(completions.promptId, heldout.map((p) => p.id)));
+      const existing = new Set((await db.select({ promptId: completions.promptId, version: completions.policyVersion }).from(completions).where(where)).map((r) => `${r.promptId}:${r.version}`));
+      const wanted = heldout.flatMap((prompt) => policies.filter((policy) => !existing.has(`${prompt.id}:${policy}`)).map((policy) => ({ prompt, policy })));
+      if (wanted.length > 0) {
+        const results = await Promise.all(
+          policies.map((policy) => {
+            const requests = wanted.filter((w) => w.policy === policy);
+            return llm
+              .chatMany(
+                { ...endpoint, model: policy },
+                requests.map((w) => ({ messages: w.prompt.messages as ChatMessage[], temperature: settings.temperature, max_tokens: settings.max_tokens, seed: stableHash(`${input.runId}:eval:${w.prompt.key}`) % 1_000_000 })),
+              )
+              .then((answers) => answers.map((answer, i) => ({ ...requests[i]!, answer })));
+          }),
+        );
+        const rows = results.flat().map(({ prompt, policy, answer }) => ({
+          runId: input.runId,
+          promptId: prompt.id,
+          stage: 'eval',
+          iteration: input.iteration,
+          sampleIndex: policy === input.newPolicy ? 1 : 0,
+          policyModel: policy,
+          policyVersion: policy,
+          text: answer.text,
+          generationParams: { temperature: settings.temperature, max_tokens: settings.max_tokens, endpoint: endpoint.base_url, from_cache: answer.fromCache },
+          finishReason: answer.finishReason,
+          promptTokens: answer.promptTokens,
+          completionTokens: answer.completionTokens,
+        }));
+        await db.insert(completions).values(rows).onConflictDoNothing();
+      }
+      await labelBatch(db, llm, context, heldout, input.iteration, { completionStage: 'eval', decisionStage: 'evaluate' });
+
+      const samples = await db.select({ id: completions.id, promptId: completions.promptId, version: completions.policyVersion, text: completions.text, tokens: completions.completionTokens }).from(completions).where(where);
+      const fresh = samples.filter((s) => s.version === input.newPolicy);
+      const newIds = new Set(fresh.map((s) => s.id));
+      const verdicts = await db
+        .select({ chosen: preferences.chosenId, soft: preferences.softLabel })
+        .from(preferences)
+        .where(and(eq(preferences.runId, input.runId), eq(preferences.iteration, input.iteration), inArray(preferences.promptId, heldout.map((p) => p.id))));
+      // P(new policy's answer is better), per held-out prompt.
+      const wins = verdicts.map((v) => (newIds.has(v.chosen) ? v.soft : 1 - v.soft));
+      const scorer = await scorers.get(input.rewardModelId);
+      const byId = new Map(heldout.map((p) => [p.id, p]));
+      const rewards = await scorer.score(fresh.map((s) => ({ prompt: byId.get(s.promptId)!.messages, completion: s.text })));
+      const result: EvaluateResult = {
+        winRate: mean(wins),
+        meanReward: mean(rewards),
+        meanLength: mean(fresh.map((s) => s.tokens ?? 0)),
+        prompts: heldout.length,
+      };
+      const values: Record<string, number> = { 'eval.prompts': heldout.length };
+      if (result.winRate !== null) values['eval.win_rate'] = result.winRate;
+      if (result.meanReward !== null) values['eval.mean_reward'] = result.meanReward;
+      if (result.meanLength !== null) values['eval.mean_length'] = result.meanLength;
+      await recordMetrics(db, input.runId, input.iteration, values);
+      return result;
+  }
+}
+
+function mean(values: number[]): number | null {
+  return values.length === 0 ? null : values.reduce((a, b) => a + b, 0) / values.length;
+}

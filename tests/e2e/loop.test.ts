@@ -1,0 +1,156 @@
+// The full loop end to end on the tiny model: Temporal + Postgres + `trainer serve` as the policy
+// endpoint (the scripted server rates, for deterministic verdicts). Two iterations of
+// sample → label → reward model → DPO → adapter into service → evaluation, then one online-RL
+// iteration (rollouts scored in Node by the ONNX reward model).
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker, type WorkflowBundle } from '@temporalio/worker';
+import { and, eq } from 'drizzle-orm';
+import { createCpuActivities, createGpuActivities } from '../../activities/index.js';
+import { taskQueues } from '../../core/queues.js';
+import { runConfigSchema, type RunConfigInput } from '../../core/run-config.js';
+import { applyMigrations } from '../../db/migrate.js';
+import { createDatabase, type Database } from '../../db/pool.js';
+import * as schema from '../../db/schema.js';
+import { startPipelineRun } from '../../cli/start-run.js';
+import { startScriptedEndpoint, type ScriptedEndpoint } from '../../worker/scripted-endpoint.js';
+import { startServe, type ServeProcess } from '../../worker/serve-process.js';
+import { bundleWorkflows } from '../../worker/worker.js';
+import type { pipeline } from '../../workflows/pipeline.js';
+import { createTestDatabase, defaultConstitution, temporalCli, tempDir, venvPython, type TestDatabase } from '../helpers.js';
+
+const questions = ['Name a fruit.', 'Say hello.', 'Count to three.', 'Name a colour.', 'Give a greeting.', 'Name an animal.', 'Pick a number.', 'Say goodbye.'];
+
+describe('the training loop on the tiny model', { timeout: 1_500_000 }, () => {
+  let env: TestWorkflowEnvironment;
+  let database: TestDatabase;
+  let db: Database;
+  let bundle: WorkflowBundle;
+  let rater: ScriptedEndpoint;
+  let serve: ServeProcess;
+  let artifacts: string;
+  let tiny: string;
+  const { constitution, source } = defaultConstitution();
+
+  before(async () => {
+    artifacts = tempDir('tenet-loop-');
+    tiny = path.join(artifacts, 'tiny');
+    execFileSync(venvPython, ['-m', 'tenet_trainer', 'make-tiny', '--output', tiny], { stdio: 'pipe' });
+    [env, database, bundle, rater, serve] = await Promise.all([
+      TestWorkflowEnvironment.createLocal({ server: { executable: { type: 'existing-path', path: temporalCli } } }),
+      createTestDatabase('tenet_loop'),
+      bundleWorkflows(),
+      startScriptedEndpoint(),
+      startServe({ python: venvPython, model: tiny, env: { TENET_TORCH_THREADS: '1' } }),
+    ]);
+    await applyMigrations(database.url);
+    db = createDatabase(database.url, { max: 20 });
+  });
+
+  after(async () => {
+    await serve?.stop();
+    await rater?.close();
+    await db?.$client.end();
+    await env?.teardown();
+    await database?.drop();
+  });
+
+  function config(loop: RunConfigInput['loop']) {
+    return runConfigSchema.parse({
+      endpoints: { policy: { base_url: serve.url, model: serve.model, max_concurrency: 4 }, rater: { base_url: rater.url, model: 'scripted' } },
+      sample: { n: 2, max_tokens: 12, temperature: 1 },
+      critique: { enabled: false },
+      scale: { batch_size: 4, shard_size: 8 },
+      loop,
+    });
+  }
+
+  async function runLoop(workflowId: string, loop: RunConfigInput['loop']) {
+    const prompts = questions.map((q, i) => ({ key: `q${i}`, messages: [{ role: 'user' as const, content: q }], split: i < 2 ? ('eval' as const) : ('train' as const), metadata: {} }));
+    const [cpu, gpu] = await Promise.all([
+      Worker.create({ connection: env.nativeConnection, taskQueue: taskQueues.cpu, workflowBundle: bundle, activities: createCpuActivities({ db }) }),
+      Worker.create({ connection: env.nativeConnection, taskQueue: taskQueues.gpu, activities: createGpuActivities({ python: venvPython, db, artifactsRoot: artifacts, gpus: [] }) }),
+    ]);
+    return cpu.runUntil(
+      gpu.runUntil(async () => {
+        const started = await startPipelineRun({ db, client: env.client, constitution, constitutionSource: source, config: config(loop), prompts, workflowId });
+        const result = await env.client.workflow.getHandle<typeof pipeline>(started.workflowId).result();
+        return { started, result };
+      }),
+    );
+  }
+
+  const trainer = { max_steps: 6, batch_size: 4, checkpoint_every: 0 };
+
+  it('runs two DPO iterations: each trains a reward model and a policy, serves it, and evaluates it', async () => {
+    const { started, result } = await runLoop('loop-dpo', { mode: 'dpo', iterations: 2, base_model: tiny, reward_model: { options: trainer }, policy: { options: trainer }, evaluate: { max_tokens: 12 } });
+    const runId = started.runId;
+    assert.equal(result.iterations, 2);
+    assert.equal(result.policy?.name, `run${runId}-it2`);
+
+    const made = await db.select().from(schema.models).where(eq(schema.models.runId, runId)).orderBy(schema.models.id);
+    assert.deepEqual(
+      made.map((m) => [m.kind, m.iteration]),
+      [
+        ['reward', 0],
+        ['policy', 0],
+        ['reward', 1],
+        ['policy', 1],
+      ],
+    );
+    const [, policy0, , policy1] = made;
+    assert.equal(policy1!.parentId, policy0!.id, 'the second update continues from the first policy');
+    assert.ok(made.every((m) => existsSync(m.artifactPath)));
+    assert.ok(existsSync(path.join(made[0]!.artifactPath, 'reward.onnx')));
+
+    // Iteration 1 sampled from the adapter the first update made, through the serve endpoint.
+    const iteration1 = await db.select().from(schema.completions).where(and(eq(schema.completions.runId, runId), eq(schema.completions.stage, 'sample'), eq(schema.completions.iteration, 1)));
+    assert.equal(iteration1.length, 12);
+    assert.ok(iteration1.every((c) => c.policyVersion === `run${runId}-it1`));
+    const served = (await (await fetch(`${serve.url}/models`)).json()) as { data: { id: string }[] };
+    assert.ok(served.data.some((m) => m.id === `run${runId}-it2`));
+
+    // Per-iteration metrics: evaluation against the previous policy, and what the trainer reported.
+    const rows = await db.select().from(schema.metrics).where(eq(schema.metrics.runId, runId));
+    for (const iteration of [0, 1]) {
+      const m = Object.fromEntries(rows.filter((r) => r.iteration === iteration).map((r) => [r.name, r.value]));
+      assert.ok(m['eval.win_rate']! >= 0 && m['eval.win_rate']! <= 1, `win rate of iteration ${iteration}: ${m['eval.win_rate']}`);
+      assert.ok(Number.isFinite(m['eval.mean_reward']));
+      assert.ok(m['eval.mean_length']! > 0);
+      assert.equal(m['eval.prompts'], 2);
+      assert.ok(Object.keys(m).some((k) => k.startsWith('reward.')), 'reward-model metrics recorded');
+      assert.ok(Object.keys(m).some((k) => k.startsWith('policy.')), 'policy metrics recorded');
+    }
+    // Evaluation decisions compared the two policies' answers in both orders, and never entered training data.
+    const evaluations = await db.select().from(schema.raterDecisions).where(and(eq(schema.raterDecisions.runId, runId), eq(schema.raterDecisions.stage, 'evaluate')));
+    assert.ok(evaluations.length >= 8);
+    assert.deepEqual(new Set(evaluations.map((d) => d.order)), new Set(['AB', 'BA']));
+  });
+
+  it('runs an online-RL iteration: rollouts scored in Node by the reward model, every component stored', async () => {
+    const { started, result } = await runLoop('loop-online', {
+      mode: 'online',
+      iterations: 1,
+      base_model: tiny,
+      reward_model: { options: trainer },
+      policy: { options: { ...trainer, max_steps: 4 } },
+      rollouts: { group_size: 3, max_tokens: 12, length_penalty: 0.5 },
+      evaluate: { max_tokens: 12 },
+    });
+    assert.equal(result.iterations, 1);
+    const rewards = await db.select().from(schema.rolloutRewards).where(eq(schema.rolloutRewards.runId, started.runId));
+    assert.equal(rewards.length, 6 * 3, 'one reward per rollout: 6 training prompts × 3');
+    for (const r of rewards) {
+      assert.ok(Number.isFinite(r.components.reward_model));
+      assert.ok(r.components.length_penalty! <= 0);
+      assert.ok(Math.abs(r.total - (r.components.reward_model! + r.components.length_penalty!)) < 1e-9);
+    }
+    const policy = await db.select().from(schema.models).where(and(eq(schema.models.runId, started.runId), eq(schema.models.kind, 'policy')));
+    assert.equal(policy.length, 1);
+    assert.equal((policy[0]!.lineage as { data: { source: string } }).data.source, 'rollouts');
+  });
+});
