@@ -4,7 +4,7 @@
 // iteration (rollouts scored in Node by the ONNX reward model).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -21,7 +21,8 @@ import { startScriptedEndpoint, type ScriptedEndpoint } from '../../worker/scrip
 import { startServe, type ServeProcess } from '../../worker/serve-process.js';
 import { bundleWorkflows } from '../../worker/worker.js';
 import type { pipeline } from '../../workflows/pipeline.js';
-import { createTestDatabase, defaultConstitution, temporalCli, tempDir, venvPython, type TestDatabase } from '../helpers.js';
+import { RewardScorer } from '../../activities/reward-scorer.js';
+import { createTestDatabase, defaultConstitution, runCli, temporalCli, tempDir, venvPython, type TestDatabase } from '../helpers.js';
 
 const questions = ['Name a fruit.', 'Say hello.', 'Count to three.', 'Name a colour.', 'Give a greeting.', 'Name an animal.', 'Pick a number.', 'Say goodbye.'];
 
@@ -152,5 +153,34 @@ describe('the training loop on the tiny model', { timeout: 1_500_000 }, () => {
     const policy = await db.select().from(schema.models).where(and(eq(schema.models.runId, started.runId), eq(schema.models.kind, 'policy')));
     assert.equal(policy.length, 1);
     assert.equal((policy[0]!.lineage as { data: { source: string } }).data.source, 'rollouts');
+  });
+
+  it('`tenet score` scores a file with a reward model in Node, as the worker does, and names a bad line', async () => {
+    const [reward] = await db.select().from(schema.models).where(eq(schema.models.kind, 'reward')).orderBy(schema.models.id).limit(1);
+    const input = path.join(artifacts, 'score-input.jsonl');
+    const rows = [
+      { prompt: 'Name a fruit.', completion: 'An apple.' },
+      { prompt: [{ role: 'user', content: 'Say hello.' }], completion: [{ role: 'assistant', content: 'Hello there, friend!' }] },
+    ];
+    writeFileSync(input, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    const result = await runCli(['score', '--model', reward!.artifactPath, '--input', input]);
+    assert.equal(result.code, 0, result.stderr);
+    const scored = result.stdout.trim().split('\n').map((line) => JSON.parse(line) as { score: number; completion: string });
+    assert.equal(scored.length, 2);
+    const scorer = await RewardScorer.load(reward!.artifactPath);
+    const expected = await scorer.score([
+      { prompt: [{ role: 'user', content: 'Name a fruit.' }], completion: 'An apple.' },
+      { prompt: [{ role: 'user', content: 'Say hello.' }], completion: 'Hello there, friend!' },
+    ]);
+    await scorer.close();
+    scored.forEach((row, i) => assert.ok(Math.abs(row.score - expected[i]!) < 1e-6, `row ${i}: ${row.score} vs ${expected[i]}`));
+
+    writeFileSync(input, `${JSON.stringify(rows[0])}\n{"prompt": "no completion"}\n`);
+    const bad = await runCli(['score', '--model', reward!.artifactPath, '--input', input]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /score-input\.jsonl:2: completion:/);
+    const notModel = await runCli(['score', '--model', artifacts, '--input', input]);
+    assert.equal(notModel.code, 1);
+    assert.match(notModel.stderr, /not a reward-model artifact \(missing reward\.onnx/);
   });
 });
