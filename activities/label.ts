@@ -8,6 +8,7 @@ import { and, eq, inArray } from 'drizzle-orm';
 import { clamp, combineDecisions, probabilityFirstBetter, readAnswer, type Order } from '../core/rater/labels.js';
 import { pickDistinct, stableHash } from '../core/rater/principles.js';
 import { renderTemplate } from '../core/rater/prompt.js';
+import { insertNewRows } from '../db/bulk.js';
 import type { Database } from '../db/pool.js';
 import { completions, preferences, raterDecisions } from '../db/schema.js';
 import { raterCallFields } from './decisions.js';
@@ -166,7 +167,7 @@ export async function labelBatch(db: Database, llm: ModelEndpoints, context: Run
       },
     ];
   });
-  for (let i = 0; i < preferenceRows.length; i += 500) await db.insert(preferences).values(preferenceRows.slice(i, i + 500)).onConflictDoNothing();
+  for (let i = 0; i < preferenceRows.length; i += 1_000) await insertNewRows(db, preferences, preferenceRows.slice(i, i + 1_000));
 
   const done = comparisons.filter((c) => c.decided).length;
   return { done, failed: comparisons.length - done };
@@ -219,9 +220,9 @@ function requestFor(context: RunContext, c: Comparison): ChatRequest {
 /** Writes decision rows (a retry's duplicates are ignored) and returns the id of every key. */
 async function insertDecisions(db: Database, runId: number, rows: (typeof raterDecisions.$inferInsert)[]): Promise<Map<string, number>> {
   const ids = new Map<string, number>();
-  for (let i = 0; i < rows.length; i += 200) {
-    const chunk = rows.slice(i, i + 200);
-    const inserted = await db.insert(raterDecisions).values(chunk).onConflictDoNothing().returning({ id: raterDecisions.id, key: raterDecisions.decisionKey });
+  for (let i = 0; i < rows.length; i += 500) {
+    const chunk = rows.slice(i, i + 500);
+    const inserted = await insertNewRows(db, raterDecisions, chunk, { id: raterDecisions.id, key: raterDecisions.decisionKey });
     inserted.forEach((row) => ids.set(row.key, row.id));
     const missing = chunk.map((row) => row.decisionKey).filter((key) => !ids.has(key));
     if (missing.length > 0) {

@@ -12,6 +12,7 @@ import { canonicalJson } from '../core/constitution/hash.js';
 import type { TopLogprob } from '../core/rater/labels.js';
 import type { EndpointConfig } from '../core/run-config.js';
 import { storableJson } from '../core/text.js';
+import { insertNewRows } from '../db/bulk.js';
 import type { Database } from '../db/pool.js';
 import { requestCache } from '../db/schema.js';
 
@@ -103,7 +104,7 @@ export class ModelEndpoints {
     this.flushing = this.flushing
       .catch(() => undefined)
       .then(async () => {
-        for (let i = 0; i < rows.length; i += 200) await this.db.insert(requestCache).values(rows.slice(i, i + 200)).onConflictDoNothing();
+        for (let i = 0; i < rows.length; i += 500) await insertNewRows(this.db, requestCache, rows.slice(i, i + 500));
       });
     return this.flushing;
   }

@@ -2,11 +2,12 @@
 // new policy adapter into service on the policy endpoint, and evaluating it against the previous
 // policy on held-out prompts (rater win rate in both orders, reward-model score, length).
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import { and, eq, inArray } from 'drizzle-orm';
+import { and, eq, inArray, lte } from 'drizzle-orm';
+import { evaluateMonitors, pauseReason, raterVerifierDisagreement, rolloutFlagMetrics, type MonitorAlert } from '../core/monitors.js';
 import { stableHash } from '../core/rater/principles.js';
 import type { Database } from '../db/pool.js';
 import { recordMetrics } from '../db/runs.js';
-import { completions, models, preferences } from '../db/schema.js';
+import { completions, metrics, models, preferences, rolloutRewards } from '../db/schema.js';
 import { labelBatch } from './label.js';
 import type { ChatMessage, ModelEndpoints } from './llm.js';
 import { promptsAt, type RunContexts } from './run-context.js';
@@ -113,6 +114,8 @@ export function createLoopActivities(deps: { db: Database; llm: ModelEndpoints; 
      * Held-out prompts, one completion each from the previous and the new policy; the rater compares
      * each pair in both orders (stage `evaluate`). Records eval.* metrics for the iteration.
      */
+    checkMonitors,
+
     async evaluatePolicy(input: EvaluateInput): Promise<EvaluateResult> {
       const activity = Context.current();
       const pulse = setInterval(() => activity.heartbeat(), Math.max(200, Math.min(5_000, (activity.info.heartbeatTimeoutMs ?? 15_000) / 3)));
@@ -123,6 +126,28 @@ export function createLoopActivities(deps: { db: Database; llm: ModelEndpoints; 
       }
     },
   };
+
+  /**
+   * After an iteration: the rollouts' flag and rater–verifier metrics, then the monitors over the
+   * run's metrics so far. Alerts (with why) go back to the workflow, which pauses the run.
+   */
+  async function checkMonitors(input: { runId: number; iteration: number }): Promise<{ alerts: MonitorAlert[]; reason?: string }> {
+    const { config } = await contexts.get(input.runId);
+    const rewards = await db
+      .select({ raw: rolloutRewards.raw, flags: rolloutRewards.flags, verdict: rolloutRewards.verdict })
+      .from(rolloutRewards)
+      .where(and(eq(rolloutRewards.runId, input.runId), eq(rolloutRewards.iteration, input.iteration)));
+    await recordMetrics(db, input.runId, input.iteration, {
+      ...rolloutFlagMetrics(rewards.map((r) => (r.verdict === null ? undefined : r.flags))),
+      ...raterVerifierDisagreement(rewards.map((r) => ({ rater: r.raw.rater_score, verifier: r.raw.verifier }))),
+    });
+    const rows = await db.select().from(metrics).where(and(eq(metrics.runId, input.runId), lte(metrics.iteration, input.iteration)));
+    const byIteration = new Map<number, Record<string, number>>();
+    for (const row of rows) byIteration.set(row.iteration, { ...byIteration.get(row.iteration), [row.name]: row.value });
+    const report = evaluateMonitors([...byIteration].map(([iteration, values]) => ({ iteration, metrics: values })), config.loop.monitors);
+    await recordMetrics(db, input.runId, input.iteration, report.values);
+    return { alerts: report.alerts, ...(report.alerts.length > 0 ? { reason: pauseReason(report) } : {}) };
+  }
 
   async function evaluate(input: EvaluateInput): Promise<EvaluateResult> {
       const context = await contexts.get(input.runId);
@@ -176,6 +201,10 @@ export function createLoopActivities(deps: { db: Database; llm: ModelEndpoints; 
       const scorer = await scorers.get(input.rewardModelId);
       const byId = new Map(heldout.map((p) => [p.id, p]));
       const rewards = await scorer.score(fresh.map((s) => ({ prompt: byId.get(s.promptId)!.messages, completion: s.text })));
+      // The previous policy's answers under the same reward model: the baseline of the reward-hacking monitor.
+      const previous = samples.filter((s) => s.version === input.previousPolicy);
+      const previousRewards = await scorer.score(previous.map((s) => ({ prompt: byId.get(s.promptId)!.messages, completion: s.text })));
+      const previousMean = mean(previousRewards);
       const result: EvaluateResult = {
         winRate: mean(wins),
         meanReward: mean(rewards),
@@ -186,6 +215,7 @@ export function createLoopActivities(deps: { db: Database; llm: ModelEndpoints; 
       if (result.winRate !== null) values['eval.win_rate'] = result.winRate;
       if (result.meanReward !== null) values['eval.mean_reward'] = result.meanReward;
       if (result.meanLength !== null) values['eval.mean_length'] = result.meanLength;
+      if (previousMean !== null) values['eval.mean_reward_previous'] = previousMean;
       await recordMetrics(db, input.runId, input.iteration, values);
       return result;
   }

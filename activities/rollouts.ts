@@ -3,7 +3,12 @@
 // every component and the total are stored per completion (rollout_rewards).
 import { ApplicationFailure } from '@temporalio/activity';
 import { and, eq, inArray, isNull } from 'drizzle-orm';
+import { availableParallelism } from 'node:os';
+import PQueue from 'p-queue';
 import { stableHash } from '../core/rater/principles.js';
+import { checkFormat, composeRewards, lengthPenaltyRaw, RewardInputError, type ComposedReward, type RewardRow } from '../core/rewards/compose.js';
+import { rolloutRewardTerms } from '../core/run-config.js';
+import type { Verdict } from '../core/verifiers/verdict.js';
 import type { Database } from '../db/pool.js';
 import { completions, rolloutRewards } from '../db/schema.js';
 import type { StageCounts } from './label.js';
@@ -11,16 +16,10 @@ import type { ChatMessage, ModelEndpoints } from './llm.js';
 import type { StageBatch } from './pipeline.js';
 import type { PromptRow, RunContext } from './run-context.js';
 import type { RewardScorers } from './scorers.js';
-
-/** Reward terms besides the reward model's score, by name; each returns the term's value (already weighted). */
-export function rewardComponents(score: number, completionTokens: number, settings: { length_penalty: number; max_tokens: number }): Record<string, number> {
-  const components: Record<string, number> = { reward_model: score };
-  if (settings.length_penalty > 0) components.length_penalty = -settings.length_penalty * (completionTokens / settings.max_tokens);
-  return components;
-}
+import { taskOf, verifyResponse, type TaskSpec } from './verifiers/dispatch.js';
 
 export async function rolloutBatch(db: Database, llm: ModelEndpoints, scorers: RewardScorers, context: RunContext, prompts: PromptRow[], batch: StageBatch): Promise<StageCounts> {
-  if (batch.rewardModelId === undefined) throw ApplicationFailure.nonRetryable('the rollout stage needs a reward model', 'RewardModelMissing');
+  if (batch.rewardModelId === undefined && rolloutRewardTerms(context.config.loop).reward_model) throw ApplicationFailure.nonRetryable('the rollout stage needs a reward model', 'RewardModelMissing');
   const settings = context.config.loop.rollouts;
   const configured = context.config.endpoints.policy;
   const endpoint = batch.policyModel ? { ...configured, model: batch.policyModel } : configured;
@@ -64,22 +63,49 @@ export async function rolloutBatch(db: Database, llm: ModelEndpoints, scorers: R
     .leftJoin(rolloutRewards, eq(rolloutRewards.completionId, completions.id))
     .where(and(where, isNull(rolloutRewards.id)));
   if (pending.length > 0) {
-    const scorer = await scorers.get(batch.rewardModelId);
+    const terms = rolloutRewardTerms(context.config.loop);
     const byId = new Map(prompts.map((p) => [p.id, p]));
-    const scores = await scorer.score(pending.map((r) => ({ prompt: byId.get(r.promptId)!.messages, completion: r.text })));
-    const rewardRows = pending.map((r, i) => {
-      const components = rewardComponents(scores[i]!, r.tokens ?? 0, settings);
-      return {
-        runId: context.runId,
-        iteration: batch.iteration,
-        completionId: r.id,
-        groupKey: `${r.promptId}`,
-        rewardModelId: batch.rewardModelId!,
-        components,
-        total: Object.values(components).reduce((a, b) => a + b, 0),
-      };
+    const scores = terms.reward_model ? await (await scorers.get(batch.rewardModelId!)).score(pending.map((r) => ({ prompt: byId.get(r.promptId)!.messages, completion: r.text }))) : [];
+    const verdicts = terms.verifier ? await verifyAll(pending.map((r) => ({ task: taskOf(byId.get(r.promptId)!.metadata), text: r.text }))) : [];
+    const rows: RewardRow[] = pending.map((r, i) => ({
+      id: `completion ${r.id}`,
+      raw: {
+        ...(terms.reward_model ? { reward_model: scores[i] } : {}),
+        ...(terms.length_penalty ? { length_penalty: lengthPenaltyRaw(r.tokens ?? 0, settings.max_tokens) } : {}),
+        ...(terms.format ? { format: checkFormat(r.text, terms.format).raw } : {}),
+        ...(terms.verifier ? { verifier: verdicts[i]?.reward ?? null } : {}),
+      },
+    }));
+    let composed: ComposedReward[];
+    try {
+      composed = composeRewards(terms, rows);
+    } catch (error) {
+      if (error instanceof RewardInputError) throw ApplicationFailure.nonRetryable(`run ${context.runId} iteration ${batch.iteration}: ${error.message}`, 'RewardInputMissing');
+      throw error;
+    }
+    const rewardRows = pending.map((r, i) => ({
+      runId: context.runId,
+      iteration: batch.iteration,
+      completionId: r.id,
+      groupKey: `${r.promptId}`,
+      rewardModelId: terms.reward_model ? batch.rewardModelId! : null,
+      components: composed[i]!.components,
+      raw: composed[i]!.raw,
+      normalisation: composed[i]!.batch ?? null,
+      verdict: verdicts[i] ?? null,
+      flags: verdicts[i]?.flags ?? [],
+      total: composed[i]!.total,
+    }));
+    // One transaction: a z-scored batch is stored whole, or a retry would z-score the leftover rows on their own.
+    await db.transaction(async (tx) => {
+      for (let i = 0; i < rewardRows.length; i += 500) await tx.insert(rolloutRewards).values(rewardRows.slice(i, i + 500)).onConflictDoNothing();
     });
-    for (let i = 0; i < rewardRows.length; i += 500) await db.insert(rolloutRewards).values(rewardRows.slice(i, i + 500)).onConflictDoNothing();
   }
   return { done: prompts.length * settings.group_size, failed: 0 };
+}
+
+/** Verdicts of the prompts' tasks (none for a prompt without one), a few sandboxes at a time. */
+async function verifyAll(items: { task: TaskSpec | undefined; text: string }[]): Promise<(Verdict | undefined)[]> {
+  const queue = new PQueue({ concurrency: Math.max(1, availableParallelism()) });
+  return Promise.all(items.map((item) => (item.task ? queue.add(() => verifyResponse(item.task!, item.text)) : Promise.resolve(undefined))));
 }

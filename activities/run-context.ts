@@ -31,6 +31,8 @@ export interface PromptRow {
   id: number;
   key: string;
   messages: { role: string; content: string }[];
+  /** The prompts file's metadata; a verifiable task's spec is under `task`. */
+  metadata: unknown;
 }
 
 export class RunContexts {
@@ -77,7 +79,7 @@ export class RunContexts {
 /** The prompts of a split of a run at positions [offset, offset + limit), in id order. Stages work on `train`; `eval` prompts are held out for evaluation. */
 export async function promptsAt(db: Database, runId: number, offset: number, limit: number, split: 'train' | 'eval' = 'train'): Promise<PromptRow[]> {
   const rows = await db
-    .select({ id: prompts.id, key: prompts.key, messages: prompts.messages })
+    .select({ id: prompts.id, key: prompts.key, messages: prompts.messages, metadata: prompts.metadata })
     .from(prompts)
     .where(and(eq(prompts.runId, runId), eq(prompts.split, split)))
     .orderBy(asc(prompts.id))

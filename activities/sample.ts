@@ -3,6 +3,7 @@
 // of prompts reads what exists once, sends the rest at once and writes once.
 import { and, eq, inArray } from 'drizzle-orm';
 import { stableHash } from '../core/rater/principles.js';
+import { insertNewRows } from '../db/bulk.js';
 import type { Database } from '../db/pool.js';
 import { completions } from '../db/schema.js';
 import type { StageCounts } from './label.js';
@@ -50,7 +51,7 @@ export async function sampleBatch(db: Database, llm: ModelEndpoints, context: Ru
         completionTokens: result.completionTokens,
       };
     });
-    for (let i = 0; i < rows.length; i += 500) await db.insert(completions).values(rows.slice(i, i + 500)).onConflictDoNothing();
+    for (let i = 0; i < rows.length; i += 1_000) await insertNewRows(db, completions, rows.slice(i, i + 1_000));
   }
   return { done: prompts.length * params.n, failed: 0 };
 }

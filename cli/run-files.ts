@@ -4,6 +4,8 @@ import { parse } from 'yaml';
 import { formatPath } from '../core/constitution/parse.js';
 import { parsePromptsJsonl, type PromptRecord } from '../core/prompts-file.js';
 import { runConfigSchema, type RunConfig } from '../core/run-config.js';
+import { parseTasksJsonl } from '../core/verifiers/tasks.js';
+import { taskMetadata } from '../activities/verifiers/dispatch.js';
 import { UserError } from './errors.js';
 
 function readText(file: string, what: string): string {
@@ -32,8 +34,30 @@ export function readRunConfig(file: string | undefined, fallback: unknown): RunC
   return parsed.data;
 }
 
+/**
+ * A prompts file, or a verifiable-tasks file (core/verifiers/tasks.ts) when its first line names a
+ * `verifier`: each task becomes a prompt that carries its verifier spec (`metadata.task`).
+ */
 export function readPrompts(file: string): PromptRecord[] {
-  const result = parsePromptsJsonl(readText(file, 'prompts file'), file);
-  if (!result.ok) throw new UserError(`${file} has bad lines; nothing was started:\n${result.problems.slice(0, 50).join('\n')}${result.problems.length > 50 ? `\n… and ${result.problems.length - 50} more` : ''}`);
+  const text = readText(file, 'prompts file');
+  const bad = (problems: string[]) =>
+    new UserError(`${file} has bad lines; nothing was started:\n${problems.slice(0, 50).join('\n')}${problems.length > 50 ? `\n… and ${problems.length - 50} more` : ''}`);
+  if (isTasksFile(text)) {
+    const tasks = parseTasksJsonl(text, file);
+    if (!tasks.ok) throw bad(tasks.problems);
+    return tasks.tasks.map((task) => ({ key: task.key, messages: task.messages, split: task.split, metadata: taskMetadata(task) }));
+  }
+  const result = parsePromptsJsonl(text, file);
+  if (!result.ok) throw bad(result.problems);
   return result.prompts;
+}
+
+function isTasksFile(text: string): boolean {
+  const first = text.split('\n').find((line) => line.trim() !== '');
+  try {
+    const value: unknown = first ? JSON.parse(first) : undefined;
+    return typeof value === 'object' && value !== null && 'verifier' in value;
+  } catch {
+    return false;
+  }
 }

@@ -1,6 +1,8 @@
 // A run's configuration (run.yaml): the model endpoints per role and the settings of each stage.
 // Keys are snake_case as in the YAML; the parsed object is stored with the run.
 import { z } from 'zod';
+import { monitorsSchema } from './monitors.js';
+import { defaultRewardTerms, rewardTermsSchema, type RewardTerms } from './rewards/compose.js';
 
 const positiveInt = (what: string) => z.number({ error: `expected ${what} (a whole number)` }).int({ error: `expected ${what} (a whole number)` }).positive({ error: `expected ${what} above 0` });
 
@@ -66,6 +68,10 @@ export const loopSchema = z
         length_penalty: z.number().min(0).default(0),
       })
       .default({ group_size: 4, temperature: 1, max_tokens: 128, length_penalty: 0 }),
+    /** Reward terms of online rollouts (core/rewards/compose.ts); default: the reward model, minus rollouts.length_penalty × tokens / max_tokens. */
+    rewards: rewardTermsSchema.optional(),
+    /** Thresholds checked after each iteration; an alert pauses the run and says why (core/monitors.ts). */
+    monitors: monitorsSchema.default({}),
     evaluate: z
       .strictObject({
         /** Share of the prompts held out for evaluation when the prompts file marks none as `eval`. */
@@ -78,6 +84,14 @@ export const loopSchema = z
       .default({ heldout_fraction: 0.2, max_prompts: 64, temperature: 0, max_tokens: 128 }),
   })
   .refine((loop) => loop.mode === 'none' || loop.base_model !== undefined, { error: 'loop.base_model: required when loop.mode is dpo or online', path: ['base_model'] })
+  .refine((loop) => loop.rewards === undefined || loop.rollouts.length_penalty === 0, {
+    error: 'with loop.rewards, set the length penalty as loop.rewards.length_penalty.weight',
+    path: ['rollouts', 'length_penalty'],
+  })
+  .refine((loop) => !(loop.rewards?.length_penalty && Number(loop.policy.options.length_penalty ?? 0) > 0), {
+    error: 'the trainer would penalise length twice: keep loop.rewards.length_penalty or this option, not both',
+    path: ['policy', 'options', 'length_penalty'],
+  })
   .default({
     mode: 'none',
     iterations: 1,
@@ -85,9 +99,15 @@ export const loopSchema = z
     reward_model: { options: {} },
     policy: { options: {} },
     rollouts: { group_size: 4, temperature: 1, max_tokens: 128, length_penalty: 0 },
+    monitors: {},
     evaluate: { heldout_fraction: 0.2, max_prompts: 64, temperature: 0, max_tokens: 128 },
   });
 export type LoopConfig = z.output<typeof loopSchema>;
+
+/** The reward terms of a run's rollouts: its `loop.rewards`, or the reward model less the length penalty. */
+export function rolloutRewardTerms(loop: LoopConfig): RewardTerms {
+  return loop.rewards ?? defaultRewardTerms(loop.rollouts.length_penalty);
+}
 
 export const runConfigSchema = z.strictObject({
   endpoints: z.strictObject({

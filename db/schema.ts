@@ -346,8 +346,16 @@ export const rolloutRewards = pgTable(
     groupKey: text('group_key').notNull(),
     /** The reward model that scored it (models.id), when one did. */
     rewardModelId: ref('reward_model_id').references(() => models.id),
-    /** {"reward_model": 0.42, "length_penalty": -0.1, ...}: each term after its weight. */
+    /** {"reward_model": 0.42, "length_penalty": -0.1, ...}: each term after its normalisation and weight. */
     components: jsonb('components').$type<Record<string, number>>().notNull(),
+    /** Each term's raw value before normalisation. */
+    raw: jsonb('raw').$type<Record<string, number>>().notNull().default(sql`'{}'::jsonb`),
+    /** Per z-scored term, the batch mean and std it was scored with. */
+    normalisation: jsonb('normalisation'),
+    /** The verifier's verdict ({reward, reason, flags}) when a verifier judged this rollout. */
+    verdict: jsonb('verdict'),
+    /** Flags raised while scoring (tamper, hardcode-suspect, ...). */
+    flags: jsonb('flags').$type<string[]>().notNull().default(sql`'[]'::jsonb`),
     total: doublePrecision('total').notNull(),
     ...createdAt,
   },

@@ -126,6 +126,7 @@ export async function pipeline(input: PipelineInput): Promise<PipelineResult> {
     }
     if (input.loop) {
       const policy = await trainAndEvaluate(input, state);
+      await watchMonitors(input, state);
       if (input.iteration + 1 < input.loop.iterations) {
         return await continueAsNew<typeof pipeline>({ ...input, iteration: input.iteration + 1, policy, resume: undefined });
       }
@@ -182,6 +183,20 @@ async function trainAndEvaluate(input: PipelineInput, state: PipelineState): Pro
   await db.recordMetrics({ runId, iteration, values: Object.fromEntries(Object.entries(kl).map(([name, value]) => [`eval.${name}`, value])) });
   markDone(state, 'evaluate');
   return state.newPolicy;
+}
+
+/**
+ * The monitors after an iteration: an alert pauses the run, with why, until `tenet runs resume`
+ * (the pause/resume signals); then the loop goes on.
+ */
+async function watchMonitors(input: PipelineInput, state: PipelineState): Promise<void> {
+  const check = await loopSteps.checkMonitors({ runId: input.runId, iteration: input.iteration });
+  if (check.alerts.length === 0 || !check.reason) return;
+  if (!state.paused) {
+    state.paused = true;
+    await db.setRunStatus({ runId: input.runId, status: 'paused', error: check.reason });
+  }
+  await condition(() => !state.paused);
 }
 
 /** The served name of a run's policy after `iteration` updates (kept in step with activities/loop.ts). */

@@ -52,6 +52,7 @@ export const demoCommand = new Command('demo')
   .option('--rater-model <name>', 'the rater model at --rater-url')
   .action(async (raw: unknown) => {
     const options = parseOptions(demoOptions, raw);
+    if (options.mode !== 'none' && options.prompts < 4) throw new UserError('the training loop needs --prompts 4 or more (some are held out for evaluation); or pass --mode none');
     const settings = getSettings();
     const loaded = requireConstitution(options.constitution);
 
@@ -165,7 +166,8 @@ async function runPipelineDemo(input: {
     log(`run ${started.runId} started: workflow ${started.workflowId}, stages ${started.stages.join(' → ')}${loopText}`);
     const handle = client.workflow.getHandle<typeof pipeline>(started.workflowId);
     const result = await followRun(handle, () => handle.result());
-    log(`run ${started.runId} completed${result.iterations ? ` after ${result.iterations} iteration(s); newest policy "${result.policy?.name}"` : ''}`);
+    const stages = result.progress.map((p) => `${p.stage} ${p.done} done / ${p.failed} failed`).join(', ');
+    log(`run ${started.runId} completed: ${stages}${result.iterations ? ` (last iteration); ${result.iterations} iteration(s), newest policy "${result.policy?.name}"` : ''}`);
     if (options.mode !== 'none') await printMetricsTable(getDatabase(databaseUrl), started.runId);
     console.log('');
     console.log('Audit the results:');

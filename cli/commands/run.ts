@@ -37,7 +37,7 @@ const runOptions = z.object({
 export const runCommand = new Command('run')
   .description('start a pipeline run (sample → critique/revise → label); everything is validated before anything starts')
   .requiredOption('--constitution <file>', 'constitution YAML')
-  .requiredOption('--prompts <file>', 'prompts JSONL: {"id"?, "prompt"} or {"id"?, "messages": [...]} per line')
+  .requiredOption('--prompts <file>', 'prompts JSONL: {"id"?, "prompt"} or {"id"?, "messages": [...]} per line; or verifiable tasks (lines with a "verifier")')
   .option('--config <file>', 'run config YAML (endpoints, sampling, label and scale settings); default: a local endpoint on 127.0.0.1:8000')
   .option('--workflow-id <id>', 'workflow id (default: run-<constitution>-v<version>-<time>)')
   .option('--detach', 'return once the run has started')
@@ -163,7 +163,9 @@ export const runsCommand = new Command('runs')
           if (options.json) return printJson({ ...row, progress, metrics: metricRows });
           console.log(`run ${row.id}  ${row.status}  ${row.workflowId}`);
           console.log(`  created ${row.createdAt.toISOString()}${row.startedAt ? `  started ${row.startedAt.toISOString()}` : ''}${row.finishedAt ? `  finished ${row.finishedAt.toISOString()}` : ''}`);
-          if (row.error) console.log(`  error: ${row.error}`);
+          if (row.error) console.log(row.status === 'paused' ? `  alert: ${row.error}\n  (\`tenet runs resume ${row.id}\` goes on)` : `  error: ${row.error}`);
+          const alerts = metricRows.filter((m) => m.name === 'monitor.alerts' && m.value > 0);
+          for (const a of alerts) console.log(`  monitors: ${a.value} alert(s) after iteration ${a.iteration}`);
           if (Array.isArray(progress)) for (const p of progress as { stage: string; done: number; total: number; failed: number }[]) console.log(`  ${p.stage.padEnd(9)} ${p.done}/${p.total}  failed ${p.failed}`);
           for (const m of metricRows) console.log(`  metric  iteration ${m.iteration}  ${m.name} = ${m.value}`);
         } finally {

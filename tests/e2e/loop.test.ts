@@ -21,6 +21,9 @@ import { startScriptedEndpoint, type ScriptedEndpoint } from '../../worker/scrip
 import { startServe, type ServeProcess } from '../../worker/serve-process.js';
 import { bundleWorkflows } from '../../worker/worker.js';
 import type { pipeline } from '../../workflows/pipeline.js';
+import { resumeSignal } from '../../workflows/types.js';
+import { parseTasksJsonl } from '../../core/verifiers/tasks.js';
+import { taskMetadata } from '../../activities/verifiers/dispatch.js';
 import { RewardScorer } from '../../activities/reward-scorer.js';
 import { createTestDatabase, defaultConstitution, runCli, temporalCli, tempDir, venvPython, type TestDatabase } from '../helpers.js';
 
@@ -179,8 +182,97 @@ describe('the training loop on the tiny model', { timeout: 1_500_000 }, () => {
     const bad = await runCli(['score', '--model', reward!.artifactPath, '--input', input]);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /score-input\.jsonl:2: completion:/);
+    writeFileSync(input, `${JSON.stringify(rows[0])}\n`);
     const notModel = await runCli(['score', '--model', artifacts, '--input', input]);
     assert.equal(notModel.code, 1);
     assert.match(notModel.stderr, /not a reward-model artifact \(missing reward\.onnx/);
   });
+
+  it('a monitor that fires pauses the run and says why; resuming goes on to the next iteration', async () => {
+    const prompts = questions.map((q, i) => ({ key: `m${i}`, messages: [{ role: 'user' as const, content: q }], split: i < 2 ? ('eval' as const) : ('train' as const), metadata: {} }));
+    const loop = { mode: 'dpo' as const, iterations: 2, base_model: tiny, reward_model: { options: trainer }, policy: { options: trainer }, evaluate: { max_tokens: 12 }, monitors: { max_kl: 1e-12 } };
+    const [cpu, gpu] = await Promise.all([
+      Worker.create({ connection: env.nativeConnection, taskQueue: taskQueues.cpu, workflowBundle: bundle, activities: createCpuActivities({ db }) }),
+      Worker.create({ connection: env.nativeConnection, taskQueue: taskQueues.gpu, activities: createGpuActivities({ python: venvPython, db, artifactsRoot: artifacts, gpus: [] }) }),
+    ]);
+    await cpu.runUntil(
+      gpu.runUntil(async () => {
+        const started = await startPipelineRun({ db, client: env.client, constitution, constitutionSource: source, config: config(loop), prompts, workflowId: 'loop-monitor' });
+        const handle = env.client.workflow.getHandle<typeof pipeline>(started.workflowId);
+        for (const iteration of [0, 1]) {
+          const paused = await waitForRun(started.runId, (row) => row.status === 'paused');
+          assert.match(paused.error ?? '', new RegExp(`paused by monitors after iteration ${iteration}: max_kl: KL to the reference is `));
+          const alerts = await db.select().from(schema.metrics).where(and(eq(schema.metrics.runId, started.runId), eq(schema.metrics.name, 'monitor.alerts'), eq(schema.metrics.iteration, iteration)));
+          assert.equal(alerts[0]?.value, 1);
+          await handle.signal(resumeSignal);
+          await waitForRun(started.runId, (row) => row.status !== 'paused');
+        }
+        const result = await handle.result();
+        assert.equal(result.iterations, 2);
+        const [row] = await db.select().from(schema.runs).where(eq(schema.runs.id, started.runId));
+        assert.equal(row!.status, 'completed');
+      }),
+    );
+  });
+
+  it('an online iteration whose reward comes from a verifier: every rollout carries its verdict, raw values and components', async () => {
+    const tasks = parseTasksJsonl(
+      [
+        { id: 't1', prompt: 'What is 2 + 2? Answer with "answer: N".', verifier: 'math', reference: '4' },
+        { id: 't2', prompt: 'What is 3 * 3? Answer with "answer: N".', verifier: 'math', reference: '9' },
+        { id: 't3', prompt: 'Half of 1, as a fraction?', verifier: 'math', reference: '1/2' },
+        { id: 't4', prompt: 'What is 10 - 7?', verifier: 'math', reference: '3', split: 'eval' },
+      ]
+        .map((t) => JSON.stringify(t))
+        .join('\n'),
+      'tasks.jsonl',
+    );
+    assert.ok(tasks.ok);
+    const prompts = tasks.tasks.map((task) => ({ key: task.key, messages: task.messages, split: task.split, metadata: taskMetadata(task) }));
+    const [cpu, gpu] = await Promise.all([
+      Worker.create({ connection: env.nativeConnection, taskQueue: taskQueues.cpu, workflowBundle: bundle, activities: createCpuActivities({ db }) }),
+      Worker.create({ connection: env.nativeConnection, taskQueue: taskQueues.gpu, activities: createGpuActivities({ python: venvPython, db, artifactsRoot: artifacts, gpus: [] }) }),
+    ]);
+    const loop = {
+      mode: 'online' as const,
+      iterations: 1,
+      base_model: tiny,
+      reward_model: { options: trainer },
+      policy: { options: { ...trainer, max_steps: 3 } },
+      rollouts: { group_size: 3, max_tokens: 12 },
+      rewards: { verifier: { weight: 2 }, format: { weight: 0.5, checks: [{ must_match: 'answer' }] }, reward_model: { weight: 0.1 } },
+      evaluate: { max_tokens: 12 },
+    };
+    const started = await cpu.runUntil(
+      gpu.runUntil(async () => {
+        const run = await startPipelineRun({ db, client: env.client, constitution, constitutionSource: source, config: config(loop), prompts, workflowId: 'loop-verifier' });
+        await env.client.workflow.getHandle<typeof pipeline>(run.workflowId).result();
+        return run;
+      }),
+    );
+    const rewards = await db.select().from(schema.rolloutRewards).where(eq(schema.rolloutRewards.runId, started.runId));
+    assert.equal(rewards.length, 3 * 3);
+    for (const r of rewards) {
+      const verdict = r.verdict as { reward: number; reason: { code: string } };
+      assert.ok(['match', 'mismatch', 'no-answer'].includes(verdict.reason.code), verdict.reason.code);
+      assert.equal(r.raw.verifier, verdict.reward);
+      assert.equal(r.components.verifier, 2 * verdict.reward);
+      assert.ok(r.raw.format === 0 || r.raw.format === 1);
+      assert.ok(Math.abs(r.total - Object.values(r.components).reduce((a, b) => a + b, 0)) < 1e-9);
+    }
+    const policy = await db.select().from(schema.models).where(and(eq(schema.models.runId, started.runId), eq(schema.models.kind, 'policy')));
+    assert.equal(policy.length, 1);
+    const metricsRows = await db.select().from(schema.metrics).where(eq(schema.metrics.runId, started.runId));
+    assert.ok(metricsRows.some((m) => m.name === 'rollout.flag.tamper_fraction' && m.value === 0), 'verifier flag metrics recorded for the monitors');
+  });
+
+  async function waitForRun(runId: number, done: (row: typeof schema.runs.$inferSelect) => boolean, timeoutMs = 600_000) {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const [row] = await db.select().from(schema.runs).where(eq(schema.runs.id, runId));
+      if (row && done(row)) return row;
+      if (Date.now() > deadline) throw new Error(`run ${runId}: timed out (status ${row?.status})`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
 });

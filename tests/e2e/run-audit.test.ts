@@ -64,6 +64,21 @@ describe('tenet run, runs, audit, export', () => {
     assert.deepEqual(JSON.parse(runs.stdout), []);
   });
 
+  it('a verifiable-tasks file with a bad line names the line and starts nothing; a bad loop config names the key', async () => {
+    const tasks = path.join(dir, 'tasks.jsonl');
+    writeFileSync(tasks, '{"prompt": "2+2?", "verifier": "math", "reference": "4"}\n{"prompt": "x", "verifier": "math"}\n');
+    const result = await runCli(['run', '--constitution', 'constitutions/default.yaml', '--prompts', tasks, '--config', path.join(dir, 'run.yaml')], cli);
+    assert.equal(result.code, 1);
+    assert.match(result.stderr, /tasks\.jsonl:2: reference: expected reference/);
+    const config = path.join(dir, 'loop.yaml');
+    writeFileSync(config, `endpoints:\n  policy: { base_url: "${endpoint.url}", model: m }\n  rater: { base_url: "${endpoint.url}", model: m }\nloop: { mode: online, base_model: /m, rewards: { reward_modle: {} } }\n`);
+    const loop = await runCli(['run', '--constitution', 'constitutions/default.yaml', '--prompts', path.join(dir, 'prompts.jsonl'), '--config', config], cli);
+    assert.equal(loop.code, 1);
+    assert.match(loop.stderr, /loop\.rewards.*unknown reward term 'reward_modle'.*did you mean 'reward_model'/s);
+    const runs = await runCli(['runs', 'list', '--json'], cli);
+    assert.deepEqual(JSON.parse(runs.stdout), []);
+  });
+
   it('a bad run config names the key', async () => {
     const config = path.join(dir, 'bad.yaml');
     writeFileSync(config, `endpoints:\n  policy: { base_url: "not a url", model: m }\n  rater: { base_url: "${endpoint.url}", model: m, api_key_env: "sk-123" }\nsample: { n: 0 }\n`);
