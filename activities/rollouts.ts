@@ -12,9 +12,11 @@ import type { Verdict } from '../core/verifiers/verdict.js';
 import type { Database } from '../db/pool.js';
 import { completions, rolloutRewards } from '../db/schema.js';
 import type { StageCounts } from './label.js';
+import { processRewards } from './process.js';
 import type { ChatMessage, ModelEndpoints } from './llm.js';
 import type { StageBatch } from './pipeline.js';
-import type { PromptRow, RunContext } from './run-context.js';
+import { conversationText, type PromptRow, type RunContext } from './run-context.js';
+import { scoreOne } from './score.js';
 import type { RewardScorers } from './scorers.js';
 import { taskOf, verifyResponse, type TaskSpec } from './verifiers/dispatch.js';
 
@@ -67,6 +69,10 @@ export async function rolloutBatch(db: Database, llm: ModelEndpoints, scorers: R
     const byId = new Map(prompts.map((p) => [p.id, p]));
     const scores = terms.reward_model ? await (await scorers.get(batch.rewardModelId!)).score(pending.map((r) => ({ prompt: byId.get(r.promptId)!.messages, completion: r.text }))) : [];
     const verdicts = terms.verifier ? await verifyAll(pending.map((r) => ({ task: taskOf(byId.get(r.promptId)!.metadata), text: r.text }))) : [];
+    const raterScores = terms.rater_score ? await raterScoresOf(db, llm, context, pending.map((r) => ({ prompt: byId.get(r.promptId)!, completion: { id: r.id, text: r.text } })), batch.iteration) : [];
+    const processValues = terms.process
+      ? await processRewards(db, llm, context, pending.map((r) => ({ prompt: byId.get(r.promptId)!, completion: { id: r.id, text: r.text } })), batch.iteration, terms.process)
+      : [];
     const rows: RewardRow[] = pending.map((r, i) => ({
       id: `completion ${r.id}`,
       raw: {
@@ -74,6 +80,8 @@ export async function rolloutBatch(db: Database, llm: ModelEndpoints, scorers: R
         ...(terms.length_penalty ? { length_penalty: lengthPenaltyRaw(r.tokens ?? 0, settings.max_tokens) } : {}),
         ...(terms.format ? { format: checkFormat(r.text, terms.format).raw } : {}),
         ...(terms.verifier ? { verifier: verdicts[i]?.reward ?? null } : {}),
+        ...(terms.process ? { process: processValues[i] ?? null } : {}),
+        ...(terms.rater_score ? { rater_score: raterScores[i] ?? null } : {}),
       },
     }));
     let composed: ComposedReward[];
@@ -108,4 +116,16 @@ export async function rolloutBatch(db: Database, llm: ModelEndpoints, scorers: R
 async function verifyAll(items: { task: TaskSpec | undefined; text: string }[]): Promise<(Verdict | undefined)[]> {
   const queue = new PQueue({ concurrency: Math.max(1, availableParallelism()) });
   return Promise.all(items.map((item) => (item.task ? queue.add(() => verifyResponse(item.task!, item.text)) : Promise.resolve(undefined))));
+}
+
+/** The rater's pointwise score of each rollout: the mean over principles of its 1–10 scores, in [-1, 1] (decisions of stage `score`). */
+async function raterScoresOf(db: Database, llm: ModelEndpoints, context: RunContext, items: { prompt: PromptRow; completion: { id: number; text: string } }[], iteration: number): Promise<(number | undefined)[]> {
+  return Promise.all(
+    items.map(async ({ prompt, completion }) => {
+      const conversation = conversationText(prompt.messages);
+      const scores = await Promise.all(context.principles.map((principle) => scoreOne(db, llm, context, { prompt, conversation, completion, principle, iteration })));
+      const read = scores.filter((s): s is number => s !== undefined);
+      return read.length === 0 ? undefined : read.reduce((a, b) => a + b, 0) / read.length;
+    }),
+  );
 }

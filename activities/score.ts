@@ -38,7 +38,7 @@ export async function scorePrompt(db: Database, llm: ModelEndpoints, context: Ru
   await Promise.all(
     rows.flatMap((completion) =>
       context.principles.map(async (principle) => {
-        const ok = await scoreOne(db, llm, context, { prompt, conversation, completion, principle, iteration });
+        const ok = (await scoreOne(db, llm, context, { prompt, conversation, completion, principle, iteration })) !== undefined;
         if (ok) counts.done++;
         else counts.failed++;
       }),
@@ -47,23 +47,33 @@ export async function scorePrompt(db: Database, llm: ModelEndpoints, context: Ru
   return counts;
 }
 
-async function scoreOne(
+export async function scoreOne(
   db: Database,
   llm: ModelEndpoints,
   context: RunContext,
-  s: { prompt: PromptRow; conversation: string; completion: { id: number; text: string }; principle: PrincipleRow; iteration: number },
-): Promise<boolean> {
+  s: {
+    prompt: PromptRow;
+    conversation: string;
+    completion: { id: number; text: string };
+    principle: PrincipleRow;
+    iteration: number;
+    /** Process rewards score one step of the completion: its index and the text the rater sees. */
+    step?: { index: number; count: number; text: string };
+  },
+): Promise<number | undefined> {
   const limit = context.config.label.repair_limit;
-  const base = `score:${s.iteration}:${s.completion.id}:${s.principle.key}`;
+  const stage = s.step ? 'process' : 'score';
+  const base = s.step ? `process:${s.iteration}:${s.completion.id}:${s.step.index}:${s.principle.key}` : `score:${s.iteration}:${s.completion.id}:${s.principle.key}`;
   const keys = Array.from({ length: limit + 1 }, (_, attempt) => `${base}#${attempt}`);
   const stored = await db
-    .select({ key: raterDecisions.decisionKey, outcome: raterDecisions.outcome })
+    .select({ key: raterDecisions.decisionKey, outcome: raterDecisions.outcome, score: raterDecisions.score })
     .from(raterDecisions)
     .where(and(eq(raterDecisions.runId, context.runId), inArray(raterDecisions.decisionKey, keys)));
-  if (stored.some((row) => row.outcome === 'ok')) return true;
+  const done = stored.find((row) => row.outcome === 'ok');
+  if (done) return done.score ?? undefined;
 
   const criterion = scoringCriterion(s.principle);
-  const rendered = renderTemplate(context.template('score'), { principle: criterion }, { prompt: s.conversation, response: s.completion.text });
+  const rendered = renderTemplate(context.template('score'), { principle: criterion }, { prompt: s.conversation, response: s.step?.text ?? s.completion.text });
   const messages: ChatMessage[] = [{ role: 'user', content: rendered.text }];
   for (let attempt = 0; attempt <= limit; attempt++) {
     const request = { messages: [...messages], temperature: 0, max_tokens: context.config.score.max_tokens };
@@ -75,7 +85,7 @@ async function scoreOne(
         .values({
           ...raterCallFields(context, request, result),
           decisionKey: `${base}#${attempt}`,
-          stage: 'score',
+          stage,
           iteration: s.iteration,
           principleId: s.principle.id,
           principleKey: s.principle.key,
@@ -85,7 +95,7 @@ async function scoreOne(
           completionBId: null,
           order: null,
           parsedChoice: score === undefined ? 'unparseable' : String(score),
-          probabilities: score === undefined ? null : { score },
+          probabilities: score === undefined ? null : { score, ...(s.step ? { step: s.step.index, steps: s.step.count } : {}) },
           score: score === undefined ? null : normaliseScore(score),
           outcome: score === undefined ? 'unparseable' : 'ok',
           attempt,
@@ -93,8 +103,8 @@ async function scoreOne(
         })
         .onConflictDoNothing();
     }
-    if (score !== undefined) return true;
+    if (score !== undefined) return normaliseScore(score);
     messages.push({ role: 'assistant', content: result.text }, { role: 'user', content: repairText });
   }
-  return false;
+  return undefined;
 }

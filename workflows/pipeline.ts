@@ -15,6 +15,7 @@ import {
   getExternalWorkflowHandle,
   isCancellation,
   ParentClosePolicy,
+  patched,
   setHandler,
   startChild,
   workflowInfo,
@@ -48,18 +49,26 @@ export async function pipeline(input: PipelineInput): Promise<PipelineResult> {
   const tellChildren = async (signal: typeof pauseSignal | typeof resumeSignal) => {
     await Promise.all([...inflight.keys()].map((id) => getExternalWorkflowHandle(id).signal(signal).catch(() => undefined)));
   };
+  // Status writes go out one after another, in the order they were made: a resume's `running` can
+  // never land after the `completed` that follows it.
+  let statusWrites: Promise<unknown> = Promise.resolve();
+  const setStatus: StatusWriter = (status, error) => {
+    const write = statusWrites.then(() => db.setRunStatus({ runId, status, ...(error ? { error } : {}) }));
+    statusWrites = write.catch(() => undefined);
+    return write;
+  };
   setHandler(progressQuery, () => state.progress);
   setHandler(pauseSignal, async () => {
     if (state.paused) return;
     state.paused = true;
     await tellChildren(pauseSignal);
-    await db.setRunStatus({ runId, status: 'paused' });
+    await setStatus('paused');
   });
   setHandler(resumeSignal, async () => {
     if (!state.paused) return;
     state.paused = false;
     await tellChildren(resumeSignal);
-    await db.setRunStatus({ runId, status: 'running' });
+    await setStatus('running');
   });
   setHandler(batchDoneSignal, (report) => {
     const progress = state.progress.find((p) => p.stage === report.stage);
@@ -70,22 +79,27 @@ export async function pipeline(input: PipelineInput): Promise<PipelineResult> {
 
   try {
     if (!input.resume) {
-      await db.setRunStatus({ runId, status: 'running' });
+      await setStatus('running');
       state.promptCount = await stageBatches.countPrompts({ runId });
       for (const progress of state.progress) {
         progress.total = loopStages(input).includes(progress.stage) ? 1 : state.promptCount * (input.unitsPerPrompt[progress.stage as StageName] ?? 1);
       }
     }
     const { workflowId } = workflowInfo();
-    for (; state.stageIndex < stages.length; state.stageIndex++, state.nextShard = 0) {
+    while (state.stageIndex < stages.length) {
       const stage = stages[state.stageIndex]!;
       if (stage === 'rollout' && state.rewardModelId === undefined) state.rewardModelId = await trainRewardModel(input, state);
+      // Stages that need only the samples of their own prompts run as one chain: each batch goes
+      // through all of them in turn, so labelling starts with the first sampled batch instead of
+      // after the last. A run begun before chains existed finishes the stage it is in on its own.
+      if (!state.chain && state.nextShard === 0 && patched(chainedStagesPatch)) state.chain = chainAt(stages, state.stageIndex);
+      const pass = state.chain ?? [stage];
       const shards = Math.ceil(state.promptCount / scale.shardSize);
       while (state.nextShard < shards || inflight.size > 0) {
         const wantsNewRun = workflowInfo().continueAsNewSuggested;
         while (!state.paused && !wantsNewRun && inflight.size < scale.maxShardsInFlight && state.nextShard < shards) {
           const shard = state.nextShard++;
-          const childId = `${workflowId}/${stage}-${input.iteration}/${shard}`;
+          const childId = `${workflowId}/${pass.join('+')}-${input.iteration}/${shard}`;
           const offset = shard * scale.shardSize;
           const started = startChild(stageShard, {
             workflowId: childId,
@@ -94,6 +108,7 @@ export async function pipeline(input: PipelineInput): Promise<PipelineResult> {
               {
                 runId,
                 stage,
+                ...(state.chain ? { chain: state.chain } : {}),
                 iteration: input.iteration,
                 offset,
                 limit: Math.min(scale.shardSize, state.promptCount - offset),
@@ -103,7 +118,7 @@ export async function pipeline(input: PipelineInput): Promise<PipelineResult> {
                 parentWorkflowId: workflowId,
                 paused: state.paused,
                 ...(input.policy ? { policyModel: input.policy.name } : {}),
-                ...(stage === 'rollout' ? { rewardModelId: state.rewardModelId } : {}),
+                ...(pass.includes('rollout') ? { rewardModelId: state.rewardModelId } : {}),
               },
             ],
           });
@@ -121,25 +136,51 @@ export async function pipeline(input: PipelineInput): Promise<PipelineResult> {
           await condition(() => !state.paused);
         }
       }
-      const progress = state.progress.find((p) => p.stage === stage)!;
-      await db.recordMetrics({ runId, iteration: input.iteration, values: { [`${stage}.done`]: progress.done, [`${stage}.failed`]: progress.failed } });
+      const values: Record<string, number> = {};
+      for (const done of pass) {
+        const progress = state.progress.find((p) => p.stage === done)!;
+        values[`${done}.done`] = progress.done;
+        values[`${done}.failed`] = progress.failed;
+      }
+      await db.recordMetrics({ runId, iteration: input.iteration, values });
+      state.stageIndex += pass.length;
+      state.nextShard = 0;
+      state.chain = undefined;
     }
     if (input.loop) {
       const policy = await trainAndEvaluate(input, state);
-      await watchMonitors(input, state);
+      await watchMonitors(input, state, setStatus);
       if (input.iteration + 1 < input.loop.iterations) {
         return await continueAsNew<typeof pipeline>({ ...input, iteration: input.iteration + 1, policy, resume: undefined });
       }
-      await db.setRunStatus({ runId, status: 'completed' });
+      await setStatus('completed');
       return { runId, progress: state.progress, policy, iterations: input.iteration + 1 };
     }
-    await db.setRunStatus({ runId, status: 'completed' });
+    await setStatus('completed');
     return { runId, progress: state.progress };
   } catch (error) {
     const status = isCancellation(error) ? 'cancelled' : 'failed';
-    await CancellationScope.nonCancellable(() => db.setRunStatus({ runId, status, error: rootCauseMessage(error) }));
+    await CancellationScope.nonCancellable(async () => {
+      await statusWrites;
+      await db.setRunStatus({ runId, status, error: rootCauseMessage(error) });
+    });
     throw error;
   }
+}
+
+type StatusWriter = (status: 'running' | 'paused' | 'completed', error?: string) => Promise<unknown>;
+
+/** Marks runs whose prompt-local stages run as chains (see `chainAt`); runs begun before go stage by stage. */
+const chainedStagesPatch = 'chained-stages';
+
+/** Stages that read only the samples of their own prompts, so a batch can go on to them as soon as it is sampled. */
+const chainable: readonly StageName[] = ['sample', 'critique', 'label', 'score'];
+
+/** The stages from `index` on that run as one chain: the consecutive chainable ones, or the stage alone. */
+function chainAt(stages: readonly StageName[], index: number): StageName[] {
+  let end = index + 1;
+  if (chainable.includes(stages[index]!)) while (end < stages.length && chainable.includes(stages[end]!)) end++;
+  return stages.slice(index, end);
 }
 
 function loopStages(input: PipelineInput): string[] {
@@ -189,12 +230,12 @@ async function trainAndEvaluate(input: PipelineInput, state: PipelineState): Pro
  * The monitors after an iteration: an alert pauses the run, with why, until `tenet runs resume`
  * (the pause/resume signals); then the loop goes on.
  */
-async function watchMonitors(input: PipelineInput, state: PipelineState): Promise<void> {
+async function watchMonitors(input: PipelineInput, state: PipelineState, setStatus: StatusWriter): Promise<void> {
   const check = await loopSteps.checkMonitors({ runId: input.runId, iteration: input.iteration });
   if (check.alerts.length === 0 || !check.reason) return;
   if (!state.paused) {
     state.paused = true;
-    await db.setRunStatus({ runId: input.runId, status: 'paused', error: check.reason });
+    await setStatus('paused', check.reason);
   }
   await condition(() => !state.paused);
 }

@@ -1,5 +1,7 @@
-// One shard of a stage: its prompts in batches, a bounded number of batch activities in flight,
-// each finished batch reported to the parent pipeline. Pauses with the parent.
+// One shard of a stage: its prompts in batches, a bounded number of batches in flight, each finished
+// batch reported to the parent pipeline. With a chain of stages (sample → critique → label → score),
+// each batch goes through every stage of the chain in turn, so a batch is labelled as soon as it is
+// sampled and no stage waits for the whole shard. Pauses with the parent.
 import { condition, continueAsNew, getExternalWorkflowHandle, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { CpuActivities } from '../activities/index.js';
 import { stageBatchOptions } from './presets.js';
@@ -16,6 +18,20 @@ export async function stageShard(input: ShardInput): Promise<void> {
   const batches = Math.ceil(input.limit / input.batchSize);
   let next = input.nextBatch ?? 0;
   const inflight = new Map<number, Promise<void>>();
+  const chain = input.chain;
+  // Progress reports of chained batches: sent alongside the batch's next step, awaited before the shard ends.
+  const reports: Promise<void>[] = [];
+
+  const runChain = async (stages: NonNullable<ShardInput['chain']>, offset: number, limit: number) => {
+    for (const stage of stages) {
+      // A pause lets the step in flight finish and starts no new one; that includes a batch's next stage.
+      if (paused) await condition(() => !paused);
+      const counts = await stageBatches.runStageBatch({ runId: input.runId, stage, iteration: input.iteration, offset, limit, policyModel: input.policyModel, rewardModelId: input.rewardModelId });
+      const report = parent.signal(batchDoneSignal, { stage, ...counts });
+      void report.catch(() => undefined); // rejections surface where the reports are awaited
+      reports.push(report);
+    }
+  };
 
   while (next < batches || inflight.size > 0) {
     const wantsNewRun = workflowInfo().continueAsNewSuggested;
@@ -25,18 +41,22 @@ export async function stageShard(input: ShardInput): Promise<void> {
       const limit = Math.min(input.batchSize, input.offset + input.limit - offset);
       inflight.set(
         batch,
-        stageBatches
-          .runStageBatch({ runId: input.runId, stage: input.stage, iteration: input.iteration, offset, limit, policyModel: input.policyModel, rewardModelId: input.rewardModelId })
-          .then((counts) => parent.signal(batchDoneSignal, { stage: input.stage, ...counts }))
-          .finally(() => inflight.delete(batch)),
+        (chain
+          ? runChain(chain, offset, limit)
+          : stageBatches
+              .runStageBatch({ runId: input.runId, stage: input.stage, iteration: input.iteration, offset, limit, policyModel: input.policyModel, rewardModelId: input.rewardModelId })
+              .then((counts) => parent.signal(batchDoneSignal, { stage: input.stage, ...counts }))
+        ).finally(() => inflight.delete(batch)),
       );
     }
     if (inflight.size > 0) {
       await Promise.race(inflight.values());
     } else if (wantsNewRun) {
+      await Promise.all(reports);
       await continueAsNew<typeof stageShard>({ ...input, paused, nextBatch: next });
     } else if (paused) {
       await condition(() => !paused);
     }
   }
+  await Promise.all(reports);
 }

@@ -69,6 +69,11 @@ export interface PipelineState {
   nextShard: number;
   paused: boolean;
   progress: StageProgress[];
+  /**
+   * The stages the shards now in progress run batch by batch, from `stageIndex` on; absent while a
+   * run begun before chained stages existed finishes the stage it was in, one stage at a time.
+   */
+  chain?: StageName[];
   /** Loop results of this iteration so far. */
   rewardModelId?: number;
   newPolicy?: PolicyRef;
@@ -84,7 +89,14 @@ export interface PipelineResult {
 
 export interface ShardInput {
   runId: number;
+  /** The (first) stage of this shard. */
   stage: StageName;
+  /**
+   * Every stage each batch of prompts goes through, in order, starting with `stage` (sample, then
+   * label as soon as that batch is sampled). Absent in shards started before chains existed: they
+   * run `stage` alone.
+   */
+  chain?: StageName[];
   iteration: number;
   offset: number;
   limit: number;

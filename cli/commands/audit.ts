@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { userInfo } from 'node:os';
 import { Command } from 'commander';
-import { and, eq, sql, type SQL } from 'drizzle-orm';
+import { and, eq, inArray, sql, type SQL } from 'drizzle-orm';
 import { z } from 'zod';
 import { runConfigSchema } from '../../core/run-config.js';
 import type { Database } from '../../db/pool.js';
@@ -132,7 +132,15 @@ const showCommand = new Command('show')
           ),
         )
         .orderBy(humanReviews.createdAt);
-      if (options.json) return printJson({ ...row, request: decision?.request, raw_response: decision?.rawResponse, probabilities: decision?.probabilities, reviews });
+      // Per-step (process) scores of the completions in this decision, from their own decisions.
+      const completionIds = [row.completion_a_id, row.completion_b_id].filter((v): v is number => typeof v === 'number');
+      const steps = await db
+        .select({ id: raterDecisions.id, completionId: raterDecisions.completionAId, score: raterDecisions.score, probabilities: raterDecisions.probabilities, principleKey: raterDecisions.principleKey })
+        .from(raterDecisions)
+        .where(and(eq(raterDecisions.stage, 'process'), eq(raterDecisions.outcome, 'ok'), inArray(raterDecisions.completionAId, completionIds)))
+        .orderBy(raterDecisions.completionAId, sql`(${raterDecisions.probabilities} ->> 'step')::int`);
+      const processSteps = steps.map((s) => ({ decision: s.id, completion: s.completionId, step: (s.probabilities as { step: number }).step + 1, steps: (s.probabilities as { steps: number }).steps, score: s.score, principle: s.principleKey }));
+      if (options.json) return printJson({ ...row, request: decision?.request, raw_response: decision?.rawResponse, probabilities: decision?.probabilities, reviews, process_steps: processSteps });
       const rule = '─'.repeat(78);
       console.log(`decision ${decisionId}  run ${String(row.run_id)}  ${String(row.stage)}  order ${String(row.order)}  attempt ${String(row.attempt)}  ${String(row.outcome)}`);
       console.log(`principle ${String(row.principle_key)}: ${String(row.principle_text)}`);
@@ -152,6 +160,10 @@ const showCommand = new Command('show')
       console.log('prompt as sent:');
       for (const m of (decision?.request as { messages: { role: string; content: string }[] }).messages) console.log(`  [${m.role}] ${m.content.replace(/\n/g, '\n  ')}`);
       console.log(rule);
+      for (const step of processSteps) {
+        console.log(`process: completion ${step.completion} step ${step.step}/${step.steps}  score ${step.score?.toFixed(3) ?? '-'}  (${step.principle}, decision ${step.decision})`);
+      }
+      if (processSteps.length > 0) console.log(rule);
       if (reviews.length === 0) console.log('no human review');
       for (const r of reviews) {
         const preferred = r.prefer === 'tie' ? 'tie' : `completion ${r.prefer === 'A' ? r.completionAId : r.completionBId}`;

@@ -240,7 +240,12 @@ describe('the training loop on the tiny model', { timeout: 1_500_000 }, () => {
       reward_model: { options: trainer },
       policy: { options: { ...trainer, max_steps: 3 } },
       rollouts: { group_size: 3, max_tokens: 12 },
-      rewards: { verifier: { weight: 2 }, format: { weight: 0.5, checks: [{ must_match: 'answer' }] }, reward_model: { weight: 0.1 } },
+      rewards: {
+        verifier: { weight: 2 },
+        format: { weight: 0.5, checks: [{ must_match: 'answer' }] },
+        reward_model: { weight: 0.1 },
+        process: { weight: 0.5, split: 'paragraphs' as const, aggregate: 'mean' as const, max_steps: 2 },
+      },
       evaluate: { max_tokens: 12 },
     };
     const started = await cpu.runUntil(
@@ -259,7 +264,16 @@ describe('the training loop on the tiny model', { timeout: 1_500_000 }, () => {
       assert.equal(r.components.verifier, 2 * verdict.reward);
       assert.ok(r.raw.format === 0 || r.raw.format === 1);
       assert.ok(Math.abs(r.total - Object.values(r.components).reduce((a, b) => a + b, 0)) < 1e-9);
+      assert.ok(r.raw.process! >= -1 && r.raw.process! <= 1, `process value ${r.raw.process}`);
     }
+    // Each step was a rater decision of its own; the audit shows a completion's steps with their scores.
+    const steps = await db.select().from(schema.raterDecisions).where(and(eq(schema.raterDecisions.runId, started.runId), eq(schema.raterDecisions.stage, 'process'), eq(schema.raterDecisions.outcome, 'ok')));
+    assert.ok(steps.length >= rewards.length, `${steps.length} step decisions for ${rewards.length} rollouts`);
+    const shown = await runCli(['audit', 'show', String(steps[0]!.id), '--json'], { DATABASE_URL: database.url });
+    assert.equal(shown.code, 0, shown.stderr);
+    const audit = JSON.parse(shown.stdout) as { process_steps: { completion: number; step: number; score: number }[] };
+    assert.ok(audit.process_steps.length >= 1);
+    assert.ok(audit.process_steps.every((step) => step.completion === steps[0]!.completionAId && step.step >= 1));
     const policy = await db.select().from(schema.models).where(and(eq(schema.models.runId, started.runId), eq(schema.models.kind, 'policy')));
     assert.equal(policy.length, 1);
     const metricsRows = await db.select().from(schema.metrics).where(eq(schema.metrics.runId, started.runId));
