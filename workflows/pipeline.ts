@@ -221,7 +221,8 @@ async function trainAndEvaluate(input: PipelineInput, state: PipelineState): Pro
     rewardModelId: state.rewardModelId,
   });
   const kl = await measure.measurePolicy({ runId, iteration, modelId: state.newPolicy.modelId, policyName: state.newPolicy.name });
-  await db.recordMetrics({ runId, iteration, values: Object.fromEntries(Object.entries(kl).map(([name, value]) => [`eval.${name}`, value])) });
+  // KL only: the evaluation's own mean length (served tokens) stays eval.mean_length.
+  await db.recordMetrics({ runId, iteration, values: Object.fromEntries(Object.entries(kl).flatMap(([name, value]) => (name.startsWith('kl_') ? [[`eval.${name}`, value]] : []))) });
   markDone(state, 'evaluate');
   return state.newPolicy;
 }
