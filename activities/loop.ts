@@ -38,11 +38,6 @@ export interface EvaluateResult {
   prompts: number;
 }
 
-/** The served name of a run's policy after `iteration` updates. */
-export function adapterName(runId: number, iteration: number): string {
-  return `run${runId}-it${iteration}`;
-}
-
 export function createLoopActivities(deps: { db: Database; llm: ModelEndpoints; contexts: RunContexts; scorers: RewardScorers }) {
   const { db, llm, contexts, scorers } = deps;
   return {
