@@ -36,8 +36,7 @@ export function createPipelineActivities(deps: { db: Database; llm: ModelEndpoin
     },
 
     async runStageBatch(batch: StageBatch): Promise<StageCounts> {
-      const context = await contexts.get(batch.runId);
-      const slice = await promptsAt(db, batch.runId, batch.offset, batch.limit);
+      const [context, slice] = await Promise.all([contexts.get(batch.runId), promptsAt(db, batch.runId, batch.offset, batch.limit)]);
       // A heartbeat every few seconds while this worker lives, however slow the endpoint's answers:
       // only a dead worker misses the heartbeat timeout and has its batch retried elsewhere.
       const activity = Context.current();

@@ -1,9 +1,9 @@
 // The sample stage: N completions per prompt from the policy endpoint, each stored with its
 // generation parameters and token usage. A completion that exists is not asked for again; a batch
 // of prompts reads what exists once, sends the rest at once and writes once.
-import { and, eq, inArray } from 'drizzle-orm';
+import { and, eq } from 'drizzle-orm';
 import { stableHash } from '../core/rater/principles.js';
-import { insertNewRows } from '../db/bulk.js';
+import { inList, insertNewRows } from '../db/bulk.js';
 import type { Database } from '../db/pool.js';
 import { completions } from '../db/schema.js';
 import type { StageCounts } from './label.js';
@@ -17,7 +17,7 @@ export async function sampleBatch(db: Database, llm: ModelEndpoints, context: Ru
   const existing = await db
     .select({ promptId: completions.promptId, sampleIndex: completions.sampleIndex })
     .from(completions)
-    .where(and(eq(completions.runId, context.runId), inArray(completions.promptId, prompts.map((p) => p.id)), eq(completions.stage, 'sample'), eq(completions.iteration, iteration)));
+    .where(and(eq(completions.runId, context.runId), inList(completions.promptId, prompts.map((p) => p.id)), eq(completions.stage, 'sample'), eq(completions.iteration, iteration)));
   const have = new Set(existing.map((row) => `${row.promptId}:${row.sampleIndex}`));
   const wanted: { prompt: PromptRow; sampleIndex: number; request: ChatRequest & { seed: number } }[] = [];
   for (const prompt of prompts) {

@@ -3,10 +3,15 @@
 // same HTTP calls at the same concurrency in the same run. Prints comparisons/s for both, decision
 // rows written per second, the largest workflow history, and `ratio=<tenet/bare>`.
 //   npm run bench -- rater            (BENCH_COMPARISONS=2000, BENCH_LATENCY_MS=50, BENCH_CONCURRENCY=64)
+// Both sides are timed warm: whatever runs first in a process pays its one-time costs (JIT of the
+// HTTP client and of the scripted server, keep-alive connections, the workflow sandbox, the database
+// pool), and the bare loop, timed second, would get them free. So BENCH_WARMUP prompts (default 200,
+// other texts, so nothing of the timed run is cached) go through the pipeline, and their calls
+// through the bare loop, before anything is timed.
 import { performance } from 'node:perf_hooks';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
-import { count, eq, max, min } from 'drizzle-orm';
+import { count, eq, max, min, sql } from 'drizzle-orm';
 import OpenAI from 'openai';
 import { createCpuActivities } from '../activities/index.js';
 import { startPipelineRun } from '../cli/start-run.js';
@@ -16,13 +21,14 @@ import { applyMigrations } from '../db/migrate.js';
 import { createDatabase } from '../db/pool.js';
 import { raterDecisions } from '../db/schema.js';
 import { createTestDatabase, defaultConstitution, temporalCli } from '../tests/helpers.js';
-import { startScriptedEndpoint } from '../worker/scripted-endpoint.js';
+import { startScriptedEndpoint, type ChatBody } from '../worker/scripted-endpoint.js';
 import { bundleWorkflows } from '../worker/worker.js';
 
 const comparisons = Number(process.env.BENCH_COMPARISONS ?? 2_000);
 const latencyMs = Number(process.env.BENCH_LATENCY_MS ?? 50);
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 64);
 const promptCount = Math.ceil(comparisons / 2); // n = 2 completions → one pair → two orders
+const warmupPrompts = Number(process.env.BENCH_WARMUP ?? 200);
 
 const env = await TestWorkflowEnvironment.createLocal({ server: { executable: { type: 'existing-path', path: temporalCli } } });
 const database = await createTestDatabase('tenet_bench_rater');
@@ -43,11 +49,36 @@ try {
       ...(process.env.BENCH_BATCHES_IN_FLIGHT ? { max_batches_in_flight: Number(process.env.BENCH_BATCHES_IN_FLIGHT) } : {}),
     },
   });
-  const prompts = Array.from({ length: promptCount }, (_, i) => ({ key: `b${i}`, messages: [{ role: 'user' as const, content: `Benchmark prompt ${i}` }], split: 'train' as const, metadata: {} }));
+  const promptsOf = (count: number, text: string) =>
+    Array.from({ length: count }, (_, i) => ({ key: `b${i}`, messages: [{ role: 'user' as const, content: `${text} ${i}` }], split: 'train' as const, metadata: {} }));
   const worker = await Worker.create({ connection: env.nativeConnection, taskQueue: taskQueues.cpu, workflowBundle: await bundleWorkflows(), activities: createCpuActivities({ db }), maxConcurrentActivityTaskExecutions: 64 });
+  // The baseline: request bodies straight at the endpoint, through a promise pool of the same size.
+  const client = new OpenAI({ baseURL: endpoint.url, apiKey: 'unused', maxRetries: 0 });
+  const bare = async (bodies: ChatBody[]) => {
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (next < bodies.length) {
+          const body = bodies[next++]!;
+          await client.chat.completions.create({ ...(body as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming), stream: false });
+        }
+      }),
+    );
+  };
 
   let tenetSeconds = 0;
+  let warmupCalls = 0;
+  let timedFrom = 0;
   const started = await worker.runUntil(async () => {
+    if (warmupPrompts > 0) {
+      const warm = await startPipelineRun({ db, client: env.client, constitution, constitutionSource: source, config, prompts: promptsOf(warmupPrompts, 'Warm-up prompt'), workflowId: 'warm-up-rater' });
+      await env.client.workflow.getHandle(warm.workflowId).result();
+      const calls = endpoint.requests.map((r) => r.body);
+      await bare(calls);
+      warmupCalls = calls.length;
+    }
+    const prompts = promptsOf(promptCount, 'Benchmark prompt');
+    timedFrom = endpoint.requests.length;
     const began = performance.now();
     const run = await startPipelineRun({ db, client: env.client, constitution: constitution, constitutionSource: source, config, prompts, workflowId: 'bench-rater' });
     // Nothing polls the run while it is timed: waiting on its result is all the client does.
@@ -57,7 +88,7 @@ try {
   });
   // Decision rows and the time between the first and the last decision write (from the rows themselves).
   const [decisions] = await db
-    .select({ n: count(), first: min(raterDecisions.createdAt), last: max(raterDecisions.createdAt) })
+    .select({ n: count(), fromCache: count(sql`case when ${raterDecisions.fromCache} then 1 end`), first: min(raterDecisions.createdAt), last: max(raterDecisions.createdAt) })
     .from(raterDecisions)
     .where(eq(raterDecisions.runId, started.runId));
   const decisionCount = decisions?.n ?? 0;
@@ -71,28 +102,20 @@ try {
     if (length > largestHistory) [largestHistory, largestId] = [length, info.workflowId];
   }
 
-  // The baseline: the same request bodies, straight at the endpoint, through a promise pool.
-  const bodies = endpoint.requests.map((r) => r.body);
-  const client = new OpenAI({ baseURL: endpoint.url, apiKey: 'unused', maxRetries: 0 });
+  // The baseline: the timed run's request bodies, the same calls, through the bare promise pool.
+  const bodies = endpoint.requests.slice(timedFrom).map((r) => r.body);
   const bareBegan = performance.now();
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (next < bodies.length) {
-        const body = bodies[next++]!;
-        await client.chat.completions.create({ ...(body as unknown as OpenAI.ChatCompletionCreateParamsNonStreaming), stream: false });
-      }
-    }),
-  );
+  await bare(bodies);
   const bareSeconds = (performance.now() - bareBegan) / 1000;
 
   const tenetRate = comparisons / tenetSeconds;
   const bareRate = comparisons / bareSeconds;
   console.log(`comparisons ${comparisons} (+ ${promptCount * 2} sampling calls), endpoint latency ${latencyMs} ms, concurrency ${concurrency}, HTTP calls ${bodies.length}, batch ${config.scale.batch_size} prompts, shard ${config.scale.shard_size}, ${config.scale.max_batches_in_flight} batches in flight per shard`);
+  console.log(`warm-up, untimed: ${warmupPrompts} other prompts through the pipeline and their ${warmupCalls} calls through the bare loop`);
   console.log(`tenet: ${tenetSeconds.toFixed(2)} s for the whole run → ${tenetRate.toFixed(1)} comparisons/s`);
   console.log(`bare promise pool, same calls: ${bareSeconds.toFixed(2)} s → ${bareRate.toFixed(1)} comparisons/s`);
   console.log(
-    `decision rows written: ${decisionCount} → ${(decisionCount / tenetSeconds).toFixed(0)} rows/s over the run, ${decisionSeconds > 0 ? (decisionCount / decisionSeconds).toFixed(0) : '-'} rows/s from the first decision write to the last (${decisionSeconds.toFixed(2)} s)`,
+    `decision rows written: ${decisionCount} (${decisions?.fromCache ?? 0} from the request cache) → ${(decisionCount / tenetSeconds).toFixed(0)} rows/s over the run, ${decisionSeconds > 0 ? (decisionCount / decisionSeconds).toFixed(0) : '-'} rows/s from the first decision write to the last (${decisionSeconds.toFixed(2)} s)`,
   );
   console.log(`largest workflow history: ${largestHistory} events (${largestId})`);
   console.log(`ratio=${(tenetRate / bareRate).toFixed(2)}`);

@@ -29,15 +29,33 @@ export function closestWord(word: string, candidates: readonly string[]): string
   return best !== undefined && bestDistance <= Math.max(2, Math.floor(best.length / 3)) ? best : undefined;
 }
 
+/** NUL characters and lone UTF-16 surrogates: what Postgres text and jsonb reject. */
+const unstorable = /\0|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const unstorableAll = new RegExp(unstorable.source, 'g');
+
 /**
- * A copy of a JSON value that Postgres can store: text and jsonb reject NUL characters and lone
- * UTF-16 surrogates, which models do emit. Each becomes U+FFFD, as an invalid byte would in UTF-8.
+ * A JSON value that Postgres can store: text and jsonb reject NUL characters and lone UTF-16
+ * surrogates, which models do emit. Each becomes U+FFFD, as an invalid byte would in UTF-8. A value
+ * with nothing to replace (nearly all) is returned as it is, not copied.
  */
 export function storableJson<T>(value: T): T {
-  if (typeof value === 'string') return value.replace(/\0|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD') as T;
-  if (Array.isArray(value)) return value.map((item: unknown) => storableJson(item)) as T;
+  return isStorable(value) ? value : repaired(value);
+}
+
+function isStorable(value: unknown): boolean {
+  if (typeof value === 'string') return !unstorable.test(value);
+  if (Array.isArray(value)) return value.every(isStorable);
   if (value !== null && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([key, item]) => [storableJson(key), storableJson(item as unknown)])) as T;
+    for (const key of Object.keys(value)) if (unstorable.test(key) || !isStorable((value as Record<string, unknown>)[key])) return false;
+  }
+  return true;
+}
+
+function repaired<T>(value: T): T {
+  if (typeof value === 'string') return value.replace(unstorableAll, '\uFFFD') as T;
+  if (Array.isArray(value)) return value.map((item: unknown) => repaired(item)) as T;
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [repaired(key), repaired(item as unknown)])) as T;
   }
   return value;
 }

@@ -1,17 +1,19 @@
-// Multi-row inserts that skip rows whose unique key exists (`on conflict do nothing`), with all rows
-// sent as one JSON parameter that Postgres expands with json_populate_recordset. A batch of hundreds
-// of wide rows (decisions with their request and response) is then one short statement and one
-// JSON.stringify, instead of a statement with a placeholder per value, which costs the worker far
-// more CPU to build and send than the rows themselves.
-import { getTableColumns, sql, type Column } from 'drizzle-orm';
+// Many rows or values in one parameter. Multi-row inserts that skip rows whose unique key exists
+// (`on conflict do nothing`), with all rows sent as one JSON parameter that Postgres expands with
+// json_to_recordset, and `column = any(array)` for long lists of ids or keys. A batch of hundreds of
+// wide rows (decisions with their request and response) is then one short statement and one
+// JSON.stringify of the rows as they are, instead of a statement with a placeholder per value, which
+// costs the worker far more CPU to build and send than the rows themselves.
+import { getTableColumns, sql, type Column, type SQL } from 'drizzle-orm';
 import { getTableConfig, type PgTable } from 'drizzle-orm/pg-core';
 import type { Database } from './pool.js';
 
 interface TableShape {
-  /** [row key, column name] for every column. */
+  /** [row key, column] for every column. */
   columns: [string, Column][];
-  rowType: ReturnType<typeof sql.identifier> | ReturnType<typeof sql>;
-  name: ReturnType<typeof sql.identifier> | ReturnType<typeof sql>;
+  /** The statement around the JSON parameter, by the columns set and the columns returned. */
+  statements: Map<string, { before: string; after: string }>;
+  name: string;
 }
 
 const shapes = new WeakMap<PgTable, TableShape>();
@@ -20,11 +22,19 @@ function shapeOf(table: PgTable): TableShape {
   let shape = shapes.get(table);
   if (!shape) {
     const config = getTableConfig(table);
-    const name = config.schema ? sql`${sql.identifier(config.schema)}.${sql.identifier(config.name)}` : sql.identifier(config.name);
-    shape = { columns: Object.entries(getTableColumns(table)), rowType: name, name };
+    const name = config.schema ? `${quote(config.schema)}.${quote(config.name)}` : quote(config.name);
+    shape = { columns: Object.entries(getTableColumns(table)), statements: new Map(), name };
     shapes.set(table, shape);
   }
   return shape;
+}
+
+const quote = (identifier: string) => `"${identifier.replaceAll('"', '""')}"`;
+
+/** The type of a column in a record definition (serial types exist only in CREATE TABLE). */
+function recordType(column: Column): string {
+  const type = column.getSQLType();
+  return ({ bigserial: 'bigint', serial: 'integer', smallserial: 'smallint' } as Record<string, string>)[type] ?? type;
 }
 
 /**
@@ -40,32 +50,36 @@ export async function insertNewRows<TTable extends PgTable, TReturn extends Reco
 ): Promise<{ [K in keyof TReturn]: TReturn[K]['_']['data'] }[]> {
   if (rows.length === 0) return [];
   const shape = shapeOf(table);
-  const used = shape.columns.filter(([key]) => rows.some((row) => (row as Record<string, unknown>)[key] !== undefined));
-  const records = rows.map((row) => {
-    const record: Record<string, unknown> = {};
-    for (const [key, column] of used) {
-      const value = (row as Record<string, unknown>)[key];
-      if (value === undefined && column.hasDefault) throw new Error(`insertNewRows: every row must set ${column.name} or none may`);
-      record[column.name] = value ?? null;
-    }
-    return record;
-  });
-  const names = sql.join(
-    used.map(([, column]) => sql.identifier(column.name)),
-    sql`, `,
-  );
+  const records = rows as readonly Record<string, unknown>[];
+  const used = shape.columns.filter(([key]) => records.some((row) => row[key] !== undefined));
+  for (const [key, column] of used) {
+    if (column.hasDefault && records.some((row) => row[key] === undefined)) throw new Error(`insertNewRows: every row must set ${column.name} or none may`);
+  }
   const returned = Object.entries(returning ?? {});
-  const returningSql =
-    returned.length > 0
-      ? sql` returning ${sql.join(
-          returned.map(([alias, column]) => sql`${sql.identifier(column.name)} as ${sql.identifier(alias)}`),
-          sql`, `,
-        )}`
-      : sql``;
-  const result = await db.execute<Record<string, unknown>>(
-    sql`insert into ${shape.name} (${names}) select ${names} from json_populate_recordset(null::${shape.rowType}, ${JSON.stringify(records)}::json) on conflict do nothing${returningSql}`,
-  );
+  const signature = `${used.map(([key]) => key).join(',')}|${returned.map(([alias, column]) => `${alias}=${column.name}`).join(',')}`;
+  let statement = shape.statements.get(signature);
+  if (!statement) {
+    // Each JSON key becomes a typed column of the record set; JSON null and absent keys become NULL.
+    const targets = used.map(([, column]) => quote(column.name)).join(', ');
+    const sources = used.map(([key]) => quote(key)).join(', ');
+    const definitions = used.map(([key, column]) => `${quote(key)} ${recordType(column)}`).join(', ');
+    const returns = returned.length > 0 ? ` returning ${returned.map(([alias, column]) => `${quote(column.name)} as ${quote(alias)}`).join(', ')}` : '';
+    statement = {
+      before: `insert into ${shape.name} (${targets}) select ${sources} from json_to_recordset(`,
+      after: `::json) as rows(${definitions}) on conflict do nothing${returns}`,
+    };
+    shape.statements.set(signature, statement);
+  }
+  const result = await db.execute<Record<string, unknown>>(sql`${sql.raw(statement.before)}${JSON.stringify(rows)}${sql.raw(statement.after)}`);
   return result.rows.map((row) => Object.fromEntries(returned.map(([alias, column]) => [alias, row[alias] === null ? null : column.mapFromDriverValue(row[alias])]))) as {
     [K in keyof TReturn]: TReturn[K]['_']['data'];
   }[];
+}
+
+/**
+ * `column = any($1)`: a list of values as one array parameter, where drizzle's inArray makes a
+ * placeholder per value (far more CPU to build and send for the hundreds of keys of a batch).
+ */
+export function inList(column: Column, values: readonly unknown[]): SQL {
+  return sql`${column} = any(${sql.param(values)}::${sql.raw(recordType(column))}[])`;
 }

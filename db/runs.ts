@@ -1,5 +1,6 @@
 // Runs, their prompts and their metrics. Every write is an upsert on the table's natural key.
-import { and, eq, inArray, sql } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
+import { inList, insertNewRows } from './bulk.js';
 import type { Database } from './pool.js';
 import { metrics, prompts, runs, type RunStatus } from './schema.js';
 
@@ -41,17 +42,19 @@ export interface PromptInput {
 /** Inserts prompts that are new and returns the ids of all, in input order. */
 export async function upsertPrompts(db: Database, runId: number, input: PromptInput[]): Promise<number[]> {
   if (input.length === 0) return [];
-  await db
-    .insert(prompts)
-    .values(input.map((p) => ({ runId, key: p.key, messages: p.messages, split: p.split ?? 'train', metadata: p.metadata ?? {} })))
-    .onConflictDoNothing({ target: [prompts.runId, prompts.key] });
-  const keys = input.map((p) => p.key);
-  const rows = await db
-    .select({ id: prompts.id, key: prompts.key })
-    .from(prompts)
-    .where(and(eq(prompts.runId, runId), inArray(prompts.key, keys)));
-  const byKey = new Map(rows.map((row) => [row.key, row.id]));
-  return keys.map((key) => {
+  const rows = input.map((p) => ({ runId, key: p.key, messages: p.messages, split: p.split ?? 'train', metadata: p.metadata ?? {} }));
+  const inserted = await insertNewRows(db, prompts, rows, { id: prompts.id, key: prompts.key });
+  const byKey = new Map(inserted.map((row) => [row.key, row.id]));
+  // Prompts stored before (a retry, or a concurrent writer) are read back.
+  const missing = input.map((p) => p.key).filter((key) => !byKey.has(key));
+  if (missing.length > 0) {
+    const rows = await db
+      .select({ id: prompts.id, key: prompts.key })
+      .from(prompts)
+      .where(and(eq(prompts.runId, runId), inList(prompts.key, missing)));
+    for (const row of rows) byKey.set(row.key, row.id);
+  }
+  return input.map(({ key }) => {
     const id = byKey.get(key);
     if (id === undefined) throw new Error(`upsertPrompts: prompt ${key} vanished`);
     return id;

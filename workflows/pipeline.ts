@@ -1,7 +1,9 @@
-// The pipeline: stages in order (sample → critique/revise → label), each fanned out into child
-// workflows per shard of prompts with a bounded number in flight. Row ids and counts travel in
-// payloads, never text. Progress is a query; pause/resume are signals; the workflow continues as
-// new when Temporal suggests it, so a run of any size keeps a short history.
+// The pipeline: stages in order (sample → critique/revise → label), fanned out into child workflows
+// per shard of prompts with a bounded number in flight. Stages that need only their own prompts'
+// samples run as one chain, batch by batch, without a barrier between them; a chain over a single
+// shard runs in this workflow itself. Row ids and counts travel in payloads, never text. Progress is
+// a query; pause/resume are signals; the workflow continues as new when Temporal suggests it, so a
+// run of any size keeps a short history.
 //
 // With a training loop, each iteration then trains a reward model (a trainerJob child on the GPU
 // queue), updates the policy (DPO from the iteration's preferences, or online RL from rollouts
@@ -21,11 +23,12 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { rootCauseMessage } from '../core/failure.js';
-import { db, loopSteps, measure, stageBatches } from './presets.js';
-import { stageShard } from './shard.js';
+import { db, localDb, loopSteps, measure, stageBatches } from './presets.js';
+import { runChainedBatches, stageShard } from './shard.js';
 import { trainerJob } from './train.js';
 import {
   batchDoneSignal,
+  type BatchReport,
   pauseSignal,
   progressQuery,
   resumeSignal,
@@ -33,6 +36,7 @@ import {
   type PipelineResult,
   type PipelineState,
   type PolicyRef,
+  type ShardInput,
   type StageName,
 } from './types.js';
 
@@ -49,11 +53,14 @@ export async function pipeline(input: PipelineInput): Promise<PipelineResult> {
   const tellChildren = async (signal: typeof pauseSignal | typeof resumeSignal) => {
     await Promise.all([...inflight.keys()].map((id) => getExternalWorkflowHandle(id).signal(signal).catch(() => undefined)));
   };
+  // The run's own bookkeeping (status, prompt count, stage metrics) runs as local activities; runs
+  // begun before that use task-queue activities to the end.
+  const bookkeeping = patched(localBookkeepingPatch) ? localDb : undefined;
   // Status writes go out one after another, in the order they were made: a resume's `running` can
   // never land after the `completed` that follows it.
   let statusWrites: Promise<unknown> = Promise.resolve();
   const setStatus: StatusWriter = (status, error) => {
-    const write = statusWrites.then(() => db.setRunStatus({ runId, status, ...(error ? { error } : {}) }));
+    const write = statusWrites.then(() => (bookkeeping ?? db).setRunStatus({ runId, status, ...(error ? { error } : {}) }));
     statusWrites = write.catch(() => undefined);
     return write;
   };
@@ -70,17 +77,22 @@ export async function pipeline(input: PipelineInput): Promise<PipelineResult> {
     await tellChildren(resumeSignal);
     await setStatus('running');
   });
-  setHandler(batchDoneSignal, (report) => {
+  const applyReport = (report: BatchReport) => {
     const progress = state.progress.find((p) => p.stage === report.stage);
     if (!progress) return;
     progress.done += report.done;
     progress.failed += report.failed;
-  });
+  };
+  setHandler(batchDoneSignal, applyReport);
 
   try {
-    if (!input.resume) {
+    if (!input.resume && bookkeeping) {
+      [, state.promptCount] = await Promise.all([setStatus('running'), bookkeeping.countPrompts({ runId })]);
+    } else if (!input.resume) {
       await setStatus('running');
       state.promptCount = await stageBatches.countPrompts({ runId });
+    }
+    if (!input.resume) {
       for (const progress of state.progress) {
         progress.total = loopStages(input).includes(progress.stage) ? 1 : state.promptCount * (input.unitsPerPrompt[progress.stage as StageName] ?? 1);
       }
@@ -95,45 +107,56 @@ export async function pipeline(input: PipelineInput): Promise<PipelineResult> {
       if (!state.chain && state.nextShard === 0 && patched(chainedStagesPatch)) state.chain = chainAt(stages, state.stageIndex);
       const pass = state.chain ?? [stage];
       const shards = Math.ceil(state.promptCount / scale.shardSize);
-      while (state.nextShard < shards || inflight.size > 0) {
-        const wantsNewRun = workflowInfo().continueAsNewSuggested;
-        while (!state.paused && !wantsNewRun && inflight.size < scale.maxShardsInFlight && state.nextShard < shards) {
-          const shard = state.nextShard++;
-          const childId = `${workflowId}/${pass.join('+')}-${input.iteration}/${shard}`;
-          const offset = shard * scale.shardSize;
-          const started = startChild(stageShard, {
-            workflowId: childId,
-            parentClosePolicy: ParentClosePolicy.TERMINATE,
-            args: [
-              {
-                runId,
-                stage,
-                ...(state.chain ? { chain: state.chain } : {}),
-                iteration: input.iteration,
-                offset,
-                limit: Math.min(scale.shardSize, state.promptCount - offset),
-                batchSize: scale.batchSize,
-                maxBatchesInFlight: scale.maxBatchesInFlight,
-                heartbeatTimeoutS: scale.heartbeatTimeoutS,
-                parentWorkflowId: workflowId,
-                paused: state.paused,
-                ...(input.policy ? { policyModel: input.policy.name } : {}),
-                ...(pass.includes('rollout') ? { rewardModelId: state.rewardModelId } : {}),
-              },
-            ],
-          });
-          inflight.set(
-            childId,
-            started.then((child) => child.result()).finally(() => inflight.delete(childId)),
-          );
-        }
-        if (inflight.size > 0) {
-          await Promise.race(inflight.values());
-        } else if (wantsNewRun) {
+      const shardInput = (shard: number): ShardInput => {
+        const offset = shard * scale.shardSize;
+        return {
+          runId,
+          stage,
+          ...(state.chain ? { chain: state.chain } : {}),
+          iteration: input.iteration,
+          offset,
+          limit: Math.min(scale.shardSize, state.promptCount - offset),
+          batchSize: scale.batchSize,
+          maxBatchesInFlight: scale.maxBatchesInFlight,
+          heartbeatTimeoutS: scale.heartbeatTimeoutS,
+          parentWorkflowId: workflowId,
+          paused: state.paused,
+          ...(input.policy ? { policyModel: input.policy.name } : {}),
+          ...(pass.includes('rollout') ? { rewardModelId: state.rewardModelId } : {}),
+        };
+      };
+      // A chain over a single shard runs its batches right here rather than in a child workflow:
+      // nothing to start, and no progress signal per batch. Runs begun before always use a child.
+      if (state.chain && shards === 1 && state.nextShard === 0 && patched(inlineShardPatch)) {
+        const continueFrom = await runChainedBatches(
+          { ...shardInput(0), chain: state.chain, ...(state.nextBatch !== undefined ? { nextBatch: state.nextBatch } : {}) },
+          { paused: () => state.paused, report: applyReport },
+        );
+        if (continueFrom !== undefined) {
           // Nothing in flight: hand the state to a fresh run of this workflow.
+          state.nextBatch = continueFrom;
           await continueAsNew<typeof pipeline>({ ...input, resume: state });
-        } else if (state.paused) {
-          await condition(() => !state.paused);
+        }
+      } else {
+        while (state.nextShard < shards || inflight.size > 0) {
+          const wantsNewRun = workflowInfo().continueAsNewSuggested;
+          while (!state.paused && !wantsNewRun && inflight.size < scale.maxShardsInFlight && state.nextShard < shards) {
+            const shard = state.nextShard++;
+            const childId = `${workflowId}/${pass.join('+')}-${input.iteration}/${shard}`;
+            const started = startChild(stageShard, { workflowId: childId, parentClosePolicy: ParentClosePolicy.TERMINATE, args: [shardInput(shard)] });
+            inflight.set(
+              childId,
+              started.then((child) => child.result()).finally(() => inflight.delete(childId)),
+            );
+          }
+          if (inflight.size > 0) {
+            await Promise.race(inflight.values());
+          } else if (wantsNewRun) {
+            // Nothing in flight: hand the state to a fresh run of this workflow.
+            await continueAsNew<typeof pipeline>({ ...input, resume: state });
+          } else if (state.paused) {
+            await condition(() => !state.paused);
+          }
         }
       }
       const values: Record<string, number> = {};
@@ -142,9 +165,10 @@ export async function pipeline(input: PipelineInput): Promise<PipelineResult> {
         values[`${done}.done`] = progress.done;
         values[`${done}.failed`] = progress.failed;
       }
-      await db.recordMetrics({ runId, iteration: input.iteration, values });
+      await (bookkeeping ?? db).recordMetrics({ runId, iteration: input.iteration, values });
       state.stageIndex += pass.length;
       state.nextShard = 0;
+      state.nextBatch = undefined;
       state.chain = undefined;
     }
     if (input.loop) {
@@ -162,7 +186,7 @@ export async function pipeline(input: PipelineInput): Promise<PipelineResult> {
     const status = isCancellation(error) ? 'cancelled' : 'failed';
     await CancellationScope.nonCancellable(async () => {
       await statusWrites;
-      await db.setRunStatus({ runId, status, error: rootCauseMessage(error) });
+      await (bookkeeping ?? db).setRunStatus({ runId, status, error: rootCauseMessage(error) });
     });
     throw error;
   }
@@ -172,6 +196,10 @@ type StatusWriter = (status: 'running' | 'paused' | 'completed', error?: string)
 
 /** Marks runs whose prompt-local stages run as chains (see `chainAt`); runs begun before go stage by stage. */
 const chainedStagesPatch = 'chained-stages';
+/** Marks runs whose status, prompt count and stage metrics are written by local activities. */
+const localBookkeepingPatch = 'local-bookkeeping';
+/** Marks runs that run a chain over a single shard in the pipeline workflow itself (see `runChainedBatches`). */
+const inlineShardPatch = 'inline-single-shard';
 
 /** Stages that read only the samples of their own prompts, so a batch can go on to them as soon as it is sampled. */
 const chainable: readonly StageName[] = ['sample', 'critique', 'label', 'score'];

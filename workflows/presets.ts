@@ -1,11 +1,21 @@
 // Activity proxies with named timeout presets, created once per workflow module.
-import { proxyActivities, type ActivityOptions } from '@temporalio/workflow';
+import { proxyActivities, proxyLocalActivities, type ActivityOptions } from '@temporalio/workflow';
 import type { CpuActivities, GpuActivities } from '../activities/index.js';
 import { taskQueues } from '../core/queues.js';
 
 /** Database bookkeeping: quick, retried freely. */
 export const db = proxyActivities<CpuActivities>({
   taskQueue: taskQueues.cpu,
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 10 },
+});
+
+/**
+ * The same bookkeeping as local activities: run by the worker that runs the workflow, within its
+ * workflow task, without a round trip through the server's task queue (run status, prompt counts,
+ * stage metrics at the start and end of every pipeline).
+ */
+export const localDb = proxyLocalActivities<CpuActivities>({
   startToCloseTimeout: '1 minute',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds', maximumAttempts: 10 },
 });

@@ -74,6 +74,8 @@ export interface PipelineState {
    * run begun before chained stages existed finishes the stage it was in, one stage at a time.
    */
   chain?: StageName[];
+  /** The next batch of a chain that runs in the pipeline itself (one shard), carried across continue-as-new. */
+  nextBatch?: number;
   /** Loop results of this iteration so far. */
   rewardModelId?: number;
   newPolicy?: PolicyRef;

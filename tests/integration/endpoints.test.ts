@@ -39,6 +39,27 @@ describe('model endpoints', () => {
     assert.equal(server.requests.filter((r) => r.body.messages[0]!.content === 'cache me').length, 1);
   });
 
+  it('many calls at once: every answer is in the cache when chatMany returns, also past the write buffer and when one call fails', async () => {
+    // A write buffer of 5 rows: most answers go out because the buffer is full, not on its timer.
+    const llm = new ModelEndpoints(db, 5);
+    const requests = Array.from({ length: 150 }, (_, i) => ask(`many ${i}`));
+    const results = await llm.chatMany(endpoint({ max_concurrency: 64 }), requests);
+    assert.equal(results.length, 150);
+    assert.ok(results.every((r, i) => !r.fromCache && r.text.includes(`many ${i}`)));
+    const stored = await db.$client.query<{ key: string }>('select key from request_cache where key = any($1::text[])', [results.map((r) => r.cacheKey)]);
+    assert.equal(stored.rows.length, 150, 'all 150 answers stored before chatMany returned');
+
+    // One call of a batch fails for good: the batch fails, and the answers that came back are cached.
+    server.setScript((r) => (r.body.messages[0]!.content === 'doomed 7' ? { status: 400 } : undefined));
+    const doomed = Array.from({ length: 80 }, (_, i) => ask(`doomed ${i}`));
+    await assert.rejects(llm.chatMany(endpoint({ max_concurrency: 64 }), doomed), /rejected the request with 400/);
+    server.setScript(undefined);
+    const sent = server.requests.length;
+    const again = await llm.chatMany(endpoint(), doomed.filter((_, i) => i !== 7));
+    assert.ok(again.every((r) => r.fromCache), 'the 79 answers were cached');
+    assert.equal(server.requests.length, sent, 'nothing was sent again');
+  });
+
   it('retries 429 honouring Retry-After, and 500, then succeeds', async () => {
     server.setScript((r) => {
       const text = r.body.messages[0]!.content;

@@ -16,6 +16,7 @@ import { startPipelineRun } from '../../cli/start-run.js';
 import { startScriptedEndpoint, type ScriptedEndpoint } from '../../worker/scripted-endpoint.js';
 import { bundleWorkflows } from '../../worker/worker.js';
 import type { pipeline } from '../../workflows/pipeline.js';
+import { pauseSignal, progressQuery, resumeSignal } from '../../workflows/types.js';
 import { createTestDatabase, defaultConstitution, temporalCli, type TestDatabase } from '../helpers.js';
 
 function config(url: string, overrides: Partial<RunConfigInput> = {}) {
@@ -226,6 +227,57 @@ describe('pipeline workflow: sample → critique/revise → label', () => {
       const raw = Number(d.parsedChoice);
       assert.ok(raw >= 1 && raw <= 10);
       assert.ok(Math.abs(d.score! - (raw - 5.5) / 4.5) < 1e-9);
+    }
+  });
+
+  it('a run of one shard runs its batches in the pipeline itself: the same rows and progress, no child workflow, pause and resume', async () => {
+    // One prompt per batch, one batch at a time, slow answers: the pause lands between batches.
+    const cfg = config(endpoint.url, { sample: { n: 2, seed: 23 }, scale: { batch_size: 1, shard_size: 100, max_batches_in_flight: 1 } });
+    const prompts = parsePromptsJsonl(promptsText, 'prompts.jsonl');
+    assert.ok(prompts.ok);
+    endpoint.setLatency(60);
+    const worker = await Worker.create({ connection: env.nativeConnection, taskQueue: taskQueues.cpu, workflowBundle: bundle, activities: createCpuActivities({ db }) });
+    try {
+      await worker.runUntil(async () => {
+        const started = await startPipelineRun({ db, client: env.client, constitution, constitutionSource: source, config: cfg, prompts: prompts.prompts, workflowId: 'pipeline-test-one-shard' });
+        const handle = env.client.workflow.getHandle<typeof pipeline>(started.workflowId);
+        const done = async () => (await handle.query(progressQuery)).reduce((sum, p) => sum + p.done, 0);
+        while ((await done()) < 2) await new Promise((resolve) => setTimeout(resolve, 50));
+        await handle.signal(pauseSignal);
+        // Batches in flight finish; then nothing moves until the resume.
+        let before = await done();
+        for (let settled = 0; settled < 3; ) {
+          await new Promise((resolve) => setTimeout(resolve, 400));
+          const now = await done();
+          settled = now === before ? settled + 1 : 0;
+          before = now;
+        }
+        const [pausedRow] = await db.select().from(schema.runs).where(eq(schema.runs.id, started.runId));
+        assert.equal(pausedRow!.status, 'paused');
+        const total = 5 * 2 + 5 * 2 * 2; // samples, critique rounds, label comparisons
+        assert.ok(before < total, `paused with ${before} of ${total} units done`);
+        await handle.signal(resumeSignal);
+        const result = await handle.result();
+
+        const progress = Object.fromEntries(result.progress.map((p) => [p.stage, p]));
+        assert.deepEqual(progress.sample, { stage: 'sample', done: 10, total: 10, failed: 0 });
+        assert.deepEqual(progress.critique, { stage: 'critique', done: 10, total: 10, failed: 0 });
+        assert.deepEqual(progress.label, { stage: 'label', done: 10, total: 10, failed: 0 });
+        const children = [];
+        for await (const child of env.client.workflow.list({ query: `WorkflowId STARTS_WITH "${started.workflowId}/"` })) children.push(child.workflowId);
+        assert.deepEqual(children, [], 'no shard workflow was started');
+        const decisions = await db.select().from(schema.raterDecisions).where(eq(schema.raterDecisions.runId, started.runId));
+        assert.equal(decisions.length, 10);
+        assert.equal(new Set(decisions.map((d) => d.decisionKey)).size, 10);
+        const prefs = await db.select().from(schema.preferences).where(eq(schema.preferences.runId, started.runId));
+        assert.equal(prefs.length, 5);
+        const metrics = await db.select().from(schema.metrics).where(eq(schema.metrics.runId, started.runId));
+        assert.deepEqual(Object.fromEntries(metrics.map((m) => [m.name, m.value])), { 'sample.done': 10, 'sample.failed': 0, 'critique.done': 10, 'critique.failed': 0, 'label.done': 10, 'label.failed': 0 });
+        const [runRow] = await db.select().from(schema.runs).where(eq(schema.runs.id, started.runId));
+        assert.equal(runRow!.status, 'completed');
+      });
+    } finally {
+      endpoint.setLatency(0);
     }
   });
 });
