@@ -27,12 +27,15 @@ export interface PromptRecord {
 
 export type PromptsParse = { ok: true; prompts: PromptRecord[] } | { ok: false; problems: string[] };
 
-export function parsePromptsJsonl(text: string, file: string): PromptsParse {
-  const problems: string[] = [];
-  const prompts: PromptRecord[] = [];
+/**
+ * The lines of a JSONL file checked against `schema`: blank lines skipped, every bad line (not JSON,
+ * not the schema, an id seen before) named in `problems` with its file and line number. Each good
+ * line comes with its key: its id, or `line-N` without one.
+ */
+export function readJsonlLines<T extends { id?: string | number | undefined }>(text: string, file: string, schema: z.ZodType<T>, problems: string[]): { key: string; data: T }[] {
+  const lines: { key: string; data: T }[] = [];
   const seen = new Map<string, number>();
-  const lines = text.split('\n');
-  lines.forEach((raw, index) => {
+  text.split('\n').forEach((raw, index) => {
     const lineNumber = index + 1;
     if (raw.trim() === '') return;
     let value: unknown;
@@ -42,7 +45,7 @@ export function parsePromptsJsonl(text: string, file: string): PromptsParse {
       problems.push(`${file}:${lineNumber}: not valid JSON (${(error as Error).message})`);
       return;
     }
-    const parsed = lineSchema.safeParse(value);
+    const parsed = schema.safeParse(value);
     if (!parsed.success) {
       for (const issue of parsed.error.issues) problems.push(`${file}:${lineNumber}: ${issue.path.length ? `${issue.path.join('.')}: ` : ''}${issue.message}`);
       return;
@@ -54,13 +57,19 @@ export function parsePromptsJsonl(text: string, file: string): PromptsParse {
       return;
     }
     seen.set(key, lineNumber);
-    prompts.push({
-      key,
-      messages: parsed.data.messages ?? [{ role: 'user', content: parsed.data.prompt! }],
-      split: parsed.data.split ?? 'train',
-      metadata: parsed.data.metadata ?? {},
-    });
+    lines.push({ key, data: parsed.data });
   });
+  return lines;
+}
+
+export function parsePromptsJsonl(text: string, file: string): PromptsParse {
+  const problems: string[] = [];
+  const prompts: PromptRecord[] = readJsonlLines(text, file, lineSchema, problems).map(({ key, data }) => ({
+    key,
+    messages: data.messages ?? [{ role: 'user', content: data.prompt! }],
+    split: data.split ?? 'train',
+    metadata: data.metadata ?? {},
+  }));
   if (problems.length === 0 && prompts.length === 0) problems.push(`${file}: no prompts (the file is empty)`);
   return problems.length > 0 ? { ok: false, problems } : { ok: true, prompts };
 }

@@ -2,6 +2,7 @@
 // needs — a reference answer (math), visible and hidden test cases (code), or an expected trace (tool-call).
 // Every bad line is named, as for prompt files; nothing starts on a bad file.
 import { z } from 'zod';
+import { readJsonlLines } from '../prompts-file.js';
 import { codeLanguages, codeOptionsSchema, codeTestsSchema } from './code.js';
 import { mathOptionsSchema } from './math.js';
 import { expectedTraceSchema, toolCallOptionsSchema } from './tool-call.js';
@@ -63,32 +64,9 @@ export type TasksParse = { ok: true; tasks: VerifiableTask[] } | { ok: false; pr
 
 export function parseTasksJsonl(text: string, file: string): TasksParse {
   const problems: string[] = [];
-  const tasks: VerifiableTask[] = [];
-  const seen = new Map<string, number>();
-  text.split('\n').forEach((raw, index) => {
-    const lineNumber = index + 1;
-    if (raw.trim() === '') return;
-    let value: unknown;
-    try {
-      value = JSON.parse(raw);
-    } catch (error) {
-      problems.push(`${file}:${lineNumber}: not valid JSON (${(error as Error).message})`);
-      return;
-    }
-    const parsed = lineSchema.safeParse(value);
-    if (!parsed.success) {
-      for (const issue of parsed.error.issues) problems.push(`${file}:${lineNumber}: ${issue.path.length ? `${issue.path.join('.')}: ` : ''}${issue.message}`);
-      return;
-    }
-    const { id, prompt, messages, split, metadata, ...specific } = parsed.data;
-    const key = id === undefined ? `line-${lineNumber}` : String(id);
-    const first = seen.get(key);
-    if (first !== undefined) {
-      problems.push(`${file}:${lineNumber}: duplicate id '${key}' (first on line ${first})`);
-      return;
-    }
-    seen.set(key, lineNumber);
-    tasks.push({ key, messages: messages ?? [{ role: 'user', content: prompt! }], split: split ?? 'train', metadata: metadata ?? {}, ...specific });
+  const tasks: VerifiableTask[] = readJsonlLines(text, file, lineSchema, problems).map(({ key, data }) => {
+    const { id: _id, prompt, messages, split, metadata, ...specific } = data;
+    return { key, messages: messages ?? [{ role: 'user', content: prompt! }], split: split ?? 'train', metadata: metadata ?? {}, ...specific };
   });
   if (problems.length === 0 && tasks.length === 0) problems.push(`${file}: no tasks (the file is empty)`);
   return problems.length > 0 ? { ok: false, problems } : { ok: true, tasks };
