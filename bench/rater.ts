@@ -6,9 +6,10 @@
 // How it is timed:
 // - Both sides warm: whatever runs first in a process pays its one-time costs (JIT of the HTTP
 //   client, keep-alive connections, the workflow sandbox, the database pool), and the bare loop,
-//   timed second, would get them free. So BENCH_WARMUP prompts (default 200, other texts, so nothing
+//   timed second, would get them free. So BENCH_WARMUP prompts (default 1000, other texts, so nothing
 //   of the timed runs is cached) go through the pipeline, and their calls through the bare loop,
-//   before anything is timed.
+//   before anything is timed. With 200, the first timed pipeline run was still ~20% slower than the
+//   next two (its code paths not yet optimised by the JIT); with 1000 it is like them.
 // - In turns: each round is one whole pipeline run and then the bare loop on that run's calls, so a
 //   busy moment on a shared machine falls on both alike; the ratio is over all rounds.
 // - The endpoint runs in a process of its own (bench/endpoint-process.ts), as a real one would: in
@@ -35,7 +36,7 @@ const comparisons = Number(process.env.BENCH_COMPARISONS ?? 2_000);
 const latencyMs = Number(process.env.BENCH_LATENCY_MS ?? 50);
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 64);
 const promptCount = Math.ceil(comparisons / 2); // n = 2 completions → one pair → two orders
-const warmupPrompts = Number(process.env.BENCH_WARMUP ?? 200);
+const warmupPrompts = Number(process.env.BENCH_WARMUP ?? 1000);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
 const inProcess = process.env.BENCH_ENDPOINT === 'inprocess';
 
