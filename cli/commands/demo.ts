@@ -215,8 +215,13 @@ async function printMetricsTable(db: Database, runId: number): Promise<void> {
   for (const iteration of iterations) {
     const cells = present.map((name) => {
       const value = rows.find((r) => r.iteration === iteration && r.name === name)?.value;
-      return (value === undefined ? '-' : value.toFixed(3)).padStart(Math.max(9, name.length));
+      return (value === undefined ? '-' : metricText(value)).padStart(Math.max(9, name.length));
     });
     console.log([String(iteration).padStart(9), ...cells].join('  '));
   }
+}
+
+/** Three decimals, or three significant digits for a small non-zero value (a KL of 1e-4 is not 0.000). */
+function metricText(value: number): string {
+  return value !== 0 && Math.abs(value) < 0.01 ? value.toPrecision(3) : value.toFixed(3);
 }
