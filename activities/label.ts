@@ -8,7 +8,7 @@ import { and, eq } from 'drizzle-orm';
 import { clamp, combineDecisions, probabilityFirstBetter, readAnswer, type Order } from '../core/rater/labels.js';
 import { pickDistinct, stableHash } from '../core/rater/principles.js';
 import { renderTemplate } from '../core/rater/prompt.js';
-import { inList, insertNewRows } from '../db/bulk.js';
+import { inList, insertKeyedRows, insertNewRows } from '../db/bulk.js';
 import type { Database } from '../db/pool.js';
 import { completions, preferences, raterDecisions } from '../db/schema.js';
 import { raterCallFields } from './decisions.js';
@@ -135,7 +135,14 @@ export async function labelBatch(db: Database, llm: ModelEndpoints, context: Run
         }),
       };
     });
-    const ids = await insertDecisions(db, context.runId, rows.map((r) => r.values));
+    // A retry's duplicates are ignored; every key gets its id.
+    const ids = await insertKeyedRows(
+      db,
+      raterDecisions,
+      rows.map((r) => r.values),
+      { id: raterDecisions.id, key: raterDecisions.decisionKey, scope: eq(raterDecisions.runId, context.runId) },
+      (row) => row.decisionKey,
+    );
     for (const row of rows) {
       const c = row.comparison;
       if (row.probabilityFirst !== undefined) c.decided = { id: ids.get(row.values.decisionKey)!, probabilityFirst: row.probabilityFirst };
@@ -215,25 +222,6 @@ function requestFor(context: RunContext, c: Comparison): ChatRequest {
     max_tokens: settings.cot ? settings.max_tokens : 4,
     ...(settings.logprobs && !settings.cot && c.attempt === 0 ? { logprobs: true, top_logprobs: 5 } : {}),
   };
-}
-
-/** Writes decision rows (a retry's duplicates are ignored) and returns the id of every key. */
-async function insertDecisions(db: Database, runId: number, rows: (typeof raterDecisions.$inferInsert)[]): Promise<Map<string, number>> {
-  const ids = new Map<string, number>();
-  for (let i = 0; i < rows.length; i += 500) {
-    const chunk = rows.slice(i, i + 500);
-    const inserted = await insertNewRows(db, raterDecisions, chunk, { id: raterDecisions.id, key: raterDecisions.decisionKey });
-    inserted.forEach((row) => ids.set(row.key, row.id));
-    const missing = chunk.map((row) => row.decisionKey).filter((key) => !ids.has(key));
-    if (missing.length > 0) {
-      const existing = await db
-        .select({ id: raterDecisions.id, key: raterDecisions.decisionKey })
-        .from(raterDecisions)
-        .where(and(eq(raterDecisions.runId, runId), inList(raterDecisions.decisionKey, missing)));
-      existing.forEach((row) => ids.set(row.key, row.id));
-    }
-  }
-  return ids;
 }
 
 function rawText(raw: unknown): string {

@@ -4,7 +4,7 @@
 // wide rows (decisions with their request and response) is then one short statement and one
 // JSON.stringify of the rows as they are, instead of a statement with a placeholder per value, which
 // costs the worker far more CPU to build and send than the rows themselves.
-import { getTableColumns, sql, type Column, type SQL } from 'drizzle-orm';
+import { and, getTableColumns, sql, type Column, type SQL } from 'drizzle-orm';
 import { getTableConfig, type PgTable } from 'drizzle-orm/pg-core';
 import type { Database } from './pool.js';
 
@@ -82,4 +82,31 @@ export async function insertNewRows<TTable extends PgTable, TReturn extends Reco
  */
 export function inList(column: Column, values: readonly unknown[]): SQL {
   return sql`${column} = any(${sql.param(values)}::${sql.raw(recordType(column))}[])`;
+}
+
+/**
+ * Inserts the rows that are new and returns the id of every row by its key: the ids of the rows it
+ * inserted, and those stored before (by a retry or a concurrent writer) read back within `scope`.
+ * `key` is the unique text column within the scope; `keyOf` reads it from a row.
+ */
+export async function insertKeyedRows<TTable extends PgTable>(
+  db: Database,
+  table: TTable,
+  rows: readonly TTable['$inferInsert'][],
+  columns: { id: Column; key: Column; scope: SQL },
+  keyOf: (row: TTable['$inferInsert']) => string,
+): Promise<Map<string, number>> {
+  const ids = new Map<string, number>();
+  for (let i = 0; i < rows.length; i += 500) {
+    const chunk = rows.slice(i, i + 500);
+    const inserted = await insertNewRows(db, table, chunk, { id: columns.id, key: columns.key });
+    for (const row of inserted) ids.set(row.key as string, row.id as number);
+    const missing = chunk.map(keyOf).filter((key) => !ids.has(key));
+    if (missing.length === 0) continue;
+    const existing = await db.execute<{ id: number | string; key: string }>(
+      sql`select ${columns.id} as id, ${columns.key} as key from ${table} where ${and(columns.scope, inList(columns.key, missing))}`,
+    );
+    for (const row of existing.rows) ids.set(row.key, Number(row.id));
+  }
+  return ids;
 }

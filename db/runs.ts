@@ -1,6 +1,6 @@
 // Runs, their prompts and their metrics. Every write is an upsert on the table's natural key.
-import { and, eq, sql } from 'drizzle-orm';
-import { inList, insertNewRows } from './bulk.js';
+import { eq, sql } from 'drizzle-orm';
+import { insertKeyedRows } from './bulk.js';
 import type { Database } from './pool.js';
 import { metrics, prompts, runs, type RunStatus } from './schema.js';
 
@@ -43,17 +43,8 @@ export interface PromptInput {
 export async function upsertPrompts(db: Database, runId: number, input: PromptInput[]): Promise<number[]> {
   if (input.length === 0) return [];
   const rows = input.map((p) => ({ runId, key: p.key, messages: p.messages, split: p.split ?? 'train', metadata: p.metadata ?? {} }));
-  const inserted = await insertNewRows(db, prompts, rows, { id: prompts.id, key: prompts.key });
-  const byKey = new Map(inserted.map((row) => [row.key, row.id]));
   // Prompts stored before (a retry, or a concurrent writer) are read back.
-  const missing = input.map((p) => p.key).filter((key) => !byKey.has(key));
-  if (missing.length > 0) {
-    const rows = await db
-      .select({ id: prompts.id, key: prompts.key })
-      .from(prompts)
-      .where(and(eq(prompts.runId, runId), inList(prompts.key, missing)));
-    for (const row of rows) byKey.set(row.key, row.id);
-  }
+  const byKey = await insertKeyedRows(db, prompts, rows, { id: prompts.id, key: prompts.key, scope: eq(prompts.runId, runId) }, (row) => row.key);
   return input.map(({ key }) => {
     const id = byKey.get(key);
     if (id === undefined) throw new Error(`upsertPrompts: prompt ${key} vanished`);
