@@ -86,13 +86,13 @@ export async function pipeline(input: PipelineInput): Promise<PipelineResult> {
   setHandler(batchDoneSignal, applyReport);
 
   try {
-    if (!input.resume && bookkeeping) {
-      [, state.promptCount] = await Promise.all([setStatus('running'), bookkeeping.countPrompts({ runId })]);
-    } else if (!input.resume) {
-      await setStatus('running');
-      state.promptCount = await stageBatches.countPrompts({ runId });
-    }
     if (!input.resume) {
+      if (bookkeeping) {
+        [, state.promptCount] = await Promise.all([setStatus('running'), bookkeeping.countPrompts({ runId })]);
+      } else {
+        await setStatus('running');
+        state.promptCount = await stageBatches.countPrompts({ runId });
+      }
       for (const progress of state.progress) {
         progress.total = loopStages(input).includes(progress.stage) ? 1 : state.promptCount * (input.unitsPerPrompt[progress.stage as StageName] ?? 1);
       }
