@@ -14,6 +14,8 @@ import { createInterface } from 'node:readline';
 import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
 import { eq, sql } from 'drizzle-orm';
 import { z } from 'zod';
+import { stableHash } from '../core/rater/principles.js';
+import { runConfigSchema } from '../core/run-config.js';
 import type { Database } from '../db/pool.js';
 import { models, runs } from '../db/schema.js';
 
@@ -134,16 +136,24 @@ export function createTrainerActivities(deps: TrainerDeps) {
       return registerModel(deps.db, job, { artifactPath: done.output, metrics: done.metrics ?? {}, hyperparameters: config, rows, parent });
     },
 
-    /** KL(policy ‖ base) and mean length on the evaluation completions the policy wrote (`trainer kl`). */
+    /**
+     * KL(policy ‖ base) on the prompts the policy was evaluated on (`trainer kl`): the trainer samples
+     * `loop.evaluate.kl_samples` completions per prompt from the policy at temperature 1 and measures
+     * on those, since both estimators assume samples from the policy (the evaluation's own are greedy
+     * by default). Seeded by run and iteration, so a retry reports the same numbers.
+     */
     async measurePolicy(input: { runId: number; iteration: number; modelId: number; policyName: string }): Promise<Record<string, number>> {
       const [model] = await deps.db.select({ path: models.artifactPath, lineage: models.lineage }).from(models).where(eq(models.id, input.modelId));
       if (!model) throw ApplicationFailure.nonRetryable(`model ${input.modelId} is not registered`, 'ModelMissing');
       const baseModel = (model.lineage as { baseModel?: string }).baseModel;
       if (!baseModel) throw ApplicationFailure.nonRetryable(`model ${input.modelId} has no base model in its lineage`, 'ModelMissing');
-      const result = await deps.db.execute<{ prompt: unknown; completion: string }>(sql`
-        select p.messages as prompt, c.text as completion from completions c join prompts p on p.id = c.prompt_id
+      const [run] = await deps.db.select({ config: runs.config }).from(runs).where(eq(runs.id, input.runId));
+      if (!run) throw ApplicationFailure.nonRetryable(`run ${input.runId} does not exist`, 'RunMissing');
+      const settings = runConfigSchema.parse(run.config).loop.evaluate;
+      const result = await deps.db.execute<{ prompt: unknown }>(sql`
+        select distinct on (c.prompt_id) p.messages as prompt from completions c join prompts p on p.id = c.prompt_id
         where c.run_id = ${input.runId} and c.stage = 'eval' and c.iteration = ${input.iteration} and c.policy_version = ${input.policyName}
-        order by c.id`);
+        order by c.prompt_id`);
       if (result.rows.length === 0) return {};
       const jobDir = path.join(deps.artifactsRoot, `run-${input.runId}`, `it-${input.iteration}`, 'kl');
       await mkdir(jobDir, { recursive: true });
@@ -152,7 +162,8 @@ export function createTrainerActivities(deps: TrainerDeps) {
       await stopLeftover(jobDir);
       const gpu = slots.take();
       try {
-        const done = await supervise(deps, ['-m', 'tenet_trainer', 'kl', '--model', baseModel, '--adapter', model.path, '--data', dataFile], jobDir, gpu, undefined);
+        const sampling = ['--samples', settings.kl_samples, '--max-new-tokens', settings.max_tokens, '--max-length', settings.max_tokens + 1024, '--seed', stableHash(`${input.runId}:kl:${input.iteration}`) % 1_000_000];
+        const done = await supervise(deps, ['-m', 'tenet_trainer', 'kl', '--model', baseModel, '--adapter', model.path, '--data', dataFile, ...sampling.map(String)], jobDir, gpu, undefined);
         return Object.fromEntries(Object.entries(done.metrics ?? {}).filter((entry): entry is [string, number] => typeof entry[1] === 'number'));
       } finally {
         slots.give(gpu);

@@ -9,7 +9,7 @@
 //                                        without it the gain is taken against the previous iteration's
 //                                        eval.mean_reward, which a different reward model scored)
 //   eval.win_rate                        P(new policy better than the previous one), the rater on held-out prompts
-//   eval.kl_k3, else policy.kl_k3        KL(policy ‖ reference): measured on evaluation samples, else the trainer's
+//   eval.kl_k3, else policy.kl_k3        KL(policy ‖ reference): on samples `trainer kl` draws from the new policy, else the trainer's own
 //   rollout.rater_verifier_disagreement  share of rollouts judged by both rater and verifier where they disagree
 //   rollout.rater_verifier_pairs         how many rollouts both judged (only for the message)
 //   rollout.flag.tamper_fraction         share of verified rollouts flagged 'tamper'

@@ -80,8 +80,14 @@ export const loopSchema = z
         max_prompts: z.number().int().min(1).max(100_000).default(64),
         temperature: z.number().min(0).max(2).default(0),
         max_tokens: positiveInt('a token limit').default(128),
+        /**
+         * Completions per evaluated prompt that `trainer kl` samples from the new policy at temperature 1
+         * to measure eval.kl_k1 / eval.kl_k3 on (both estimators assume samples from the policy; the
+         * evaluation's own completions are greedy by default).
+         */
+        kl_samples: z.number().int().min(1).max(256).default(4),
       })
-      .default({ heldout_fraction: 0.2, max_prompts: 64, temperature: 0, max_tokens: 128 }),
+      .default({ heldout_fraction: 0.2, max_prompts: 64, temperature: 0, max_tokens: 128, kl_samples: 4 }),
   })
   .refine((loop) => loop.mode === 'none' || loop.base_model !== undefined, { error: 'loop.base_model: required when loop.mode is dpo or online', path: ['base_model'] })
   .refine((loop) => loop.rewards === undefined || loop.rollouts.length_penalty === 0, {
@@ -100,7 +106,7 @@ export const loopSchema = z
     policy: { options: {} },
     rollouts: { group_size: 4, temperature: 1, max_tokens: 128, length_penalty: 0 },
     monitors: {},
-    evaluate: { heldout_fraction: 0.2, max_prompts: 64, temperature: 0, max_tokens: 128 },
+    evaluate: { heldout_fraction: 0.2, max_prompts: 64, temperature: 0, max_tokens: 128, kl_samples: 4 },
   });
 export type LoopConfig = z.output<typeof loopSchema>;
 

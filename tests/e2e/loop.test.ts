@@ -4,7 +4,7 @@
 // iteration (rollouts scored in Node by the ONNX reward model).
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -126,6 +126,15 @@ describe('the training loop on the tiny model', { timeout: 1_500_000 }, () => {
       assert.ok(Number.isFinite(m['eval.mean_reward']));
       assert.ok(m['eval.mean_length']! > 0);
       assert.equal(m['eval.prompts'], 2);
+      assert.ok(Number.isFinite(m['eval.kl_k1']) && m['eval.kl_k3']! >= 0, `KL of iteration ${iteration}: ${m['eval.kl_k1']}, ${m['eval.kl_k3']}`);
+      // KL on completions the trainer sampled from the new policy (4 per evaluated prompt, temperature 1), not on the greedy evaluation.
+      const klJob = path.join(artifacts, `run-${runId}`, `it-${iteration}`, 'kl');
+      assert.deepEqual(
+        readFileSync(path.join(klJob, 'data.jsonl'), 'utf8').trim().split('\n').map((line) => Object.keys(JSON.parse(line) as object)),
+        [['prompt'], ['prompt']],
+      );
+      const klDone = readFileSync(path.join(klJob, 'trainer.log.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line) as { event: string; metrics?: Record<string, number> }).findLast((e) => e.event === 'done');
+      assert.deepEqual([klDone?.metrics?.sampled, klDone?.metrics?.rows, klDone?.metrics?.kl_k3], [1, 8, m['eval.kl_k3']]);
       assert.ok(Object.keys(m).some((k) => k.startsWith('reward.')), 'reward-model metrics recorded');
       assert.ok(Object.keys(m).some((k) => k.startsWith('policy.')), 'policy metrics recorded');
     }
