@@ -119,13 +119,18 @@ def render_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[Message]) -
     return render_plain(messages) + "\nassistant: "
 
 
+def bos_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The BOS token a sequence starts with, where the tokenizer adds one."""
+    return [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None and getattr(tokenizer, "add_bos_token", False) else []
+
+
 def encode_prompt_completion(tokenizer: PreTrainedTokenizerBase, prompt: str, completion: str, max_length: int) -> tuple[list[int], int]:
     """Token ids of prompt + completion + EOS, and where the completion starts. Prompts are cut from the left."""
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
     if tokenizer.eos_token_id is not None:
         completion_ids = completion_ids + [tokenizer.eos_token_id]
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None and getattr(tokenizer, "add_bos_token", False) else []
+    bos = bos_ids(tokenizer)
     completion_ids = completion_ids[: max(1, max_length - len(bos) - 1)]
     room = max_length - len(bos) - len(completion_ids)
     prompt_ids = prompt_ids[-room:] if room > 0 else []

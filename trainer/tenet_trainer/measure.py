@@ -77,7 +77,7 @@ def sampled_sequences(model: Any, tokenizer: Any, prompts: list[list[data.Messag
     """`config.samples` completions of each distinct prompt drawn from `model` at temperature 1, as
     prompt + completion token ids (the prompt encoded as in training: template, BOS, cut from the left)."""
     end_ids = gen.end_token_ids(tokenizer, model)
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None and getattr(tokenizer, "add_bos_token", False) else []
+    bos = data.bos_ids(tokenizer)
     room = config.max_length - config.max_new_tokens - len(bos)
     distinct = list({json.dumps(p, sort_keys=True): p for p in prompts}.values())
     sequences: list[logprobs.Sequence] = []

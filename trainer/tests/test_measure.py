@@ -52,7 +52,7 @@ def _first_token_kl(tiny_model: Path, adapter: Path, prompts: list[str]) -> floa
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), adapter).eval()
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None and getattr(tokenizer, "add_bos_token", False) else []
+    bos = data.bos_ids(tokenizer)
     total = 0.0
     with torch.no_grad():
         for prompt in prompts:
