@@ -335,6 +335,33 @@ export const requestCache = pgTable('request_cache', {
  * Rewards of scored completions (online RL rollouts, evaluation samples): every component and the
  * total, so an audit can always explain a reward. One row per completion.
  */
+/**
+ * Process-reward steps judged by a checker instead of the rater (core/verifiers/arithmetic.ts): what
+ * the step stated, each check, and the score it gave. Steps the rater scored are rater_decisions of
+ * stage `process`.
+ */
+export const stepChecks = pgTable(
+  'step_checks',
+  {
+    ...id,
+    runId: runRef(),
+    iteration: integer('iteration').notNull(),
+    completionId: completionRef('completion_id'),
+    /** 0-based position of the step, and how many steps the response was split into. */
+    stepIndex: integer('step_index').notNull(),
+    stepCount: integer('step_count').notNull(),
+    /** arithmetic */
+    checker: text('checker').notNull(),
+    stepText: text('step_text').notNull(),
+    /** [{left, right, leftValue, rightValue, holds}] */
+    checks: jsonb('checks').notNull(),
+    /** In [-1, 1], as a rater's step score. */
+    score: doublePrecision('score').notNull(),
+    ...createdAt,
+  },
+  (t) => [uniqueIndex('step_checks_step').on(t.completionId, t.stepIndex, t.checker), index('step_checks_run_idx').on(t.runId, t.iteration)],
+);
+
 export const rolloutRewards = pgTable(
   'rollout_rewards',
   {

@@ -5,8 +5,9 @@ import { Command } from 'commander';
 import { and, eq, inArray, sql, type SQL } from 'drizzle-orm';
 import { z } from 'zod';
 import { runConfigSchema } from '../../core/run-config.js';
+import type { ArithmeticCheck } from '../../core/verifiers/arithmetic.js';
 import type { Database } from '../../db/pool.js';
-import { completions, humanReviews, raterDecisions, runs } from '../../db/schema.js';
+import { completions, humanReviews, raterDecisions, runs, stepChecks } from '../../db/schema.js';
 import { closeAll, openDatabase } from '../context.js';
 import { UserError } from '../errors.js';
 import { parseOptions, printJson } from '../options.js';
@@ -107,6 +108,18 @@ const listCommand = new Command('list')
     }
   });
 
+/** A step's score in `audit show`: from a rater decision, or from a checker (step_checks). */
+interface ProcessStep {
+  completion: number;
+  step: number;
+  steps: number;
+  score: number | null;
+  decision?: number;
+  principle?: string;
+  checker?: string;
+  checks?: ArithmeticCheck[];
+}
+
 const showCommand = new Command('show')
   .description('one decision side by side: prompt, both completions, principle, the prompt as sent, the raw answer, probabilities, overrides')
   .argument('<decision>', 'decision id')
@@ -139,7 +152,12 @@ const showCommand = new Command('show')
         .from(raterDecisions)
         .where(and(eq(raterDecisions.stage, 'process'), eq(raterDecisions.outcome, 'ok'), inArray(raterDecisions.completionAId, completionIds)))
         .orderBy(raterDecisions.completionAId, sql`(${raterDecisions.probabilities} ->> 'step')::int`);
-      const processSteps = steps.map((s) => ({ decision: s.id, completion: s.completionId, step: (s.probabilities as { step: number }).step + 1, steps: (s.probabilities as { steps: number }).steps, score: s.score, principle: s.principleKey }));
+      // Steps a checker judged instead of the rater (process.check_arithmetic).
+      const checked = await db.select().from(stepChecks).where(inArray(stepChecks.completionId, completionIds));
+      const processSteps: ProcessStep[] = [
+        ...steps.map((s) => ({ decision: s.id, completion: s.completionId, step: (s.probabilities as { step: number }).step + 1, steps: (s.probabilities as { steps: number }).steps, score: s.score, principle: s.principleKey })),
+        ...checked.map((c) => ({ completion: c.completionId, step: c.stepIndex + 1, steps: c.stepCount, score: c.score, checker: c.checker, checks: c.checks as ArithmeticCheck[] })),
+      ].sort((a, b) => a.completion - b.completion || a.step - b.step);
       if (options.json) return printJson({ ...row, request: decision?.request, raw_response: decision?.rawResponse, probabilities: decision?.probabilities, reviews, process_steps: processSteps });
       const rule = '─'.repeat(78);
       console.log(`decision ${decisionId}  run ${String(row.run_id)}  ${String(row.stage)}  order ${String(row.order)}  attempt ${String(row.attempt)}  ${String(row.outcome)}`);
@@ -161,7 +179,10 @@ const showCommand = new Command('show')
       for (const m of (decision?.request as { messages: { role: string; content: string }[] }).messages) console.log(`  [${m.role}] ${m.content.replace(/\n/g, '\n  ')}`);
       console.log(rule);
       for (const step of processSteps) {
-        console.log(`process: completion ${step.completion} step ${step.step}/${step.steps}  score ${step.score?.toFixed(3) ?? '-'}  (${step.principle}, decision ${step.decision})`);
+        const judge = step.checker
+          ? `${step.checker}: ${(step.checks ?? []).map((c) => `${c.left} = ${c.right} ${c.holds ? 'holds' : `fails (${c.leftValue} ≠ ${c.rightValue})`}`).join('; ')}`
+          : `${step.principle}, decision ${step.decision}`;
+        console.log(`process: completion ${step.completion} step ${step.step}/${step.steps}  score ${step.score?.toFixed(3) ?? '-'}  (${judge})`);
       }
       if (processSteps.length > 0) console.log(rule);
       if (reviews.length === 0) console.log('no human review');

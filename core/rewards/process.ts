@@ -30,6 +30,12 @@ export const processOptions = {
   aggregate: aggregateModeSchema.default('min'),
   /** At most this many steps are scored per response (one rater call each); the rest joins the last step. */
   max_steps: z.number().int({ error: 'expected max_steps (a whole number)' }).min(1).max(64).default(16),
+  /**
+   * Steps that state arithmetic ("17 × 23 = 391") are checked by evaluating it instead of asking the
+   * rater: 1 when every claim holds, -1 when any fails (core/verifiers/arithmetic.ts; stored in
+   * step_checks). Steps without such a claim still go to the rater.
+   */
+  check_arithmetic: z.boolean({ error: 'expected check_arithmetic: true or false' }).default(false),
 };
 
 // "1." "2)" "12." — or "Step 3", "Step 3:", "**Step 3.**", "### Step 3" — at the start of a line, then a

@@ -24,7 +24,7 @@ describe('reward terms config', () => {
   it('fills defaults per term', () => {
     const parsed = terms({ reward_model: {}, process: {}, format: { checks: [{ max_chars: 10 }] } });
     assert.deepEqual(parsed.reward_model, { weight: 1, normalise: 'none', optional: false });
-    assert.deepEqual(parsed.process, { weight: 1, normalise: 'none', optional: false, split: 'numbered', aggregate: 'min', max_steps: 16 });
+    assert.deepEqual(parsed.process, { weight: 1, normalise: 'none', optional: false, split: 'numbered', aggregate: 'min', max_steps: 16, check_arithmetic: false });
     assert.equal(parsed.format?.score, 'all');
   });
 
