@@ -1,0 +1,250 @@
+// The pairwise label stage as pure steps: which comparisons a batch asks (pairs, principles drawn
+// per pair, both orders) and under which decision keys, how an earlier attempt is resumed or an
+// unreadable answer repaired, how one answer becomes P(first better), and how a pair's decisions
+// become one preference. The activity only calls the rater and writes what these return.
+import { clamp, combineDecisions, probabilityFirstBetter, readAnswer, type Order, type RaterAnswer, type TopLogprob } from './labels.js';
+import { pickDistinct, stableHash } from './principles.js';
+import { renderTemplate } from './prompt.js';
+
+export interface RaterMessage {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+}
+
+export interface PlanCompletion {
+  id: number;
+  promptId: number;
+  text: string;
+}
+
+export interface PlanPrinciple {
+  id: number;
+  key: string;
+  comparisons: string[];
+  weight: number;
+}
+
+/** What decides how comparisons are asked and read (the run config's `label` section). */
+export interface AskSettings {
+  cot: boolean;
+  cot_band: readonly [number, number];
+  logprobs: boolean;
+  max_tokens: number;
+}
+
+export interface PairIdentity<Q, C extends PlanCompletion = PlanCompletion> {
+  prompt: Q;
+  first: C;
+  second: C;
+  /** `run:stage:iteration:first:second`: the key principles and questions are drawn by. */
+  pairKey: string;
+}
+
+export interface Comparison<Q, P extends PlanPrinciple, C extends PlanCompletion = PlanCompletion> extends PairIdentity<Q, C> {
+  principle: P;
+  slot: number;
+  order: Order;
+  /** decision_key without the attempt suffix. */
+  base: string;
+  question: string;
+  messages: RaterMessage[];
+  flags: string[];
+  attempt: number;
+  /** Set once a readable answer is stored. */
+  decided?: { id: number; probabilityFirst: number; probabilityA: number };
+}
+
+export interface PairPlan<Q, P extends PlanPrinciple, C extends PlanCompletion = PlanCompletion> extends PairIdentity<Q, C> {
+  comparisons: Comparison<Q, P, C>[];
+}
+
+export interface PlanInput<Q extends { id: number }, P extends PlanPrinciple, C extends PlanCompletion> {
+  runId: number;
+  /** The decision stage (`label`, `evaluate`, ...): first part of every decision key. */
+  stage: string;
+  iteration: number;
+  /** Each prompt with its conversation as the comparison template shows it. */
+  prompts: readonly { prompt: Q; conversation: string }[];
+  /** The completions to pair, in the order pairs are formed (by prompt, then sample index). */
+  completions: readonly C[];
+  /** The constitution's principles; those without comparison questions are never drawn. */
+  principles: readonly P[];
+  ensemble: number;
+  sampling: 'weighted' | 'uniform';
+  template: string;
+  cot: boolean;
+  /**
+   * The principles a pair is judged by, when not drawn (e.g. a gold pair labelled for one principle).
+   * Returning undefined falls back to the draw. Slots follow the returned order.
+   */
+  principlesFor?: (pair: PairIdentity<Q, C>) => readonly P[] | undefined;
+}
+
+export const cotInstruction = '\n\nThink it through step by step first. Then finish with a line of the form "The answer is: (A)" or "The answer is: (B)".';
+
+export const repairText = 'Your answer could not be read. Reply with exactly one letter, A or B, naming the better response, and nothing else.';
+
+export function pairKeyOf(runId: number, stage: string, iteration: number, first: { id: number }, second: { id: number }): string {
+  return `${runId}:${stage}:${iteration}:${first.id}:${second.id}`;
+}
+
+/** Every pair of completions of each prompt (i < j in the given order), its principles and both orders. */
+export function planPairs<Q extends { id: number }, P extends PlanPrinciple, C extends PlanCompletion>(input: PlanInput<Q, P, C>): PairPlan<Q, P, C>[] {
+  const candidates = input.principles.filter((p) => p.comparisons.length > 0);
+  const pairs: PairPlan<Q, P, C>[] = [];
+  for (const { prompt, conversation } of input.prompts) {
+    const rows = input.completions.filter((c) => c.promptId === prompt.id);
+    for (let i = 0; i < rows.length; i++) {
+      for (let j = i + 1; j < rows.length; j++) {
+        const [first, second] = [rows[i]!, rows[j]!];
+        const identity = { prompt, first, second, pairKey: pairKeyOf(input.runId, input.stage, input.iteration, first, second) };
+        const chosen = input.principlesFor?.(identity) ?? pickDistinct(candidates, identity.pairKey, input.ensemble, input.sampling);
+        const comparisons: Comparison<Q, P, C>[] = [];
+        chosen.forEach((principle, slot) => {
+          for (const order of ['AB', 'BA'] as const) comparisons.push(newComparison(input, conversation, identity, principle, slot, order));
+        });
+        pairs.push({ ...identity, comparisons });
+      }
+    }
+  }
+  return pairs;
+}
+
+function newComparison<Q extends { id: number }, P extends PlanPrinciple, C extends PlanCompletion>(
+  input: PlanInput<Q, P, C>,
+  conversation: string,
+  identity: PairIdentity<Q, C>,
+  principle: P,
+  slot: number,
+  order: Order,
+): Comparison<Q, P, C> {
+  const { first, second, pairKey } = identity;
+  const question = principle.comparisons[stableHash(`${pairKey}:${slot}`) % principle.comparisons.length]!;
+  const [responseA, responseB] = order === 'AB' ? [first, second] : [second, first];
+  const rendered = renderTemplate(input.template, { question }, { conversation, response_a: responseA.text, response_b: responseB.text });
+  return {
+    prompt: identity.prompt,
+    first,
+    second,
+    pairKey,
+    principle,
+    slot,
+    order,
+    base: `${input.stage}:${input.iteration}:${first.id}:${second.id}:${principle.key}:${slot}:${order}`,
+    question,
+    messages: [{ role: 'user', content: rendered.text + (input.cot ? cotInstruction : '') }],
+    flags: rendered.flags,
+    attempt: 0,
+  };
+}
+
+/** The decision key without its `#attempt` suffix. */
+export function baseOfKey(key: string): string {
+  return key.slice(0, key.lastIndexOf('#'));
+}
+
+export interface StoredAttempt {
+  id: number;
+  key: string;
+  outcome: string;
+  probabilities: unknown;
+  /** The rater's answer text of that attempt. */
+  text: string;
+}
+
+/** Picks up where an earlier attempt of this batch stopped: a readable answer, or the repairs so far. */
+export function resumeComparison(c: Comparison<unknown, PlanPrinciple>, stored: readonly StoredAttempt[]): void {
+  const good = stored.find((row) => row.outcome === 'ok');
+  if (good) {
+    const probabilities = good.probabilities as { first: number; A: number };
+    c.decided = { id: good.id, probabilityFirst: probabilities.first, probabilityA: probabilities.A };
+    return;
+  }
+  for (const earlier of [...stored].sort((a, b) => a.key.localeCompare(b.key))) repair(c, earlier.text);
+}
+
+/** After an unreadable answer: the answer and a repair prompt join the conversation; the attempt counts. */
+export function repair(c: Pick<Comparison<unknown, PlanPrinciple>, 'messages' | 'attempt'>, answerText: string): void {
+  c.messages = [...c.messages, { role: 'assistant', content: answerText }, { role: 'user', content: repairText }];
+  c.attempt++;
+}
+
+export function decisionKey(c: Pick<Comparison<unknown, PlanPrinciple>, 'base' | 'attempt'>): string {
+  return `${c.base}#${c.attempt}`;
+}
+
+export interface RaterAsk {
+  messages: RaterMessage[];
+  temperature: number;
+  max_tokens: number;
+  logprobs?: boolean;
+  top_logprobs?: number;
+}
+
+/** The request for a comparison's next attempt: option-token logprobs on the first, direct ask only. */
+export function askFor(settings: AskSettings, c: Pick<Comparison<unknown, PlanPrinciple>, 'messages' | 'attempt'>): RaterAsk {
+  return {
+    messages: c.messages,
+    temperature: 0,
+    max_tokens: settings.cot ? settings.max_tokens : 4,
+    ...(settings.logprobs && !settings.cot && c.attempt === 0 ? { logprobs: true, top_logprobs: 5 } : {}),
+  };
+}
+
+export interface ReadDecision {
+  answer: RaterAnswer;
+  /** P(option A), clamped to the band for chain-of-thought answers; undefined when unreadable. */
+  probabilityA: number | undefined;
+  probabilityFirst: number | undefined;
+  /** What the decision row stores under `probabilities`. */
+  probabilities: { A: number; B: number; first: number; source: RaterAnswer['source']; unclamped_A: number } | null;
+}
+
+/** One answer read in terms of the pair: P(A) (clamped for chain of thought) and P(first better). */
+export function readDecision(settings: AskSettings, order: Order, text: string, top: readonly TopLogprob[] | undefined): ReadDecision {
+  const answer = readAnswer(text, top, settings.cot ? 'cot' : 'direct');
+  if (answer.probabilityA === undefined) return { answer, probabilityA: undefined, probabilityFirst: undefined, probabilities: null };
+  const probabilityA = settings.cot ? clamp(answer.probabilityA, settings.cot_band) : answer.probabilityA;
+  const probabilityFirst = probabilityFirstBetter(probabilityA, order);
+  return {
+    answer,
+    probabilityA,
+    probabilityFirst,
+    probabilities: { A: probabilityA, B: 1 - probabilityA, first: probabilityFirst, source: answer.source, unclamped_A: answer.probabilityA },
+  };
+}
+
+export interface PreferenceFields {
+  promptId: number;
+  completionLowId: number;
+  completionHighId: number;
+  chosenId: number;
+  rejectedId: number;
+  /** P(chosen is better). */
+  softLabel: number;
+  ordersAgree: boolean | null;
+  decisionIds: number[];
+}
+
+/** One pair's preference from its decided comparisons (both orders averaged); undefined when none was decided. */
+export function preferenceOf<Q extends { id: number }>(pair: PairPlan<Q, PlanPrinciple>): PreferenceFields | undefined {
+  const made = pair.comparisons.filter((c) => c.decided);
+  const verdict = combineDecisions(made.map((c) => ({ order: c.order, probabilityFirst: c.decided!.probabilityFirst })));
+  if (!verdict) return undefined;
+  return preferenceFields(pair, verdict.softLabel, verdict.ordersAgree, made.map((c) => c.decided!.id));
+}
+
+/** The preference row's pair fields for P(first better) = `softLabel`: chosen is the likelier side. */
+export function preferenceFields(pair: PairIdentity<{ id: number }>, softLabel: number, ordersAgree: boolean | undefined, decisionIds: readonly number[]): PreferenceFields {
+  const firstWins = softLabel >= 0.5;
+  return {
+    promptId: pair.prompt.id,
+    completionLowId: Math.min(pair.first.id, pair.second.id),
+    completionHighId: Math.max(pair.first.id, pair.second.id),
+    chosenId: firstWins ? pair.first.id : pair.second.id,
+    rejectedId: firstWins ? pair.second.id : pair.first.id,
+    softLabel: firstWins ? softLabel : 1 - softLabel,
+    ordersAgree: ordersAgree ?? null,
+    decisionIds: [...decisionIds].sort((a, b) => a - b),
+  };
+}
