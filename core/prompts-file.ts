@@ -2,7 +2,8 @@
 // with an optional id, split and metadata. Every bad line is named; nothing starts on a bad file.
 import { z } from 'zod';
 
-const message = z.strictObject({
+/** One chat message of a prompt ({role, content}); the gold-set reader (core/rater/gold.ts) takes it too. */
+export const message = z.strictObject({
   role: z.enum(['system', 'user', 'assistant'], { error: "expected role 'system', 'user' or 'assistant'" }),
   content: z.string({ error: 'expected content (a text)' }),
 });
