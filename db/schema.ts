@@ -388,3 +388,36 @@ export const rolloutRewards = pgTable(
   },
   (t) => [uniqueIndex('rollout_rewards_completion').on(t.completionId), index('rollout_rewards_run_idx').on(t.runId, t.iteration)],
 );
+
+/**
+ * Rater evaluations (`tenet rater eval`): a rater configuration measured on a gold set of labelled
+ * pairs. The calls are the rater_decisions (stage `rater-eval`) of the evaluation's run; one row per
+ * (rater configuration, gold set, constitution).
+ */
+export const raterEvaluations = pgTable(
+  'rater_evaluations',
+  {
+    ...id,
+    /** sha256 of (rater configuration hash, gold-set hash, constitution hash). */
+    evalKey: text('eval_key').notNull(),
+    runId: runRef(),
+    goldName: text('gold_name').notNull(),
+    /** sha256 of the gold pairs' canonical JSON (core/rater/gold.ts). */
+    goldHash: text('gold_hash').notNull(),
+    goldPairs: integer('gold_pairs').notNull(),
+    constitutionId: ref('constitution_id')
+      .notNull()
+      .references(() => constitutions.id),
+    constitutionHash: text('constitution_hash').notNull(),
+    raterEndpoint: text('rater_endpoint').notNull(),
+    raterModel: text('rater_model').notNull(),
+    /** The rater endpoint (an API key only by its variable's NAME) and the label settings measured. */
+    raterConfig: jsonb('rater_config').notNull(),
+    raterConfigHash: text('rater_config_hash').notNull(),
+    /** {overall, principles, categories} (core/rater/evaluation.ts); null until the evaluation has finished. */
+    metrics: jsonb('metrics'),
+    ...createdAt,
+    completedAt: timestamp('completed_at', { withTimezone: true }),
+  },
+  (t) => [uniqueIndex('rater_evaluations_key').on(t.evalKey), index('rater_evaluations_run_idx').on(t.runId)],
+);
