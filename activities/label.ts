@@ -37,10 +37,10 @@ interface CompletionRow {
   text: string;
 }
 
-/** What is compared: the sampled completions (training preferences), or two policies' evaluation samples. */
+/** What is compared: the sampled completions (training preferences), two policies' evaluation samples, or a gold set's pairs (rater evaluation). */
 export interface LabelMode {
-  completionStage: 'sample' | 'eval';
-  decisionStage: 'label' | 'evaluate';
+  completionStage: 'sample' | 'eval' | 'gold';
+  decisionStage: 'label' | 'evaluate' | 'rater-eval';
   /** The principles a pair is judged by instead of the per-pair draw (undefined: draw as usual). */
   principlesFor?: (pair: PairIdentity<PromptRow, CompletionRow>) => readonly PrincipleRow[] | undefined;
 }
