@@ -219,6 +219,8 @@ export const preferences = pgTable(
     /** ai | human */
     source: text('source').notNull(),
     decisionIds: jsonb('decision_ids').$type<number[]>().notNull().default(sql`'[]'::jsonb`),
+    /** How an AI label was debiased and filtered (mode, position prior, disagreement, margin); null for human rows. */
+    debias: jsonb('debias'),
     ...createdAt,
   },
   (t) => [
@@ -226,6 +228,35 @@ export const preferences = pgTable(
     index('preferences_prompt_idx').on(t.promptId),
     check('preferences_pair_ordered', sql`${t.completionLowId} < ${t.completionHighId}`),
     check('preferences_soft_label_range', sql`${t.softLabel} >= 0 and ${t.softLabel} <= 1`),
+  ],
+);
+
+/**
+ * Pairs the label stage rated but kept out of training: their orders disagreed (label.disagreement
+ * `drop`) or their debiased label lay within label.margin of 0.5. Counted by `tenet audit stats`.
+ */
+export const preferenceDrops = pgTable(
+  'preference_drops',
+  {
+    ...id,
+    runId: runRef(),
+    iteration: integer('iteration').notNull().default(0),
+    promptId: promptRef(),
+    completionLowId: completionRef('completion_low_id'),
+    completionHighId: completionRef('completion_high_id'),
+    /** orders-disagree | below-margin */
+    reason: text('reason').notNull(),
+    /** P(low-id completion is better) after debiasing. */
+    softLabel: doublePrecision('soft_label').notNull(),
+    ordersAgree: boolean('orders_agree'),
+    decisionIds: jsonb('decision_ids').$type<number[]>().notNull().default(sql`'[]'::jsonb`),
+    debias: jsonb('debias').notNull(),
+    ...createdAt,
+  },
+  (t) => [
+    uniqueIndex('preference_drops_pair_key').on(t.runId, t.iteration, t.completionLowId, t.completionHighId),
+    check('preference_drops_reason_known', sql`${t.reason} in ('orders-disagree', 'below-margin')`),
+    check('preference_drops_pair_ordered', sql`${t.completionLowId} < ${t.completionHighId}`),
   ],
 );
 
