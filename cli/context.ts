@@ -2,6 +2,7 @@
 import { Client, Connection } from '@temporalio/client';
 import { applyMigrations } from '../db/migrate.js';
 import { closeDatabase, getDatabase, redactUrl, type Database } from '../db/pool.js';
+import { temporalDataConverter } from '../worker/data-converter.js';
 import { resolveEndpoints } from '../worker/dev-stack.js';
 import { readSettings, type Settings } from '../worker/settings.js';
 import { exitCodes, UserError } from './errors.js';
@@ -30,9 +31,10 @@ export async function openDatabase(): Promise<Database> {
 export async function openTemporal(): Promise<Client> {
   const s = getSettings();
   const { temporalAddress } = resolveEndpoints(s);
+  const { dataConverter } = temporalDataConverter(s, temporalAddress);
   try {
     const connection = await Connection.connect({ address: temporalAddress, connectTimeout: 5_000 });
-    return new Client({ connection, namespace: s.namespace });
+    return new Client({ connection, namespace: s.namespace, dataConverter });
   } catch (error) {
     throw new UserError(`cannot reach Temporal at ${temporalAddress}: ${(error as Error).message}`, exitCodes.unavailable);
   }

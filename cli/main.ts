@@ -1,6 +1,7 @@
 // The `tenet` command.
 import { Command, CommanderError } from 'commander';
 import { auditCommand } from './commands/audit.js';
+import { codecServerCommand } from './commands/codec-server.js';
 import { constitutionCommand } from './commands/constitution.js';
 import { demoCommand } from './commands/demo.js';
 import { exportCommand } from './commands/export.js';
@@ -35,6 +36,7 @@ Environment: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, DATABASE_URL point at your ow
   .addCommand(scoreCommand)
   .addCommand(constitutionCommand)
   .addCommand(workerCommand)
+  .addCommand(codecServerCommand)
   .addCommand(migrateCommand);
 
 // Subcommands inherit exitOverride so usage errors come back here with their exit code.

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { applyMigrations, type MigrationState } from '../db/migrate.js';
+import { codecKeysFromEnv, ensureDevKey } from './codec.js';
 import { clearStalePostgres, startEmbeddedPostgres, type EmbeddedPostgresHandle } from './postgres.js';
 import { commandLine, isAlive, isOurProcess, stopProcess, waitFor } from './processes.js';
 import type { Settings } from './settings.js';
@@ -140,6 +141,7 @@ export async function startDevStack(settings: Settings, options: { log: (line: s
   };
 
   try {
+    prepareCodecKey(home, log);
     const [startedPostgres, startedTemporal] = await Promise.all([
       settings.databaseUrl
         ? Promise.resolve(undefined)
@@ -202,6 +204,13 @@ export async function startDevStack(settings: Settings, options: { log: (line: s
     await stop();
     throw error;
   }
+}
+
+/** Without keys in the environment, the stack's worker and CLI clients share a key kept in the state folder. */
+function prepareCodecKey(home: string, log: (line: string) => void): void {
+  if (codecKeysFromEnv()) return;
+  const { keys, file, created } = ensureDevKey(home);
+  log(`${created ? 'no TENET_CODEC_KEYS set: generated' : 'no TENET_CODEC_KEYS set: using'} the payload encryption key "${keys.current.id}" in ${file} (mode 600)`);
 }
 
 function spawnWorker(settings: Settings, home: string, temporalAddress: string, databaseUrl: string): ChildProcess {

@@ -1,11 +1,13 @@
 // Worker bootstrap: connect, create one Temporal worker per task queue, run until a signal.
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { DataConverter } from '@temporalio/common';
 import { NativeConnection, Runtime, Worker, bundleWorkflowCode, type WorkflowBundle } from '@temporalio/worker';
 import { createCpuActivities, createGpuActivities } from '../activities/index.js';
 import { taskQueues, type QueueName } from '../core/queues.js';
 import { closeDatabase, getDatabase } from '../db/pool.js';
 import { applyMigrations } from '../db/migrate.js';
+import { failureConverterPath } from './data-converter.js';
 
 export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
@@ -17,6 +19,8 @@ export interface WorkerOptions {
   python: string;
   /** Job data, checkpoints and artifacts of trainer jobs. */
   artifactsRoot: string;
+  /** Payload codec and failure converter (see worker/data-converter.ts). */
+  dataConverter?: DataConverter;
   /** Called once every worker polls. */
   onReady?: (queues: string[]) => void;
 }
@@ -34,7 +38,7 @@ export function visibleGpus(): string[] {
 }
 
 export async function bundleWorkflows(): Promise<WorkflowBundle> {
-  return bundleWorkflowCode({ workflowsPath, logger: quietBundlerLogger });
+  return bundleWorkflowCode({ workflowsPath, failureConverterPath, logger: quietBundlerLogger });
 }
 
 const quietBundlerLogger = {
@@ -59,6 +63,7 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
         await Worker.create({
           connection,
           namespace: options.namespace,
+          dataConverter: options.dataConverter,
           taskQueue: taskQueues.cpu,
           workflowBundle: await bundleWorkflows(),
           activities: createCpuActivities({ db }),
@@ -72,6 +77,7 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
         await Worker.create({
           connection,
           namespace: options.namespace,
+          dataConverter: options.dataConverter,
           taskQueue: taskQueues.gpu,
           activities: createGpuActivities({ python: options.python, db, artifactsRoot: options.artifactsRoot, gpus }),
           maxConcurrentActivityTaskExecutions: Math.max(1, gpus.length),

@@ -15,6 +15,7 @@ import { metrics } from '../../db/schema.js';
 import type { pipeline } from '../../workflows/pipeline.js';
 import { startScriptedEndpoint } from '../../worker/scripted-endpoint.js';
 import { readRunningStack, resolveEndpoints } from '../../worker/dev-stack.js';
+import { temporalDataConverter } from '../../worker/data-converter.js';
 import { startServe } from '../../worker/serve-process.js';
 import { projectRoot, type Settings } from '../../worker/settings.js';
 import { requireConstitution, type LoadedConstitution } from '../constitution-file.js';
@@ -144,7 +145,7 @@ async function runPipelineDemo(input: {
   log(`rater endpoint ${rater.base_url} (model "${rater.model}")${scripted ? ': the scripted server, since the tiny model cannot judge' : ''}`);
   const connection = await Connection.connect({ address: input.temporalAddress });
   try {
-    const client = new Client({ connection, namespace: settings.namespace });
+    const client = new Client({ connection, namespace: settings.namespace, dataConverter: temporalDataConverter(settings, input.temporalAddress).dataConverter });
     // Sized for a 2-core CPU: a real 0.5B policy trains a few LoRA steps; its reward model is the
     // packaged all-MiniLM-L6-v2 encoder (fast, pretrained, offline), the tiny model's is itself.
     const steps = tiny ? { max_steps: 8, batch_size: 4 } : { max_steps: 8, batch_size: 2, max_length: 256 };

@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { QueueName } from '../../core/queues.js';
 import { applyMigrations } from '../../db/migrate.js';
 import { redactUrl } from '../../db/pool.js';
+import { temporalDataConverter } from '../../worker/data-converter.js';
 import { resolveEndpoints, StackRunningError } from '../../worker/dev-stack.js';
 import { checkHealth } from '../../worker/health.js';
 import { runWorker } from '../../worker/worker.js';
@@ -89,6 +90,8 @@ export const workerCommand = new Command('worker')
       // CPU workers store everything there; GPU workers read training data and register models.
       throw new UserError('a worker needs Postgres: set DATABASE_URL or start `tenet dev`', exitCodes.unavailable);
     }
+    const { dataConverter, description } = temporalDataConverter(settings, endpoints.temporalAddress);
+    console.log(`tenet worker: ${description}`);
     if (options.exitWithParent) {
       const parent = process.ppid;
       setInterval(() => {
@@ -102,6 +105,7 @@ export const workerCommand = new Command('worker')
       databaseUrl: endpoints.databaseUrl,
       python: settings.python,
       artifactsRoot: settings.artifacts,
+      dataConverter,
       onReady: (names) => console.log(`tenet worker ready: polling ${names.join(', ')} on ${endpoints.temporalAddress}`),
     });
   });
