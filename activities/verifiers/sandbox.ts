@@ -3,19 +3,19 @@
 // Each run gets its own folder: the harness (runner.py / runner.cjs), the candidate and the test inputs are
 // read-only, their sha256 checked after the run; the candidate works in work/, which is also its HOME and
 // TMPDIR. The process chain is
-//   unshare --net --pid --fork --kill-child --mount-proc
-//                                             own network namespace (no interface up), pid namespace and /proc:
-//                                             no network, no host process visible, none left behind
+//   bwrap --unshare-net --unshare-pid …       bubblewrap.ts: own mount, network (no interface up), pid, ipc and
+//                                             uts namespaces and a minimal root: the candidate sees its folder
+//                                             (/sandbox, work/ a tmpfs of limits.disk_bytes) and the
+//                                             interpreter's files, no host process, nothing left behind
 //   setpriv --reuid=U --regid=U …             as root: a fresh unprivileged uid per run, no new privileges
 //   prlimit --cpu --as|--data --nproc …       CPU seconds, memory, processes, file size, open files, no core
 //   timeout -s KILL                           a wall-clock bound even if this process dies
 //   python -I -S | node --experimental-permission …  the harness, which loads the candidate
 // with a scrubbed environment. On the wall-clock limit the namespace's first process is killed, which takes
-// every process inside with it, even ones that left the process group; unshare exits only once it is empty.
-// Not root: the same through a user namespace (unshare --map-root-user), without the own uid and process cap.
-// Without namespaces at all, the network falls back to in-process hooks (isolation 'hooks').
-// Not isolated: the file system view. The candidate reads what its uid may read (world-readable files), so
-// data sets holding hidden tests must not be world-readable.
+// every process inside with it, even ones that left the process group; bwrap exits only once it is empty.
+// Not root: the same through a user namespace (bwrap --unshare-user), without the own uid and process cap.
+// isolation 'hooks' (asked for by name, never chosen for the caller) runs without namespaces: the network is
+// refused by in-process hooks, and the candidate reads what its uid may read, with no cap on its total writes.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes, randomInt } from 'node:crypto';
 import { chmodSync, chownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -23,17 +23,18 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { bwrapCommand, bwrapProblem, findInterpreter, sandboxDir, sandboxWork } from './bubblewrap.js';
 import { codeOptionsSchema, judgeCodeRun, sandboxLimitsSchema, type CodeLanguage, type CodeOptions, type CodeTests, type SandboxLimits, type SandboxRun } from '../../core/verifiers/code.js';
 import type { Verdict } from '../../core/verifiers/verdict.js';
 
 export type IsolationMode = 'namespaces' | 'hooks';
 
 export interface SandboxSettings {
-  /** auto: namespaces where the machine allows them, else hooks. */
+  /** auto and namespaces: bubblewrap, an error where the machine does not allow it; hooks: see above. */
   isolation?: 'auto' | IsolationMode;
-  /** Run with -I -S: the standard library only, no site-packages. Default /usr/bin/python3. */
+  /** Run with -I -S: the standard library only, no site-packages. Default /usr/bin/python3; its prefix is shown to the candidate. */
   python?: string;
-  /** Default: the Node running this. */
+  /** Default: the Node running this; its prefix is shown to the candidate. */
   node?: string;
   /** Where run folders are made (default: the OS temporary folder); other users must be able to pass through it. */
   root?: string;
@@ -58,6 +59,8 @@ export interface Isolation {
   pidNamespace: boolean;
   /** Each run as its own unprivileged uid (only when this process is root). */
   ownUser: boolean;
+  /** The candidate sees only its folder and the interpreter (bubblewrap), its writes capped in total. */
+  minimalRoot: boolean;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -102,27 +105,28 @@ export async function runSandboxed(program: CodeProgram, tests: CodeTests, limit
 
 // ---- isolation ----
 
-let probed: { root: boolean; namespaces: boolean } | undefined;
+let probed: { root: boolean; bwrap: string | undefined } | undefined;
 
-function probe(): { root: boolean; namespaces: boolean } {
+function probe(): { root: boolean; bwrap: string | undefined } {
   if (probed) return probed;
-  for (const [tool, hint] of [['prlimit', 'util-linux'], ['timeout', 'coreutils'], ['unshare', 'util-linux']] as const) {
+  for (const [tool, hint] of [['prlimit', 'util-linux'], ['timeout', 'coreutils']] as const) {
     if (spawnSync(tool, ['--version'], { stdio: 'ignore' }).status !== 0) throw new Error(`the code sandbox needs ${tool} (${hint})`);
   }
   const root = process.getuid?.() === 0;
   if (root && spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'true'], { stdio: 'ignore' }).status !== 0) {
     throw new Error('the code sandbox runs candidates as an unprivileged user and needs setpriv (util-linux)');
   }
-  const namespaces = spawnSync('unshare', [...(root ? [] : ['--map-root-user']), '--net', '--pid', '--fork', '--kill-child', '--mount-proc', 'true'], { stdio: 'ignore' }).status === 0;
-  probed = { root, namespaces };
+  probed = { root, bwrap: bwrapProblem(root) };
   return probed;
 }
 
 export function chooseIsolation(requested: 'auto' | IsolationMode): Isolation {
   const machine = probe();
-  if (requested === 'namespaces' && !machine.namespaces) throw new Error('this machine does not allow network and pid namespaces (unshare failed); use isolation "hooks"');
-  const network: IsolationMode = requested === 'hooks' || !machine.namespaces ? 'hooks' : 'namespaces';
-  return { network, pidNamespace: network === 'namespaces', ownUser: machine.root };
+  if (requested !== 'hooks' && machine.bwrap !== undefined) {
+    throw new Error(`${machine.bwrap} (isolation 'hooks' runs without namespaces, but does not isolate reads or cap disk use)`);
+  }
+  const namespaces = requested !== 'hooks';
+  return { network: namespaces ? 'namespaces' : 'hooks', pidNamespace: namespaces, ownUser: machine.root, minimalRoot: namespaces };
 }
 
 interface RunFolder {
@@ -169,34 +173,47 @@ function fillFolder(dir: string, program: CodeProgram, tests: CodeTests, uid: nu
   return { dir, work, runner, candidate, tests: testsDir, hashes };
 }
 
-function buildCommand(program: CodeProgram, folder: RunFolder, isolation: Isolation, limit: SandboxLimits, uid: number | undefined, settings: SandboxSettings): string[] {
+interface Command {
+  argv: string[];
+  env: Record<string, string>;
+}
+
+function buildCommand(program: CodeProgram, folder: RunFolder, isolation: Isolation, limit: SandboxLimits, uid: number | undefined, settings: SandboxSettings): Command {
   const root = uid !== undefined;
-  const hooks = isolation.network === 'hooks' ? '1' : '0';
   const megabytes = (mb: number) => String(mb * 1024 * 1024);
-  const command: string[] = [];
-  if (isolation.network === 'namespaces') command.push('unshare', ...(root ? [] : ['--map-root-user']), '--net', '--pid', '--fork', '--kill-child', '--mount-proc', '--');
-  if (root) command.push('setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', '--no-new-privs', '--pdeathsig', 'keep', '--');
-  command.push('prlimit', `--cpu=${limit.cpu_s}:${limit.cpu_s + 1}`, `--fsize=${limit.file_bytes}`, '--nofile=64', '--core=0');
+  const binary = program.language === 'python' ? (settings.python ?? defaultPython()) : (settings.node ?? process.execPath);
+  // Inside the minimal root the run's folder is /sandbox; without it the candidate works in the host's paths.
+  const inside = isolation.minimalRoot ? (file: string) => path.join(sandboxDir, path.relative(folder.dir, file)) : (file: string) => file;
+  const argv: string[] = [];
+  let interpreter = binary;
+  if (isolation.minimalRoot) {
+    const found = findInterpreter(program.language, binary);
+    interpreter = found.executable;
+    argv.push(...bwrapCommand({ root, runDir: folder.dir, interpreter: found, diskBytes: limit.disk_bytes }));
+  }
+  if (root) argv.push('setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', '--no-new-privs', '--pdeathsig', 'keep', '--');
+  argv.push('prlimit', `--cpu=${limit.cpu_s}:${limit.cpu_s + 1}`, `--fsize=${limit.file_bytes}`, '--nofile=64', '--core=0');
   // A per-user process count is only meaningful when the uid is the run's own.
-  if (root) command.push(`--nproc=${limit.processes}`);
+  if (root) argv.push(`--nproc=${limit.processes}`);
   // V8 reserves far more address space than it uses, so Node is held by its heap flag and the data limit instead.
-  command.push(program.language === 'python' ? `--as=${megabytes(limit.memory_mb)}` : `--data=${megabytes(limit.memory_mb + 256)}`, '--');
-  command.push('timeout', '-s', 'KILL', String(Math.ceil(limit.wall_ms / 1000) + 1));
+  argv.push(program.language === 'python' ? `--as=${megabytes(limit.memory_mb)}` : `--data=${megabytes(limit.memory_mb + 256)}`, '--');
+  argv.push('timeout', '-s', 'KILL', String(Math.ceil(limit.wall_ms / 1000) + 1));
   if (program.language === 'python') {
-    command.push(settings.python ?? defaultPython(), '-I', '-S', '-B', folder.runner);
+    argv.push(interpreter, '-I', '-S', '-B', inside(folder.runner));
   } else {
-    command.push(
-      settings.node ?? process.execPath,
+    argv.push(
+      interpreter,
       '--experimental-permission',
-      `--allow-fs-read=${folder.dir}/*`,
-      `--allow-fs-write=${folder.work}/*`,
+      `--allow-fs-read=${inside(folder.dir)}/*`,
+      `--allow-fs-write=${inside(folder.work)}/*`,
       '--no-warnings',
       `--max-old-space-size=${limit.memory_mb}`,
-      folder.runner,
+      inside(folder.runner),
     );
   }
-  command.push(folder.candidate, folder.tests, program.entry, hooks);
-  return command;
+  argv.push(inside(folder.candidate), inside(folder.tests), program.entry, isolation.network === 'hooks' ? '1' : '0');
+  const work = isolation.minimalRoot ? sandboxWork : folder.work;
+  return { argv, env: { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: work, TMPDIR: work, LANG: 'C.UTF-8', PYTHONIOENCODING: 'utf-8' } };
 }
 
 let python: string | undefined;
@@ -216,11 +233,11 @@ interface Outcome {
   stderrTail: string;
 }
 
-function supervise(command: string[], work: string, nonce: string, limit: SandboxLimits): Promise<Outcome> {
+function supervise(command: Command, work: string, nonce: string, limit: SandboxLimits): Promise<Outcome> {
   return new Promise((resolve, reject) => {
-    const child = spawn(command[0]!, command.slice(1), {
+    const child = spawn(command.argv[0]!, command.argv.slice(1), {
       cwd: work,
-      env: { PATH: '/usr/local/bin:/usr/bin:/bin', HOME: work, TMPDIR: work, LANG: 'C.UTF-8', PYTHONIOENCODING: 'utf-8' },
+      env: command.env,
       stdio: ['pipe', 'pipe', 'pipe', 'pipe'],
       detached: true,
     });
@@ -237,7 +254,7 @@ function supervise(command: string[], work: string, nonce: string, limit: Sandbo
       }
     };
     const stop = () => {
-      // With a pid namespace, killing its first process (unshare's child) kills everything inside, and unshare
+      // With a pid namespace, killing its first process (bwrap's child) kills everything inside, and bwrap
       // exits only once the namespace is empty; so 'close' means no process of the run is left.
       const inits = child.pid === undefined ? [] : childrenOf(child.pid);
       for (const pid of inits) {

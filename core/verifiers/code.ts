@@ -32,6 +32,8 @@ export const sandboxLimitsSchema = z.strictObject({
   /** Processes and threads (only enforced where each run gets its own user). */
   processes: z.number().int().min(1).max(4_096).default(64),
   file_bytes: z.number().int().min(0).default(16 << 20),
+  /** Bytes the run may write in all (its folder is a tmpfs of this size; tmpfs takes 0 as unlimited, hence the floor). */
+  disk_bytes: z.number().int().min(1 << 16).max(2 ** 32).default(64 << 20),
 });
 export type SandboxLimits = z.output<typeof sandboxLimitsSchema>;
 

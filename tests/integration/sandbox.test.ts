@@ -1,14 +1,18 @@
 // The code verifier's sandbox against real candidates, honest and hostile, in Python and JavaScript: each is
 // scored and flagged, and the host is left as it was — no connection reached the test's own listener, no
-// process of the run's user survives it, its folder is gone.
+// process of the run's user survives it, its folder is gone, nothing outside its folder was read.
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { chooseIsolation, runSandboxed, verifyCode, type CodeProgram, type SandboxSettings } from '../../activities/verifiers/sandbox.js';
 import { judgeCodeRun, type CodeTests } from '../../core/verifiers/code.js';
 import type { Verdict } from '../../core/verifiers/verdict.js';
+import { projectRoot } from '../../worker/settings.js';
 
 const tests: CodeTests = {
   visible: [
@@ -22,7 +26,7 @@ const tests: CodeTests = {
 };
 // A short CPU limit keeps busy loops quick; the wall clock is generous so a loaded machine does not turn a
 // memory or CPU verdict into a wall-clock one.
-const quick = { limits: { wall_ms: 15_000, cpu_s: 1, memory_mb: 128, output_bytes: 1 << 20, processes: 64, file_bytes: 1 << 20 } };
+const quick = { limits: { wall_ms: 15_000, cpu_s: 1, memory_mb: 128, output_bytes: 1 << 20, processes: 64, file_bytes: 1 << 20, disk_bytes: 4 << 20 } };
 const shortWall = { limits: { ...quick.limits, wall_ms: 1_000 } };
 
 /** Processes whose real uid is `uid` (the sandbox's own user for a run). */
@@ -69,8 +73,8 @@ describe('code sandbox', () => {
 
   it('isolates with namespaces and its own user on this machine', () => {
     const isolation = chooseIsolation('auto');
-    if (process.getuid?.() === 0) assert.deepEqual(isolation, { network: 'namespaces', pidNamespace: true, ownUser: true });
-    assert.equal(chooseIsolation('hooks').network, 'hooks');
+    if (process.getuid?.() === 0) assert.deepEqual(isolation, { network: 'namespaces', pidNamespace: true, ownUser: true, minimalRoot: true });
+    assert.deepEqual(chooseIsolation('hooks'), { network: 'hooks', pidNamespace: false, ownUser: isolation.ownUser, minimalRoot: false });
   });
 
   describe('honest candidates', () => {
@@ -141,7 +145,8 @@ describe('code sandbox', () => {
     });
 
     it('show a candidate no host process', async () => {
-      const census = python("import os\ndef add(a, b):\n    return a + b if len([p for p in os.listdir('/proc') if p.isdigit()]) <= 2 else -1\n");
+      // bwrap's init, timeout and the candidate.
+      const census = python("import os\ndef add(a, b):\n    return a + b if len([p for p in os.listdir('/proc') if p.isdigit()]) <= 3 else -1\n");
       assertVerdict(await verify(census), 'match', 1);
     });
   });
@@ -179,6 +184,184 @@ describe('code sandbox', () => {
         }
       });
     }
+  });
+
+  describe('file system', () => {
+    const marker = `tenet-marker-${randomBytes(8).toString('hex')}`;
+    const homeMarker = path.join(homedir(), `.${marker}`);
+    before(() => {
+      process.env.TENET_SANDBOX_MARKER = marker;
+      writeFileSync(homeMarker, marker, { mode: 0o644 });
+    });
+    after(() => {
+      delete process.env.TENET_SANDBOX_MARKER;
+      rmSync(homeMarker, { force: true });
+    });
+
+    /** Runs `use` while another run (sleeping at load) is under way, with the path of that run's candidate. */
+    async function whileAnotherRuns<T>(use: (otherCandidate: string) => Promise<T>): Promise<T> {
+      const tag = randomBytes(8).toString('hex');
+      const other = runSandboxed(python(`# ${tag}\nimport time\ntime.sleep(3)\ndef add(a, b):\n    return a + b\n`), tests, quick.limits);
+      let found: string | undefined;
+      for (let tries = 0; found === undefined && tries < 200; tries++) {
+        found = readdirSync(tmpdir())
+          .filter((name) => name.startsWith('tenet-sandbox-'))
+          .map((name) => path.join(tmpdir(), name, 'candidate.py'))
+          .find((file) => {
+            try {
+              return readFileSync(file, 'utf8').includes(tag);
+            } catch {
+              return false;
+            }
+          });
+        if (found === undefined) await sleep(20);
+      }
+      assert.ok(found, "the other run's folder appeared");
+      try {
+        return await use(found);
+      } finally {
+        await other;
+      }
+    }
+
+    // Each probe answers a + b only when every outside read failed, no marker is in its environment, nothing
+    // outside its folder took a write, and its own folder works; otherwise it raises, naming what got through.
+    const outside = (otherCandidate: string) => [path.join(projectRoot, 'package.json'), otherCandidate, '/etc/shadow', '/etc/passwd', '/proc/1/environ', homeMarker];
+    const escapes = ['/escape', '/dev/shm/escape', '/sandbox/escape', '/proc/escape'];
+    const pythonProbe = (reads: string[]) =>
+      python(
+        [
+          'import os',
+          'def add(a, b):',
+          '    leaks = []',
+          `    for name in ${JSON.stringify(reads)}:`,
+          '        try:',
+          "            with open(name, 'rb') as f:",
+          '                f.read(1)',
+          '            leaks.append(name)',
+          '        except OSError:',
+          '            pass',
+          `    for name in ${JSON.stringify(escapes)}:`,
+          '        try:',
+          "            with open(name, 'wb') as f:",
+          "                f.write(b'x')",
+          "            leaks.append('wrote ' + name)",
+          '        except OSError:',
+          '            pass',
+          `    if any(${JSON.stringify(marker)} in key + value for key, value in os.environ.items()):`,
+          "        leaks.append('environment')",
+          "    with open('note.txt', 'w') as f:",
+          "        f.write('mine')",
+          "    assert open('note.txt').read() == 'mine' and 'def add' in open('../candidate.py').read()",
+          '    if leaks:',
+          "        raise RuntimeError('read ' + ', '.join(leaks))",
+          '    return a + b',
+        ].join('\n'),
+      );
+    const javascriptProbe = (reads: string[]) =>
+      javascript(
+        [
+          "const fs = require('fs');",
+          'function add(a, b) {',
+          `  const leaks = ${JSON.stringify(reads)}.filter((name) => { try { fs.readFileSync(name); return true; } catch { return false; } });`,
+          `  for (const name of ${JSON.stringify(escapes)}) { try { fs.writeFileSync(name, 'x'); leaks.push('wrote ' + name); } catch {} }`,
+          `  if (Object.entries(process.env).some(([key, value]) => (key + value).includes(${JSON.stringify(marker)}))) leaks.push('environment');`,
+          "  fs.writeFileSync('note.txt', 'mine');",
+          "  if (fs.readFileSync('note.txt', 'utf8') !== 'mine' || !fs.readFileSync('../candidate.js', 'utf8').includes('function add')) throw new Error('own folder');",
+          "  if (leaks.length > 0) throw new Error('read ' + leaks.join(', '));",
+          '  return a + b;',
+          '}',
+        ].join('\n'),
+      );
+
+    it('lets a candidate read nothing outside its folder and the interpreter, in Python and JavaScript', async () => {
+      await whileAnotherRuns(async (otherCandidate) => {
+        for (const probe of [pythonProbe, javascriptProbe]) {
+          assertVerdict(await verify(probe(outside(otherCandidate))), 'match', 1);
+        }
+      });
+    });
+
+    it('catches a read that gets through (the probe without the minimal root)', async () => {
+      // Without namespaces the candidate reads what its uid may: another run's candidate (its folder is open to
+      // pass through, its files to read), so the probe above would have reported it.
+      await whileAnotherRuns(async (otherCandidate) => {
+        const result = await verify(pythonProbe([otherCandidate]), { isolation: 'hooks' });
+        assertVerdict(result, 'mismatch', 0);
+        assert.match(JSON.stringify(result.reason.errors), /read .*candidate\.py/);
+      });
+    });
+
+    it('caps what a run writes in total, not per file, and each run has its own cap', async () => {
+      // disk_bytes 4 MiB, file_bytes 1 MiB: the hog writes 512 KiB files at load until the file system is full and
+      // then holds it for a second; the neighbour, at the same time, writes 3 MiB of its own. Each answers a + b
+      // only when that happened: the hog met ENOSPC within twice the cap, the neighbour wrote everything.
+      const chunk = 512 * 1024;
+      const pythonHog = python(
+        [
+          'import errno, time',
+          'written, full = 0, False',
+          'try:',
+          '    for i in range(16):',
+          "        with open(f'hog{i}', 'wb') as f:",
+          `            f.write(b'x' * ${chunk})`,
+          `        written += ${chunk}`,
+          'except OSError as error:',
+          '    full = error.errno == errno.ENOSPC',
+          '    time.sleep(1)',
+          'def add(a, b):',
+          '    if not full:',
+          "        raise RuntimeError(f'wrote {written} bytes')",
+          '    return a + b',
+        ].join('\n'),
+      );
+      const pythonNeighbour = python(
+        [
+          'import os',
+          'for i in range(6):',
+          "    with open(f'mine{i}', 'wb') as f:",
+          `        f.write(b'y' * ${chunk})`,
+          'def add(a, b):',
+          `    assert sum(os.path.getsize(f'mine{i}') for i in range(6)) == 6 * ${chunk}`,
+          '    return a + b',
+        ].join('\n'),
+      );
+      const javascriptHog = javascript(
+        [
+          "const fs = require('fs');",
+          'let written = 0;',
+          'let full = false;',
+          'try {',
+          `  for (let i = 0; i < 16; i++) { fs.writeFileSync('hog' + i, Buffer.alloc(${chunk}, 120)); written += ${chunk}; }`,
+          '} catch (error) {',
+          "  full = error.code === 'ENOSPC';",
+          '  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1000);',
+          '}',
+          'function add(a, b) {',
+          "  if (!full) throw new Error('wrote ' + written + ' bytes');",
+          '  return a + b;',
+          '}',
+        ].join('\n'),
+      );
+      const javascriptNeighbour = javascript(
+        [
+          "const fs = require('fs');",
+          `for (let i = 0; i < 6; i++) fs.writeFileSync('mine' + i, Buffer.alloc(${chunk}, 121));`,
+          'function add(a, b) {',
+          `  if ([0, 1, 2, 3, 4, 5].reduce((sum, i) => sum + fs.statSync('mine' + i).size, 0) !== 6 * ${chunk}) throw new Error('short');`,
+          '  return a + b;',
+          '}',
+        ].join('\n'),
+      );
+      for (const [hog, neighbour] of [
+        [pythonHog, pythonNeighbour],
+        [javascriptHog, javascriptNeighbour],
+      ] as const) {
+        const [hogged, neighboured] = await Promise.all([verify(hog), verify(neighbour)]);
+        assertVerdict(hogged, 'match', 1);
+        assertVerdict(neighboured, 'match', 1);
+      }
+    });
   });
 
   describe('tampering', () => {
