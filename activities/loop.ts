@@ -5,6 +5,7 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import { and, eq, inArray, lte } from 'drizzle-orm';
 import { evaluateMonitors, pauseReason, raterVerifierDisagreement, rolloutFlagMetrics, type MonitorAlert } from '../core/monitors.js';
 import { stableHash } from '../core/rater/principles.js';
+import { wilsonInterval } from '../core/stats.js';
 import type { Database } from '../db/pool.js';
 import { recordMetrics } from '../db/runs.js';
 import { completions, metrics, models, preferences, rolloutRewards } from '../db/schema.js';
@@ -207,7 +208,11 @@ export function createLoopActivities(deps: { db: Database; llm: ModelEndpoints; 
         prompts: heldout.length,
       };
       const values: Record<string, number> = { 'eval.prompts': heldout.length };
-      if (result.winRate !== null) values['eval.win_rate'] = result.winRate;
+      if (result.winRate !== null) {
+        // Its 95% interval over the held-out prompts: with a handful of them a win rate says little.
+        const interval = wilsonInterval(result.winRate, wins.length);
+        Object.assign(values, { 'eval.win_rate': result.winRate, 'eval.win_rate_low': interval.low, 'eval.win_rate_high': interval.high });
+      }
       if (result.meanReward !== null) values['eval.mean_reward'] = result.meanReward;
       if (result.meanLength !== null) values['eval.mean_length'] = result.meanLength;
       if (previousMean !== null) values['eval.mean_reward_previous'] = previousMean;

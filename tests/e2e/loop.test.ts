@@ -126,6 +126,9 @@ describe('the training loop on the tiny model', { timeout: 1_500_000 }, () => {
       assert.ok(Number.isFinite(m['eval.mean_reward']));
       assert.ok(m['eval.mean_length']! > 0);
       assert.equal(m['eval.prompts'], 2);
+      // Its Wilson interval over the 2 held-out prompts holds it, and is wide.
+      assert.ok(m['eval.win_rate_low']! <= m['eval.win_rate']! && m['eval.win_rate']! <= m['eval.win_rate_high']!, `interval of iteration ${iteration}`);
+      assert.ok(m['eval.win_rate_high']! - m['eval.win_rate_low']! > 0.5);
       assert.ok(Number.isFinite(m['eval.kl_k1']) && m['eval.kl_k3']! >= 0, `KL of iteration ${iteration}: ${m['eval.kl_k1']}, ${m['eval.kl_k3']}`);
       // KL on completions the trainer sampled from the new policy (4 per evaluated prompt, temperature 1), not on the greedy evaluation.
       const klJob = path.join(artifacts, `run-${runId}`, `it-${iteration}`, 'kl');
