@@ -1,4 +1,4 @@
-"""A small sampling loop with a KV cache, used by `serve`.
+"""Sampling with a KV cache, one prompt or many at once (`Batch`), used by `serve` and `kl`.
 
 Written out (rather than calling HF `generate`) so that what is reported is exactly what happened:
 
@@ -7,12 +7,13 @@ Written out (rather than calling HF `generate`) so that what is reported is exac
   checked by a teacher-forced forward pass of prompt + completion through the same model, and an RL
   trainer that recomputes `log pi(token | prefix)` gets the same number at any sampling temperature.
 * Tokens are *sampled* from `softmax(logits / temperature)` restricted to the top-k tokens and the
-  top-p nucleus (temperature 0 = greedy argmax).
+  top-p nucleus (temperature 0 = greedy argmax), with each row's own settings.
 * Each choice `i` of a request has its own `torch.Generator`, seeded from the request seed: choice 0
   uses the seed itself and choice `i > 0` a hash of (seed, i). Same seed + same request → same
-  output, and choice `i` does not depend on how many other choices were asked for.
-* The `n` choices of one prompt are decoded as one batch: the prompt is run once, its KV cache
-  repeated `n` times.
+  output, and choice `i` does not depend on how many other choices were asked for, nor on which
+  other requests share its forward passes.
+* A prompt is prefilled once, its KV cache repeated for its `n` choices; every row of a `Batch`
+  (choices of any prompts) then decodes together, one forward pass per token.
 """
 
 from __future__ import annotations
@@ -212,7 +213,265 @@ def _first_stop(text: str, stops: Sequence[str]) -> tuple[int, str] | None:
     return best
 
 
-@torch.inference_mode()
+class Job:
+    """One prompt's `n` choices in a `Batch`; done once every choice has finished."""
+
+    def __init__(self, prompt_ids: list[int], params: SamplingParams, end_ids: set[int]):
+        self.params = params
+        self.ends = (set() if params.ignore_eos else set(end_ids)) | set(params.stop_token_ids)
+        self.generation = Generation(prompt_ids=list(prompt_ids), choices=[])
+        self.choices: list[Choice | None] = [None] * params.n
+        self.started = time.perf_counter()
+        self.owner: Any = None
+        """Whoever submitted it (the scheduler's request)."""
+
+    @property
+    def done(self) -> bool:
+        return all(c is not None for c in self.choices)
+
+    def settle(self, index: int, choice: Choice) -> bool:
+        """Choice `index` has finished; returns whether the whole job has."""
+        self.choices[index] = choice
+        if any(c is None for c in self.choices):
+            return False
+        self.generation.choices = [c for c in self.choices if c is not None]
+        self.generation.seconds = time.perf_counter() - self.started
+        return True
+
+    def end_empty(self, reason: str) -> None:
+        """Every choice ends with no token ("length" for max_tokens 0, "abort" when never started)."""
+        for i in range(self.params.n):
+            self.settle(i, Choice([], "", reason, None, [] if self.params.logprobs is not None else None))
+
+
+class _Row:
+    """One choice being decoded: a row of the batch."""
+
+    __slots__ = ("job", "index", "generator", "tokens", "logprobs", "position")
+
+    def __init__(self, job: Job, index: int, position: int, device: torch.device):
+        self.job = job
+        self.index = index
+        self.generator = torch.Generator(device=device).manual_seed(choice_seed(job.params.seed, index))
+        self.tokens: list[int] = []
+        self.logprobs: list[TokenLogprob] = []
+        self.position = position
+        """The position of the next token fed to the model (the real tokens in the cache so far)."""
+
+
+_Finish = tuple[str, "str | int | None", "int | None"]
+"""(finish_reason, stop_reason, where a stop string cuts the text)."""
+
+
+def _pad_left(x: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    pad = width - x.shape[dim]
+    if pad <= 0:
+        return x
+    shape = list(x.shape)
+    shape[dim] = pad
+    return torch.cat([x.new_zeros(shape), x], dim=dim)
+
+
+def _mergeable(cache: Any) -> bool:
+    """A plain DynamicCache (full-attention layers holding [batch, heads, length, dim] tensors) can be padded and joined."""
+    try:
+        from transformers.cache_utils import DynamicCache, DynamicLayer
+    except ImportError:  # pragma: no cover - older transformers
+        return False
+    return type(cache) is DynamicCache and all(type(layer) is DynamicLayer for layer in cache.layers)
+
+
+class Batch:
+    """Sequences decoded together, one forward pass per step over a shared KV cache (continuous batching).
+
+    Each prompt is prefilled on its own, without padding, so its cache is what a lone request computes;
+    its rows then join the batch's cache, left-padded to a common length. An attention mask hides the
+    padding and position ids carry each row's own positions, so a row's logits do not depend on what
+    else is in the batch (up to float rounding in batched kernels). Finished rows leave between steps
+    and columns no row uses any more are trimmed. Caches other than a plain DynamicCache (e.g.
+    sliding-window layers) cannot be joined: such a batch takes one prompt at a time (`can_join`).
+    """
+
+    def __init__(self, model: Any, tokenizer: PreTrainedTokenizerBase, end_ids: set[int], should_stop: Callable[[], bool] | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.end_ids = set(end_ids)
+        self.should_stop = should_stop
+        self.device = next(model.parameters()).device
+        self.cache_kw = "cache" if _accepts(model, "cache") else "past_key_values"  # transformers 5.x renamed it
+        self.keep_kw = _accepts(model, "logits_to_keep")
+        self.rows: list[_Row] = []
+        self.cache: Any = None
+        self.mask = torch.zeros(0, 0, dtype=torch.long, device=self.device)
+        """[rows, cache length]: 1 where the cache holds one of the row's tokens, 0 for padding."""
+        self.last = torch.zeros(0, 0, device=self.device)
+        """[rows, vocabulary]: the logits each row's next token is picked from."""
+        self.mergeable = True
+
+    @property
+    def can_join(self) -> bool:
+        return not self.rows or self.mergeable
+
+    @torch.inference_mode()
+    def add(self, prompt_ids: list[int], params: SamplingParams) -> Job:
+        """Prefill a prompt; its `n` rows take part from the next `step` on (the job may already be done: max_tokens 0)."""
+        if not self.can_join:
+            raise RuntimeError("this batch's cache cannot take another prompt while it decodes")
+        job = Job(prompt_ids, params, self.end_ids)
+        want_prompt_lp = params.prompt_logprobs is not None
+        kwargs: dict[str, Any] = {"use_cache": True}
+        if not want_prompt_lp and self.keep_kw:
+            kwargs["logits_to_keep"] = 1
+        out = self.model(input_ids=torch.tensor([prompt_ids], dtype=torch.long, device=self.device), **kwargs)
+        job.generation.forward_passes += 1
+        if want_prompt_lp:
+            job.generation.prompt_logprobs = _prompt_logprobs(out.logits[0], prompt_ids, params.prompt_logprobs or 0)
+        if params.max_tokens <= 0:
+            job.end_empty("length")
+            return job
+        cache = _cache_of(out)
+        if params.n > 1:  # the prompt runs once; its cache serves every choice
+            cache.batch_repeat_interleave(params.n)
+        last = out.logits[:, -1, :].float().expand(params.n, -1)
+        self._join(cache, len(prompt_ids), last, [_Row(job, i, len(prompt_ids), self.device) for i in range(params.n)])
+        return job
+
+    def _join(self, cache: Any, length: int, last: torch.Tensor, rows: list[_Row]) -> None:
+        mask = torch.ones(len(rows), length, dtype=torch.long, device=self.device)
+        if not self.rows:
+            self.cache, self.mask, self.last, self.rows = cache, mask, last.contiguous(), rows
+            self.mergeable = _mergeable(cache)
+            return
+        width = max(self.mask.shape[1], length)
+        for old, new in zip(self.cache.layers, cache.layers):
+            old.keys = torch.cat([_pad_left(old.keys, width, -2), _pad_left(new.keys, width, -2)])
+            old.values = torch.cat([_pad_left(old.values, width, -2), _pad_left(new.values, width, -2)])
+        self.mask = torch.cat([_pad_left(self.mask, width, -1), _pad_left(mask, width, -1)])
+        self.last = torch.cat([self.last, last])
+        self.rows += rows
+
+    @torch.inference_mode()
+    def step(self) -> list[Job]:
+        """Pick every row's next token, let finished rows leave, run the next forward pass. Returns the jobs that finished."""
+        if not self.rows:
+            return []
+        chosen = self._pick()
+        tokens = chosen.tolist()
+        self._record_logprobs(chosen, tokens)
+        done: list[Job] = []
+        keep: list[int] = []
+        for r, (row, token) in enumerate(zip(self.rows, tokens)):
+            row.tokens.append(token)
+            state = self._finished(row)
+            if state is None:
+                keep.append(r)
+            elif row.job.settle(row.index, self._choice(row, state)):
+                done.append(row.job)
+        if keep and self.should_stop is not None and self.should_stop():
+            done += self._end([self.rows[r] for r in keep], "abort")
+            keep = []
+        self._keep(keep)
+        if self.rows:
+            self._forward(chosen[keep] if len(keep) < len(chosen) else chosen)
+        return done
+
+    def abort(self) -> list[Job]:
+        """End every row now ("abort"); returns the jobs that finished."""
+        done = self._end(self.rows, "abort")
+        self._keep([])
+        return done
+
+    def _end(self, rows: list[_Row], reason: str) -> list[Job]:
+        return [row.job for row in rows if row.job.settle(row.index, self._choice(row, None, reason))]
+
+    def _pick(self) -> torch.Tensor:
+        """Each row's next token, sampled with its own settings and generator (greedy at temperature 0)."""
+        chosen = torch.empty(len(self.rows), dtype=torch.long, device=self.device)
+        groups: dict[tuple[float, float, int], list[int]] = {}
+        for r, row in enumerate(self.rows):
+            p = row.job.params
+            groups.setdefault((p.temperature, p.top_p, p.top_k), []).append(r)
+        for idx in groups.values():
+            params = self.rows[idx[0]].job.params
+            at = torch.tensor(idx, device=self.device)
+            logits = self.last if len(idx) == len(self.rows) else self.last[at]
+            if params.temperature == 0:
+                chosen[at] = logits.argmax(dim=-1)
+                continue
+            probs, order = _sample_filter(logits, params)
+            picked = torch.cat([torch.multinomial(probs[j], 1, generator=self.rows[r].generator) for j, r in enumerate(idx)])
+            chosen[at] = picked if order is None else order.gather(1, picked[:, None]).squeeze(1)
+        return chosen
+
+    def _record_logprobs(self, chosen: torch.Tensor, tokens: list[int]) -> None:
+        idx = [r for r, row in enumerate(self.rows) if row.job.params.logprobs is not None]
+        if not idx:
+            return
+        at = torch.tensor(idx, device=self.device)
+        logprobs = torch.log_softmax(self.last[at], dim=-1)
+        values = logprobs.gather(1, chosen[at][:, None]).squeeze(1).tolist()
+        k = max(self.rows[r].job.params.logprobs or 0 for r in idx)
+        top_v, top_i = logprobs.topk(k, dim=-1) if k > 0 else (logprobs[:, :0], logprobs[:, :0].long())
+        tv, ti = top_v.tolist(), top_i.tolist()
+        for j, r in enumerate(idx):
+            row = self.rows[r]
+            k_row = row.job.params.logprobs or 0
+            top = [(ti[j][m], _clamp(tv[j][m])) for m in range(k_row)]
+            row.logprobs.append(TokenLogprob(token_id=tokens[r], logprob=_clamp(values[j]), top=top))
+
+    def _finished(self, row: _Row) -> _Finish | None:
+        params = row.job.params
+        token = row.tokens[-1]
+        if token in row.job.ends:
+            return ("stop", token if token in params.stop_token_ids else None, None)
+        if params.stop:
+            hit = _first_stop(self.tokenizer.decode(row.tokens, skip_special_tokens=True), params.stop)
+            if hit is not None:
+                return ("stop", hit[1], hit[0])
+        if len(row.tokens) >= params.max_tokens:
+            return ("length", None, None)
+        return None
+
+    def _choice(self, row: _Row, state: _Finish | None, reason: str = "length") -> Choice:
+        tokens = row.tokens
+        finish, stop_reason, cut = state if state is not None else (reason, None, None)
+        text_ids = tokens[:-1] if (finish == "stop" and cut is None) else tokens  # drop a final EOS / stop token
+        text = self.tokenizer.decode(text_ids, skip_special_tokens=True)
+        if cut is not None:
+            text = text[:cut]
+        logprobs = row.logprobs if row.job.params.logprobs is not None else None
+        return Choice(token_ids=tokens, text=text, finish_reason=finish, stop_reason=stop_reason, logprobs=logprobs)
+
+    def _keep(self, keep: list[int]) -> None:
+        """Only rows `keep` stay; cache columns that no remaining row uses are dropped."""
+        if len(keep) == len(self.rows):
+            return
+        if not keep:
+            self.rows, self.cache, self.mergeable = [], None, True
+            self.mask, self.last = self.mask[:0, :0], self.last[:0]
+            return
+        at = torch.tensor(keep, device=self.device)
+        self.rows = [self.rows[r] for r in keep]
+        self.cache.batch_select_indices(at)
+        self.mask, self.last = self.mask[at], self.last[at]
+        first = int(self.mask.any(dim=0).long().argmax())  # the first column some row still uses
+        if first > 0 and self.mergeable:
+            for layer in self.cache.layers:
+                layer.keys, layer.values = layer.keys[..., first:, :], layer.values[..., first:, :]
+            self.mask = self.mask[:, first:]
+
+    def _forward(self, tokens: torch.Tensor) -> None:
+        self.mask = torch.cat([self.mask, self.mask.new_ones(len(self.rows), 1)], dim=1)
+        positions = torch.tensor([[row.position] for row in self.rows], dtype=torch.long, device=self.device)
+        out = self.model(input_ids=tokens[:, None], attention_mask=self.mask, position_ids=positions, use_cache=True, **{self.cache_kw: self.cache})
+        self.cache = _cache_of(out)
+        self.last = out.logits[:, -1, :].float()
+        for job in {id(row.job): row.job for row in self.rows}.values():
+            job.generation.forward_passes += 1
+        for row in self.rows:
+            row.position += 1
+
+
 def generate(
     model: Any,
     tokenizer: PreTrainedTokenizerBase,
@@ -221,115 +480,13 @@ def generate(
     end_ids: set[int],
     should_stop: Callable[[], bool] | None = None,
 ) -> Generation:
-    """Sample `params.n` completions of one prompt. `model` is an HF causal LM (LoRA layers, if any,
-    already set the way the caller wants)."""
-    started = time.perf_counter()
-    device = next(model.parameters()).device
-    n = params.n
-    ends = set() if params.ignore_eos else set(end_ids)
-    ends |= set(params.stop_token_ids)
-    want_prompt_lp = params.prompt_logprobs is not None
-    kwargs: dict[str, Any] = {"use_cache": True}
-    if not want_prompt_lp and _accepts(model, "logits_to_keep"):
-        kwargs["logits_to_keep"] = 1
-    result = Generation(prompt_ids=list(prompt_ids), choices=[])
-    cache_kw = "cache" if _accepts(model, "cache") else "past_key_values"  # transformers 5.x renamed it
-
-    ids = torch.tensor([prompt_ids], dtype=torch.long, device=device)
-    out = model(input_ids=ids, **kwargs)
-    result.forward_passes += 1
-    if want_prompt_lp:
-        result.prompt_logprobs = _prompt_logprobs(out.logits[0], prompt_ids, params.prompt_logprobs or 0)
-    if params.max_tokens <= 0:
-        result.choices = [Choice([], "", "length", None, [] if params.logprobs is not None else None) for _ in range(n)]
-        result.seconds = time.perf_counter() - started
-        return result
-
-    cache = _cache_of(out)
-    last = out.logits[:, -1, :].float()
-    if n > 1:
-        repeat = getattr(cache, "batch_repeat_interleave", None)
-        if callable(repeat):
-            repeat(n)
-        else:  # caches without it: run the prompt for every row
-            out = model(input_ids=ids.expand(n, -1), **kwargs)
-            cache = _cache_of(out)
-        last = last.expand(n, -1)
-    kwargs.pop("logits_to_keep", None)
-
-    generators = [torch.Generator(device=device).manual_seed(choice_seed(params.seed, i)) for i in range(n)]
-    tokens: list[list[int]] = [[] for _ in range(n)]
-    finished: list[tuple[str, str | int | None, int | None] | None] = [None] * n  # (reason, stop_reason, text cut)
-    chosen_lp: list[torch.Tensor] = []
-    top_vals: list[torch.Tensor] = []
-    top_idx: list[torch.Tensor] = []
-    k = params.logprobs
-    aborted = False
-
-    for step in range(params.max_tokens):
-        if params.temperature == 0:
-            next_tokens = last.argmax(dim=-1)
-        else:
-            probs, order = _sample_filter(last, params)
-            picks = [torch.multinomial(probs[r], 1, generator=generators[r]) for r in range(n)]
-            picked = torch.cat(picks)
-            next_tokens = picked if order is None else order.gather(1, picked[:, None]).squeeze(1)
-        if k is not None:
-            logprobs = torch.log_softmax(last, dim=-1)
-            chosen_lp.append(logprobs.gather(1, next_tokens[:, None]).squeeze(1))
-            if k > 0:
-                v, i = logprobs.topk(k, dim=-1)
-                top_vals.append(v)
-                top_idx.append(i)
-        step_tokens = next_tokens.tolist()
-        for r, tok in enumerate(step_tokens):
-            if finished[r] is not None:
-                continue
-            tokens[r].append(tok)
-            if tok in ends:
-                finished[r] = ("stop", tok if tok in params.stop_token_ids else None, None)
-            elif params.stop:
-                text = tokenizer.decode(tokens[r], skip_special_tokens=True)
-                hit = _first_stop(text, params.stop)
-                if hit is not None:
-                    finished[r] = ("stop", hit[1], hit[0])
-        if all(f is not None for f in finished) or step == params.max_tokens - 1:
-            break
-        if should_stop is not None and should_stop():
-            aborted = True
-            break
-        out = model(input_ids=next_tokens[:, None], **{cache_kw: cache}, **kwargs)
-        result.forward_passes += 1
-        cache = _cache_of(out)
-        last = out.logits[:, -1, :].float()
-
-    lp_rows = torch.stack(chosen_lp, dim=1).tolist() if chosen_lp else None
-    tv = torch.stack(top_vals, dim=1).tolist() if top_vals else None
-    ti = torch.stack(top_idx, dim=1).tolist() if top_idx else None
-    for r in range(n):
-        toks = tokens[r]
-        state = finished[r]
-        if state is None:
-            reason, stop_reason, cut = ("abort" if aborted else "length"), None, None
-        else:
-            reason, stop_reason, cut = state
-        text_ids = toks[:-1] if (state is not None and cut is None) else toks  # drop a final EOS / stop token
-        text = tokenizer.decode(text_ids, skip_special_tokens=True)
-        if cut is not None:
-            text = text[:cut]
-        lps = None
-        if k is not None:
-            lps = [
-                TokenLogprob(
-                    token_id=t,
-                    logprob=_clamp(lp_rows[r][j]) if lp_rows else 0.0,
-                    top=[(ti[r][j][m], _clamp(tv[r][j][m])) for m in range(k)] if ti is not None and tv is not None else [],
-                )
-                for j, t in enumerate(toks)
-            ]
-        result.choices.append(Choice(token_ids=toks, text=text, finish_reason=reason, stop_reason=stop_reason, logprobs=lps))
-    result.seconds = time.perf_counter() - started
-    return result
+    """Sample `params.n` completions of one prompt, in a batch of its own. `model` is an HF causal LM
+    (LoRA layers, if any, already set the way the caller wants)."""
+    batch = Batch(model, tokenizer, end_ids, should_stop)
+    job = batch.add(prompt_ids, params)
+    while not job.done:
+        batch.step()
+    return job.generation
 
 
 def _prompt_logprobs(logits: torch.Tensor, prompt_ids: list[int], k: int) -> list[TokenLogprob | None]:
@@ -348,5 +505,5 @@ def _prompt_logprobs(logits: torch.Tensor, prompt_ids: list[int], k: int) -> lis
     return rows
 
 
-__all__ = ["SamplingParams", "Choice", "Generation", "TokenLogprob", "TokenText", "generate", "end_token_ids", "choice_seed", "LOGPROB_FLOOR"]
+__all__ = ["SamplingParams", "Choice", "Generation", "TokenLogprob", "TokenText", "Batch", "Job", "generate", "end_token_ids", "choice_seed", "LOGPROB_FLOOR"]
 

@@ -12,8 +12,11 @@ Endpoints (the subset of vLLM's API that tenet uses, so the TypeScript side work
 
 A request's `model` picks the weights: the served model name → the base model (adapters disabled); an
 adapter name → that LoRA adapter. Sampling and logprobs: see `generation.py` (logprobs are raw model
-logprobs, before temperature / top-p, as vLLM reports them by default). Requests are generated one at a
-time (the `n` choices of a prompt as one batch) in a worker thread, so the event loop stays free.
+logprobs, before temperature / top-p, as vLLM reports them by default). Concurrent requests are batched
+(`batching.py`): a scheduler thread decodes every running sequence of the same weights in one forward
+pass per token, sequences joining and leaving between steps, so the event loop stays free and a
+request's tokens and logprobs do not depend on what else is running (each keeps its own sampling
+settings and seeded generators).
 
 Extensions beyond OpenAI (as in vLLM): `top_k`, `stop_token_ids`, `ignore_eos`,
 `return_tokens_as_token_ids` (logprob tokens as "token_id:123"), `echo` + `max_tokens: 0` on
@@ -32,10 +35,10 @@ import random
 import signal
 import socket
 import sys
-import threading
 import time
 import uuid
 import warnings
+from collections.abc import Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tenet_trainer import generation as gen
+from tenet_trainer.batching import Scheduler
 from tenet_trainer.common import UserError, emit, pick_device, pick_dtype
 from tenet_trainer.config import require
 from tenet_trainer.data import render_prompt
@@ -76,6 +80,8 @@ class Config:
     """Prompt + completion tokens; default: the model's max_position_embeddings."""
     seed: int = 0
     """Seeds the per-request seeds of requests that give none (a fresh server replays the same outputs)."""
+    max_num_seqs: int = 32
+    """Most sequences (choices of all running requests) decoded together; more requests wait for room."""
 
     def validate(self) -> None:
         require(self, "model")
@@ -85,6 +91,8 @@ class Config:
             raise UserError("--served-model-name: must not be empty")
         if self.max_model_len is not None and self.max_model_len < 2:
             raise UserError("--max-model-len: must be at least 2")
+        if self.max_num_seqs < 1:
+            raise UserError("--max-num-seqs: must be at least 1")
         self.adapter_specs()
 
     def adapter_specs(self) -> list[tuple[str, str]]:
@@ -276,7 +284,8 @@ class Adapter:
 
 
 class Engine:
-    """The model, its LoRA adapters and the generation lock. All model calls happen under `lock`."""
+    """The model, its LoRA adapters and the scheduler. Every model call, and every change to the
+    weights, happens on the scheduler's thread (`batching.Scheduler`)."""
 
     def __init__(self, config: Config):
         from tenet_trainer.models import load_causal_lm, load_tokenizer
@@ -290,9 +299,13 @@ class Engine:
         self.model.eval()
         self.peft: Any = None
         self.adapters: dict[str, Adapter] = {}
-        self.lock = threading.Lock()
+        """Replaced, never changed in place: other threads read it while the scheduler's thread loads."""
         self.stopping = False
         self._next_internal = 0
+        self._pins: dict[str | None, int] = {}
+        """Weights key (None: the base model, else an adapter's internal name) → requests using it."""
+        self._retired: set[str] = set()
+        """Internal names of adapters replaced or unloaded while requests still used them."""
         self.end_ids = gen.end_token_ids(self.tokenizer, self.model)
         self.token_text = gen.TokenText(self.tokenizer)
         self.vocab_size = int(self.model.get_output_embeddings().weight.shape[0]) if self.model.get_output_embeddings() is not None else len(self.tokenizer)
@@ -300,6 +313,7 @@ class Engine:
         self.seeds = random.Random(config.seed)
         self.created = int(time.time())
         self.stats = {"requests": 0, "completion_tokens": 0, "seconds": 0.0}
+        self.scheduler = Scheduler(self, config.max_num_seqs)
 
     def _default_max_len(self) -> int:
         limits = [getattr(self.model.config, "max_position_embeddings", None), getattr(self.tokenizer, "model_max_length", None)]
@@ -314,8 +328,11 @@ class Engine:
     def check_model(self, name: str | None) -> str:
         name = name or self.base_name
         if name != self.base_name and name not in self.adapters:
-            raise ApiError(404, f"The model `{name}` does not exist. Served models: {', '.join(self.model_names())}", "model", code="model_not_found")
+            raise self._no_model(name)
         return name
+
+    def _no_model(self, name: str) -> ApiError:
+        return ApiError(404, f"The model `{name}` does not exist. Served models: {', '.join(self.model_names())}", "model", code="model_not_found")
 
     # -- adapters
 
@@ -328,54 +345,88 @@ class Engine:
             raise ApiError(400, f"lora_path: {path!r} is not a folder", "lora_path")
         if not (folder / "adapter_config.json").is_file():
             raise ApiError(400, f"lora_path: no adapter_config.json in {path!r}", "lora_path")
-        with self.lock:
-            from peft import PeftConfig, PeftModel
+        return self.scheduler.call(lambda: self._load(name, folder, path))
 
-            internal = f"adapter_{self._next_internal}"
-            self._next_internal += 1
-            try:
-                with warnings.catch_warnings():
+    def _load(self, name: str, folder: Path, path: str) -> bool:
+        from peft import PeftConfig, PeftModel
+
+        internal = f"adapter_{self._next_internal}"
+        self._next_internal += 1
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                if self.peft is None:
+                    # Wrap once (a fresh LoRA, dropped at once) so a failed load below can be cleaned up.
+                    peft_config = PeftConfig.from_pretrained(str(folder))
+                    peft_config.inference_mode = True
+                    self.peft = PeftModel(self.model, peft_config, adapter_name="bootstrap")
+                    self.peft.delete_adapter("bootstrap")
+                    self.peft.eval()
+                self.peft.load_adapter(str(folder), adapter_name=internal, is_trainable=False, torch_device=str(self.device))
+        except Exception as err:  # noqa: BLE001 - every failure is the caller's adapter
+            if self.peft is not None and internal in self.peft.peft_config:
+                with contextlib.suppress(Exception), warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    if self.peft is None:
-                        # Wrap once (a fresh LoRA, dropped at once) so a failed load below can be cleaned up.
-                        peft_config = PeftConfig.from_pretrained(str(folder))
-                        peft_config.inference_mode = True
-                        self.peft = PeftModel(self.model, peft_config, adapter_name="bootstrap")
-                        self.peft.delete_adapter("bootstrap")
-                        self.peft.eval()
-                    self.peft.load_adapter(str(folder), adapter_name=internal, is_trainable=False, torch_device=str(self.device))
-            except Exception as err:  # noqa: BLE001 - every failure is the caller's adapter
-                if self.peft is not None and internal in self.peft.peft_config:
-                    with contextlib.suppress(Exception), warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        self.peft.delete_adapter(internal)
-                first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-                raise ApiError(400, f"lora_path: cannot load the adapter at {path!r}: {first[:500]}", "lora_path") from None
-            old = self.adapters.get(name)
-            self.adapters[name] = Adapter(name=name, path=str(folder), internal=internal, loaded_at=int(time.time()))
-            if old is not None:
-                self._delete(old.internal)
-            self.model.eval()
+                    self.peft.delete_adapter(internal)
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise ApiError(400, f"lora_path: cannot load the adapter at {path!r}: {first[:500]}", "lora_path") from None
+        old = self.adapters.get(name)
+        self.adapters = {**self.adapters, name: Adapter(name=name, path=str(folder), internal=internal, loaded_at=int(time.time()))}
+        if old is not None:
+            self._retire(old.internal)
+        self.model.eval()
         return old is not None
 
     def unload_adapter(self, name: str) -> None:
         if name == self.base_name:
             raise ApiError(400, f"lora_name: {name!r} is the base model, not an adapter", "lora_name")
-        with self.lock:
-            adapter = self.adapters.pop(name, None)
-            if adapter is None:
-                raise ApiError(404, f"The lora adapter '{name}' cannot be found. Loaded adapters: {', '.join(self.adapters) or 'none'}", "lora_name", code="adapter_not_found")
-            self._delete(adapter.internal)
+        self.scheduler.call(lambda: self._unload(name))
+
+    def _unload(self, name: str) -> None:
+        adapter = self.adapters.get(name)
+        if adapter is None:
+            raise ApiError(404, f"The lora adapter '{name}' cannot be found. Loaded adapters: {', '.join(self.adapters) or 'none'}", "lora_name", code="adapter_not_found")
+        self.adapters = {k: v for k, v in self.adapters.items() if k != name}
+        self._retire(adapter.internal)
+
+    def _retire(self, internal: str) -> None:
+        """Drop an adapter's weights now, or once the last request using them has its answer."""
+        if self._pins.get(internal):
+            self._retired.add(internal)
+        else:
+            self._delete(internal)
 
     def _delete(self, internal: str) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.peft.delete_adapter(internal)
 
-    @contextlib.contextmanager
-    def _weights(self, name: str):
-        """Under the lock: make the model compute with `name`'s weights."""
+    # -- the scheduler's host (called on its thread)
+
+    def acquire(self, name: str) -> str | None:
         if name == self.base_name:
+            key = None
+        else:
+            adapter = self.adapters.get(name)
+            if adapter is None:  # unloaded while this request waited
+                raise self._no_model(name)
+            key = adapter.internal
+        self._pins[key] = self._pins.get(key, 0) + 1
+        return key
+
+    def release(self, key: Hashable) -> None:
+        assert key is None or isinstance(key, str)
+        self._pins[key] -= 1
+        if self._pins[key] == 0:
+            del self._pins[key]
+            if key in self._retired:
+                self._retired.discard(key)
+                self._delete(key)
+
+    @contextlib.contextmanager
+    def weights(self, key: Hashable):
+        """Make the model compute with `key`'s weights (None: the base model, adapters disabled)."""
+        if key is None:
             if self.peft is not None and self.peft.peft_config:
                 self.peft.set_adapter(next(iter(self.peft.peft_config)), inference_mode=True)  # disable_adapter needs a valid active one
                 with self.peft.disable_adapter():
@@ -383,26 +434,25 @@ class Engine:
             else:
                 yield
             return
-        adapter = self.adapters.get(name)
-        if adapter is None:  # unloaded while this request waited
-            raise ApiError(404, f"The model `{name}` does not exist. Served models: {', '.join(self.model_names())}", "model", code="model_not_found")
-        self.peft.set_adapter(adapter.internal, inference_mode=True)
+        self.peft.set_adapter(key, inference_mode=True)
         yield
+
+    def record(self, generations: list[gen.Generation]) -> None:
+        self.stats["requests"] += 1
+        self.stats["completion_tokens"] += sum(len(c.token_ids) for r in generations for c in r.choices)
+        self.stats["seconds"] += sum(r.seconds for r in generations)
 
     # -- generation
 
-    def generate(self, name: str, prompts: list[list[int]], params: list[gen.SamplingParams]) -> list[gen.Generation]:
-        with self.lock, self._weights(name):
-            results = []
-            for ids, p in zip(prompts, params):
-                results.append(gen.generate(self.model, self.tokenizer, ids, p, self.end_ids, should_stop=lambda: self.stopping))
-        self.stats["requests"] += 1
-        self.stats["completion_tokens"] += sum(len(c.token_ids) for r in results for c in r.choices)
-        self.stats["seconds"] += sum(r.seconds for r in results)
-        return results
+    async def generate(self, name: str, prompts: list[list[int]], params: list[gen.SamplingParams]) -> list[gen.Generation]:
+        """One Generation per prompt; prompts of concurrent requests share forward passes."""
+        return await asyncio.wrap_future(self.scheduler.submit(name, prompts, params))
 
     def request_seed(self, seed: int | None) -> int:
         return seed if seed is not None else self.seeds.getrandbits(63)
+
+    def close(self) -> None:
+        self.scheduler.close()
 
 
 # ------------------------------------------------------------------------------------ request → params
@@ -526,7 +576,7 @@ def create_app(engine: Engine) -> FastAPI:
         max_tokens = req.max_completion_tokens if req.max_completion_tokens is not None else req.max_tokens
         seed = engine.request_seed(req.seed)
         params = _params(engine, req, len(ids), max_tokens, None, (req.top_logprobs or 0) if req.logprobs else None, None, seed, "messages")
-        (result,) = await asyncio.to_thread(engine.generate, name, [ids], [params])
+        (result,) = await engine.generate(name, [ids], [params])
         as_ids = bool(req.return_tokens_as_token_ids)
         choices = []
         for i, c in enumerate(result.choices):
@@ -558,7 +608,7 @@ def create_app(engine: Engine) -> FastAPI:
             # Prompt 0 samples with the request seed (as a single prompt would); prompt p > 0 with one derived from (seed, p*n).
             base = _params(engine, req, len(ids), req.max_tokens, 16, req.logprobs, req.logprobs if (echo and req.logprobs is not None) else None, seed, "prompt")
             params.append(base if p == 0 else _shift_seed(base, seed, p * n))
-        results = await asyncio.to_thread(engine.generate, name, prompts, params)
+        results = await engine.generate(name, prompts, params)
         choices = []
         for p, result in enumerate(results):
             prompt_text = engine.tokenizer.decode(result.prompt_ids, skip_special_tokens=False) if echo else ""
@@ -736,5 +786,6 @@ def run(config: Config) -> None:
         server.run(sockets=[sock])
     finally:
         sock.close()
+        engine.close()
     stats = engine.stats
     emit("done", requests=stats["requests"], completion_tokens=stats["completion_tokens"], generation_seconds=round(stats["seconds"], 3))

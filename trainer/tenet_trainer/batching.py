@@ -1,0 +1,253 @@
+"""The scheduler of `serve`: one thread makes every model call, so concurrent requests share forward passes.
+
+Requests wait in a queue, one entry per prompt. Between two decode steps the scheduler admits waiting
+prompts (each prefilled on its own, then joining a `generation.Batch`) while the batch has room
+(`max_num_seqs` rows), runs one step of every batch, and answers the requests whose prompts have all
+finished: continuous batching, sequences join and leave between steps. Requests for different weights
+(the base model, each LoRA adapter) are kept in separate batches, one per set of weights, and never
+share a forward pass. Work that changes the weights (loading an adapter) runs on the same thread
+between two steps (`call`), so no step ever sees half-loaded weights.
+
+A request pins its weights (`Host.acquire`) from admission to its answer: an adapter replaced or
+unloaded meanwhile stays loaded until no request uses it, so a request sees one adapter throughout.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Hashable
+from concurrent.futures import Future
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, TypeVar
+
+from tenet_trainer import generation as gen
+
+log = logging.getLogger("tenet.serve")
+
+T = TypeVar("T")
+
+
+class Host(Protocol):
+    """What the scheduler needs from the server's engine."""
+
+    model: Any
+    tokenizer: Any
+    end_ids: set[int]
+    stopping: bool
+
+    def acquire(self, name: str) -> Hashable:
+        """The weights key of model `name`, pinned until `release` (raises for an unknown name)."""
+        ...
+
+    def release(self, key: Hashable) -> None: ...
+
+    def weights(self, key: Hashable) -> AbstractContextManager[None]:
+        """Make the model compute with `key`'s weights."""
+        ...
+
+    def record(self, generations: list[gen.Generation]) -> None:
+        """A request has been answered (statistics)."""
+        ...
+
+
+@dataclass(eq=False)
+class _Request:
+    name: str
+    prompts: list[list[int]]
+    params: list[gen.SamplingParams]
+    future: Future[list[gen.Generation]]
+    jobs: list[gen.Job | None] = field(default_factory=list)
+    key: Hashable = None
+    pinned: bool = False
+
+    def __post_init__(self) -> None:
+        self.jobs = [None] * len(self.prompts)
+
+
+@dataclass(eq=False)
+class _Item:
+    """One prompt of a request, waiting to be admitted."""
+
+    request: _Request
+    index: int
+
+    @property
+    def rows(self) -> int:
+        return self.request.params[self.index].n
+
+
+class Scheduler:
+    def __init__(self, host: Host, max_num_seqs: int):
+        self.host = host
+        self.max_num_seqs = max_num_seqs
+        self._cond = threading.Condition()
+        self._pending: deque[_Item] = deque()
+        self._calls: list[tuple[Callable[[], Any], Future[Any]]] = []
+        self._closed = False
+        self._batches: dict[Hashable, gen.Batch] = {}
+        self._thread = threading.Thread(target=self._run, name="tenet-scheduler", daemon=True)
+        self._thread.start()
+
+    # -- from other threads
+
+    def submit(self, name: str, prompts: list[list[int]], params: list[gen.SamplingParams]) -> Future[list[gen.Generation]]:
+        """Generate for every prompt with model `name`; the future holds one Generation per prompt."""
+        request = _Request(name, prompts, params, Future())
+        with self._cond:
+            self._pending.extend(_Item(request, i) for i in range(len(prompts)))
+            self._cond.notify()
+        return request.future
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run `fn` on the scheduler's thread between two steps and return its result (or raise its error)."""
+        future: Future[T] = Future()
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the scheduler is closed")
+            self._calls.append((fn, future))
+            self._cond.notify()
+        return future.result()
+
+    def close(self, timeout: float = 30) -> None:
+        """End every request still running ("abort") and stop the thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        self._thread.join(timeout)
+
+    # -- the scheduler's thread
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not (self._pending or self._calls or self._batches or self._closed):
+                    self._cond.wait()
+                calls, self._calls = self._calls, []
+                closed = self._closed
+            for fn, future in calls:
+                _settle(future, fn)
+            if closed or self.host.stopping:
+                self._abort_all()
+                if closed:
+                    return
+                continue
+            try:
+                self._admit()
+                self._step()
+            except Exception as err:  # noqa: BLE001 - a bug here must not leave requests hanging forever
+                log.exception("scheduler step failed")
+                self._fail_all(err)
+
+    def _active_rows(self) -> int:
+        return sum(len(batch.rows) for batch in self._batches.values())
+
+    def _admit(self) -> None:
+        active = self._active_rows()
+        while True:
+            with self._cond:
+                if not self._pending:
+                    return
+                item = self._pending[0]
+                if active and active + item.rows > self.max_num_seqs:
+                    return
+                self._pending.popleft()
+            request = item.request
+            if request.future.done():  # failed already (an earlier prompt of it)
+                continue
+            if not request.pinned:
+                try:
+                    request.key = self.host.acquire(request.name)
+                except Exception as err:  # noqa: BLE001 - e.g. the adapter was unloaded while it waited
+                    request.future.set_exception(err)
+                    continue
+                request.pinned = True
+            batch = self._batches.get(request.key)
+            if batch is None:
+                batch = self._batches[request.key] = gen.Batch(self.host.model, self.host.tokenizer, self.host.end_ids, lambda: self.host.stopping)
+            if not batch.can_join:  # a model whose cache cannot be joined: one prompt at a time
+                with self._cond:
+                    self._pending.appendleft(item)
+                return
+            try:
+                with self.host.weights(request.key):
+                    job = batch.add(request.prompts[item.index], request.params[item.index])
+            except Exception as err:  # noqa: BLE001 - this request's failure only
+                log.exception("prefill failed")
+                self._fail(request, err)
+                continue
+            job.owner = request
+            request.jobs[item.index] = job
+            active += item.rows
+            if job.done:
+                self._job_done(job)
+
+    def _step(self) -> None:
+        for key, batch in list(self._batches.items()):
+            if batch.rows:
+                try:
+                    with self.host.weights(key):
+                        done = batch.step()
+                except Exception as err:  # noqa: BLE001 - fails the requests of this batch only
+                    log.exception("decode step failed")
+                    for request in {id(row.job.owner): row.job.owner for row in batch.rows}.values():
+                        self._fail(request, err)
+                    done = []
+                    batch.abort()
+                for job in done:
+                    self._job_done(job)
+            if not batch.rows:
+                del self._batches[key]
+
+    def _job_done(self, job: gen.Job) -> None:
+        request: _Request = job.owner
+        if request.future.done() or not all(j is not None and j.done for j in request.jobs):
+            return
+        generations = [j.generation for j in request.jobs if j is not None]
+        self._unpin(request)
+        self.host.record(generations)
+        request.future.set_result(generations)
+
+    def _fail(self, request: _Request, err: BaseException) -> None:
+        self._unpin(request)
+        if not request.future.done():
+            request.future.set_exception(err)
+
+    def _unpin(self, request: _Request) -> None:
+        if request.pinned:
+            request.pinned = False
+            self.host.release(request.key)
+
+    def _abort_all(self) -> None:
+        """Shutting down: running rows end now, waiting prompts end without a token ("abort")."""
+        for batch in list(self._batches.values()):
+            for job in batch.abort():
+                self._job_done(job)
+        self._batches.clear()
+        with self._cond:
+            items, self._pending = list(self._pending), deque()
+        for item in items:
+            request = item.request
+            job = gen.Job(request.prompts[item.index], request.params[item.index], set())
+            job.owner = request
+            job.end_empty("abort")
+            request.jobs[item.index] = job
+            self._job_done(job)
+
+    def _fail_all(self, err: BaseException) -> None:
+        requests = {id(row.job.owner): row.job.owner for batch in self._batches.values() for row in batch.rows}
+        self._batches.clear()
+        with self._cond:
+            requests.update({id(item.request): item.request for item in self._pending})
+            self._pending.clear()
+        for request in requests.values():
+            self._fail(request, err)
+
+
+def _settle(future: Future[Any], fn: Callable[[], Any]) -> None:
+    try:
+        future.set_result(fn())
+    except BaseException as err:  # noqa: BLE001 - handed to the caller
+        future.set_exception(err)
