@@ -4,6 +4,7 @@ import { createGpuActivities } from './gpu.js';
 import { ModelEndpoints } from './llm.js';
 import { createLoopActivities } from './loop.js';
 import { createPipelineActivities } from './pipeline.js';
+import { createRaterEvalActivities } from './rater-eval.js';
 import { RunContexts } from './run-context.js';
 import { createRunActivities } from './runs.js';
 import { RewardScorers } from './scorers.js';
@@ -18,6 +19,7 @@ export function createCpuActivities(deps: { db: Database; llm?: ModelEndpoints }
     ...createSmokeActivities(deps.db),
     ...createPipelineActivities({ db: deps.db, llm, contexts, scorers }),
     ...createLoopActivities({ db: deps.db, llm, contexts, scorers }),
+    ...createRaterEvalActivities({ db: deps.db, llm, contexts }),
   };
 }
 

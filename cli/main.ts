@@ -6,6 +6,7 @@ import { constitutionCommand } from './commands/constitution.js';
 import { demoCommand } from './commands/demo.js';
 import { exportCommand } from './commands/export.js';
 import { modelsCommand, scoreCommand } from './commands/models.js';
+import { raterCommand } from './commands/rater.js';
 import { runCommand, runsCommand } from './commands/run.js';
 import { devCommand, migrateCommand, statusCommand, workerCommand } from './commands/stack.js';
 import { exitCodes, handleError } from './errors.js';
@@ -31,6 +32,7 @@ Environment: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, DATABASE_URL point at your ow
   .addCommand(runCommand)
   .addCommand(runsCommand)
   .addCommand(auditCommand)
+  .addCommand(raterCommand)
   .addCommand(exportCommand)
   .addCommand(modelsCommand)
   .addCommand(scoreCommand)

@@ -8,7 +8,7 @@ import { parseTasksJsonl } from '../core/verifiers/tasks.js';
 import { taskMetadata } from '../activities/verifiers/dispatch.js';
 import { UserError } from './errors.js';
 
-function readText(file: string, what: string): string {
+export function readText(file: string, what: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (error) {

@@ -1,0 +1,97 @@
+// `tenet rater eval`: a rater configuration (the run config's rater endpoint and label settings)
+// measured on a gold set. The gold file is checked before anything is written or called; the pairs
+// then go through the label stage as a `rater-eval` run, and the metrics are stored and printed.
+import { WorkflowExecutionAlreadyStartedError, WorkflowFailedError, type Client } from '@temporalio/client';
+import { Command } from 'commander';
+import path from 'node:path';
+import { z } from 'zod';
+import type { Constitution } from '../../core/constitution/schema.js';
+import { rootCauseMessage } from '../../core/failure.js';
+import { taskQueues } from '../../core/queues.js';
+import { parseGoldJsonl, type GoldPair } from '../../core/rater/gold.js';
+import type { RunConfig } from '../../core/run-config.js';
+import { storeConstitution } from '../../db/constitutions.js';
+import { findRaterEvaluation, setUpRaterEvaluation } from '../../db/rater-evaluations.js';
+import type { raterEvaluation } from '../../workflows/rater-eval.js';
+import { requireConstitution } from '../constitution-file.js';
+import { closeAll, openDatabase, openTemporal } from '../context.js';
+import { UserError } from '../errors.js';
+import { parseOptions, printJson } from '../options.js';
+import { followRun } from '../progress.js';
+import { readRunConfig, readText } from '../run-files.js';
+import { localEndpoints } from './run.js';
+import { evaluationView, printEvaluation } from './rater-report.js';
+
+const evalOptions = z.object({
+  gold: z.string().min(1),
+  config: z.string().min(1).optional(),
+  constitution: z.string().min(1),
+  json: z.boolean().default(false),
+});
+
+/** The gold pairs of `file`, every principle they name checked against the constitution; or every bad line. */
+export function readGold(file: string, constitution: Constitution): { name: string; hash: string; pairs: GoldPair[] } {
+  const comparable = constitution.principles.filter((p) => (p.comparisons ?? []).length > 0).map((p) => p.id);
+  if (comparable.length === 0) throw new UserError(`constitution ${constitution.name} has no comparison questions: a rater cannot be evaluated with it`);
+  const result = parseGoldJsonl(readText(file, 'gold set'), file, { constitution: constitution.name, comparable, all: constitution.principles.map((p) => p.id) });
+  if (!result.ok) {
+    const shown = result.problems.slice(0, 50).join('\n');
+    throw new UserError(`${file} has bad lines; nothing was written or called:\n${shown}${result.problems.length > 50 ? `\n… and ${result.problems.length - 50} more` : ''}`);
+  }
+  return { name: path.basename(file), hash: result.hash, pairs: result.pairs };
+}
+
+/** Comparisons the evaluation asks: both orders of each pair, under its own principle or the drawn ensemble. */
+function plannedComparisons(pairs: readonly GoldPair[], config: RunConfig, constitution: Constitution): number {
+  const comparable = constitution.principles.filter((p) => (p.comparisons ?? []).length > 0).length;
+  const drawn = Math.min(config.label.ensemble ?? constitution.defaults.principles_per_comparison, comparable);
+  return pairs.reduce((sum, p) => sum + 2 * (p.principle ? 1 : drawn), 0);
+}
+
+async function runEvaluation(client: Client, workflowId: string, args: Parameters<typeof raterEvaluation>[0]) {
+  try {
+    await client.workflow.start<typeof raterEvaluation>('raterEvaluation', { taskQueue: taskQueues.cpu, workflowId, args: [args] });
+  } catch (error) {
+    // The same evaluation is under way (another terminal, or an earlier call cut short): follow it.
+    if (!(error instanceof WorkflowExecutionAlreadyStartedError)) throw error;
+  }
+  const handle = client.workflow.getHandle<typeof raterEvaluation>(workflowId);
+  try {
+    return await followRun(handle, () => handle.result());
+  } catch (error) {
+    if (error instanceof WorkflowFailedError) throw new UserError(`the evaluation failed (run it again once this is fixed; answers so far are kept): ${rootCauseMessage(error)}`);
+    throw error;
+  }
+}
+
+export const raterEvalCommand = new Command('eval')
+  .description("measure a rater on a gold set: accuracy per order and combined, position bias, order agreement, ties, abstentions, calibration, tokens; per principle and category")
+  .requiredOption('--gold <file>', 'gold set JSONL: {"id", "category", "principle"?, "prompt" | "messages", "chosen", "rejected"} per line')
+  .option('--config <file>', "run config YAML: the rater is endpoints.rater with the label: settings; default: a local endpoint on 127.0.0.1:8000")
+  .option('--constitution <file>', 'constitution YAML (principles and comparison template)', 'constitutions/default.yaml')
+  .option('--json', 'print the evaluation as JSON')
+  .action(async (raw: unknown) => {
+    const options = parseOptions(evalOptions, raw);
+    const constitution = requireConstitution(options.constitution);
+    const config = readRunConfig(options.config, localEndpoints);
+    const gold = readGold(options.gold, constitution.constitution);
+    const db = await openDatabase();
+    const client = await openTemporal();
+    try {
+      const stored = await storeConstitution(db, { constitution: constitution.constitution, source: constitution.source, sourcePath: options.constitution });
+      const setup = await setUpRaterEvaluation(db, { gold, constitution: stored, config });
+      if (setup.done) {
+        if (!options.json) console.log(`this rater, gold set and constitution were evaluated before (evaluation ${setup.evaluationId}); stored figures:`);
+      } else {
+        if (!options.json) console.log(`rater evaluation ${setup.evaluationId} started: run ${setup.runId}, workflow ${setup.workflowId}, ${gold.pairs.length} pairs`);
+        const scale = config.scale;
+        const comparisons = plannedComparisons(gold.pairs, config, constitution.constitution);
+        await runEvaluation(client, setup.workflowId, { runId: setup.runId, pairs: gold.pairs.length, comparisons, batchSize: scale.batch_size, maxBatchesInFlight: scale.max_batches_in_flight });
+      }
+      const view = evaluationView((await findRaterEvaluation(db, setup.evaluationId))!, 'completed');
+      if (options.json) printJson(view);
+      else printEvaluation(view);
+    } finally {
+      await closeAll(client);
+    }
+  });

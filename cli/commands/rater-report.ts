@@ -1,0 +1,75 @@
+// How `tenet rater eval|show|agreement` print metrics (core/rater/evaluation.ts): one line per
+// group (overall, each principle, each category), or the JSON as stored.
+import type { RaterEvaluation, RaterMetrics } from '../../core/rater/evaluation.js';
+import type { RaterEvaluationRow } from '../../db/rater-evaluations.js';
+
+const fixed = (value: number | null, digits = 2) => (value === null ? '-' : value.toFixed(digits));
+const signed = (value: number | null) => (value === null ? '-' : `${value >= 0 ? '+' : ''}${value.toFixed(2)}`);
+
+const header = `${'group'.padEnd(36)} ${'pairs'.padStart(5)}  acc-AB  acc-BA  acc-both  ties  p-bias  agree  abstain    ECE  Brier  tokens in/out`;
+
+function metricsLine(name: string, m: RaterMetrics): string {
+  return [
+    name.slice(0, 36).padEnd(36),
+    String(m.pairs).padStart(5),
+    ' ',
+    fixed(m.accuracy.ab.accuracy).padStart(6),
+    fixed(m.accuracy.ba.accuracy).padStart(7),
+    fixed(m.accuracy.combined.accuracy).padStart(9),
+    fixed(m.tie_rate).padStart(5),
+    signed(m.position_bias).padStart(7),
+    fixed(m.order_agreement).padStart(6),
+    fixed(m.abstain_rate).padStart(8),
+    fixed(m.ece, 3).padStart(6),
+    fixed(m.brier, 3).padStart(6),
+    ` ${m.tokens.prompt}/${m.tokens.completion}`,
+  ].join(' ');
+}
+
+export function printMetricsTable(e: RaterEvaluation): void {
+  console.log(header);
+  console.log(metricsLine('overall', e.overall));
+  for (const [name, m] of Object.entries(e.principles)) console.log(metricsLine(`principle ${name}`, m));
+  for (const [name, m] of Object.entries(e.categories)) console.log(metricsLine(`category ${name}`, m));
+}
+
+export interface EvaluationView {
+  id: number;
+  run_id: number;
+  status: string;
+  gold: { name: string; hash: string; pairs: number };
+  constitution_hash: string;
+  rater: unknown;
+  rater_config_hash: string;
+  metrics: RaterEvaluation | null;
+  created_at: Date;
+  completed_at: Date | null;
+}
+
+export function evaluationView(row: RaterEvaluationRow, status: string): EvaluationView {
+  return {
+    id: row.id,
+    run_id: row.runId,
+    status,
+    gold: { name: row.goldName, hash: row.goldHash, pairs: row.goldPairs },
+    constitution_hash: row.constitutionHash,
+    rater: row.raterConfig,
+    rater_config_hash: row.raterConfigHash,
+    metrics: row.metrics as RaterEvaluation | null,
+    created_at: row.createdAt,
+    completed_at: row.completedAt,
+  };
+}
+
+export function printEvaluation(view: EvaluationView): void {
+  const rater = view.rater as { endpoint: { base_url: string; model: string }; label: { cot: boolean; logprobs: boolean; ensemble?: number } };
+  console.log(`rater evaluation ${view.id} (run ${view.run_id}, ${view.status}): ${rater.endpoint.model} at ${rater.endpoint.base_url}`);
+  console.log(`  gold set ${view.gold.name}: ${view.gold.pairs} pairs, sha256 ${view.gold.hash.slice(0, 12)}; constitution ${view.constitution_hash.slice(0, 12)}`);
+  console.log(`  label settings: ${JSON.stringify(rater.label)}`);
+  if (!view.metrics) return console.log('  no metrics yet: the evaluation has not finished');
+  const o = view.metrics.overall;
+  console.log(
+    `  ${o.comparisons} comparisons, ${o.calls} calls (${o.repaired} repaired, ${o.tokens.cached_calls} from cache); combined ${o.accuracy.combined.correct} right, ${o.accuracy.combined.wrong} wrong, ${o.accuracy.combined.ties} ties`,
+  );
+  printMetricsTable(view.metrics);
+}
