@@ -4,8 +4,10 @@
 // one place model text enters a history). The exported histories then hold neither marker in any
 // byte, every payload is sealed, and decoding the payloads gives both markers back.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { historyFromJSON, historyToJSON } from '@temporalio/common/lib/proto-utils.js';
@@ -20,12 +22,14 @@ import { runConfigSchema } from '../../core/run-config.js';
 import { applyMigrations } from '../../db/migrate.js';
 import { createDatabase, type Database } from '../../db/pool.js';
 import { EncryptionCodec, parseKeyList } from '../../worker/codec.js';
+import { startCodecServer } from '../../worker/codec-server.js';
 import { dataConverterFor } from '../../worker/data-converter.js';
 import { startScriptedEndpoint, type ScriptedEndpoint } from '../../worker/scripted-endpoint.js';
 import { bundleWorkflows } from '../../worker/worker.js';
 import type { pipeline } from '../../workflows/pipeline.js';
 import { createTestDatabase, defaultConstitution, temporalCli, type TestDatabase } from '../helpers.js';
 
+const execFileAsync = promisify(execFile);
 const promptMarker = `PROMPT-MARKER-${randomBytes(4).toString('hex')}`;
 const completionMarker = `COMPLETION-MARKER-${randomBytes(4).toString('hex')}`;
 const keys = parseKeyList(`test-key:${randomBytes(32).toString('base64')}`, 'test');
@@ -126,6 +130,19 @@ describe('payloads encrypted at rest in Temporal', () => {
     assert.ok(joined.includes(promptMarker), 'the prompt marker is in the decoded history');
     assert.ok(joined.includes(completionMarker), 'the completion marker is in the decoded history');
     assert.match(joined, /not a chat completion/, 'it arrived as the failure message, whose attributes are encoded');
+
+    // What the Temporal UI and CLI see through the codec server: every payload opened, the markers readable.
+    const server = await startCodecServer({ host: '127.0.0.1', port: 0, token: undefined, codec, origins: [] });
+    try {
+      const shown = await execFileAsync(temporalCli, ['workflow', 'show', '--address', env.address, '--workflow-id', workflowId, '--output', 'json', '--codec-endpoint', server.url]);
+      const opened = payloadsIn(JSON.parse(shown.stdout));
+      assert.ok(opened.length > 0);
+      assert.equal(opened.filter((p) => encoding(p) === 'binary/encrypted').length, 0);
+      const openedText = opened.map((p) => Buffer.from(p.data ?? '', 'base64').toString('utf8')).join('\n');
+      assert.ok(openedText.includes(promptMarker) && openedText.includes(completionMarker), 'temporal workflow show --codec-endpoint decodes the markers');
+    } finally {
+      await server.close();
+    }
   });
 
   it('histories committed before encryption still replay with the codec on', async () => {
