@@ -23,9 +23,12 @@ rollouts (data.parse_rollout) and runs this command; it writes the next policy's
    from π itself, so it barely restrains the policy; k3, GRPO's choice, is the default.)
 5. --kl-bound: after each PPO epoch the mean KL per completion token (the --kl-estimator's) to
    the reference is measured over all rollouts; above the bound, that epoch's steps are undone and
-   the update stops there (early_stopped). The published policy's measured KL is therefore within
-   the bound whenever the starting policy's was. After a resume mid-epoch, "undone" goes back to
-   the resume point.
+   the update stops there (early_stopped). A chained adapter can start above the bound on fresh
+   rollouts (the KL is measured on this update's samples, not the last one's): then an epoch is
+   undone only when it ends above both the bound and the KL it started from, so such an update
+   may pull the policy back but never pushes it further out. The published policy's measured KL
+   is therefore at most max(bound, the starting policy's). After a resume mid-epoch, "undone" goes
+   back to the resume point.
 
 Metrics: mean reward (and its components), mean KL (k1, k3) before and after, mean completion
 length, clip fraction (share of tokens whose clipped term was active), early_stopped, steps.
@@ -105,6 +108,8 @@ class Progress:
     clip_fractions: list[float] = field(default_factory=list)
     kl_now: dict[str, float] | None = None
     """The measured KL of the current weights, when known."""
+    kl_kept: dict[str, float] = field(default_factory=dict)
+    """The measured KL where the current epoch started (the last kept epoch's end, or the start)."""
     saved: dict[str, torch.Tensor] | None = None
     """Trainable weights at the last kept epoch's end (at first: where this process started training)."""
     saved_step: int | None = None
@@ -205,7 +210,7 @@ def run(config: Config) -> dict[str, Any]:
     def snapshot() -> dict[str, torch.Tensor]:
         return {name: p.detach().to("cpu", copy=True) for name, p in params.items()}
 
-    progress = Progress(kl_now=kl_before)
+    progress = Progress(kl_now=kl_before, kl_kept=kl_before)
 
     def measure() -> dict[str, float]:
         return mean_kl(lp.precompute(model, sequences, pad_id, device, config.batch_size, "kl"), ref)
@@ -241,13 +246,14 @@ def run(config: Config) -> dict[str, Any]:
         if config.kl_bound is not None:
             kl = measure()
             emit("eval", step=done, metrics={"epoch": epoch, **kl, "kl_bound": config.kl_bound})
-            if kl["kl_" + config.kl_estimator] > config.kl_bound:
+            estimator = "kl_" + config.kl_estimator
+            if kl[estimator] > max(config.kl_bound, progress.kl_kept[estimator]):
                 with torch.no_grad():
                     for name, tensor in (progress.saved or {}).items():
                         params[name].copy_(tensor.to(params[name].device, params[name].dtype))
                 progress.early_stopped, progress.stopped_at_epoch, progress.steps_kept = True, epoch, progress.saved_step
                 return True
-            progress.saved, progress.saved_step, progress.kl_now = snapshot(), done, kl
+            progress.saved, progress.saved_step, progress.kl_now, progress.kl_kept = snapshot(), done, kl, kl
         progress.epochs_done = min(epoch, config.ppo_epochs)
         return False
 

@@ -153,45 +153,72 @@ def token_k3(model: Path, adapter: Path, tokenizer, rows: list[dict], max_length
     return sum(values) / len(values)
 
 
-def test_online_updates_raise_a_verifiable_reward_within_the_kl_bound(tiny_model: Path, tmp_path: Path):
+KL_BOUND = 0.5
+
+
+def online_loop(tiny_model: Path, tmp_path: Path, seed: int = 0, updates: int = 16) -> dict:
+    """`updates` chained online updates on the vowel reward, each checked as it lands; returns the
+    mean reward of 256 samples (64 per prompt) before and after, and each update's metrics."""
     sample = Sampler(tiny_model)
-    kl_bound = 0.5
-    before = sample(None, per_prompt=32, seed=1234)
+    before = sample(None, per_prompt=64, seed=1234 + seed)
     adapter: Path | None = None
     history = []
-    for iteration in range(10):
-        rows = sample(adapter, per_prompt=8, seed=iteration)
-        rollouts = tmp_path / f"rollouts-{iteration}.jsonl"
+    for iteration in range(updates):
+        rows = sample(adapter, per_prompt=8, seed=1000 * seed + iteration)
+        rollouts = tmp_path / f"rollouts-{seed}-{iteration}.jsonl"
         rollouts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        output = tmp_path / f"update-{seed}-{iteration}"
         config = rl.Config(
-            model=str(tiny_model), data=str(rollouts), output=str(tmp_path / f"update-{iteration}"), adapter=str(adapter) if adapter else None,
-            lr=5e-3, batch_size=8, ppo_epochs=2, lora_r=8, lora_target_modules=LORA_TARGETS, kl_coef=0.05, kl_bound=kl_bound,
-            max_length=128, seed=iteration, log_every=100,
+            model=str(tiny_model), data=str(rollouts), output=str(output), adapter=str(adapter) if adapter else None,
+            lr=5e-3, batch_size=8, ppo_epochs=2, lora_r=8, lora_target_modules=LORA_TARGETS, kl_coef=0.05, kl_bound=KL_BOUND,
+            max_length=128, seed=1000 * seed + iteration, log_every=100,
         )  # fmt: skip
         config.validate()
         metrics, events = run_rl(config)
-        # Every KL measured after an epoch is within the bound, unless that epoch was undone and the update stopped.
+        # An epoch is kept when it ends within the bound, or no further out than it started (a chained
+        # adapter can start above the bound on fresh samples); the first epoch that breaks this is
+        # undone and the update stops there.
         measured = [e["metrics"]["kl_k3"] for e in events if e["event"] == "eval" and "kl_bound" in e["metrics"]]
-        assert measured and all(kl <= kl_bound for kl in measured[:-1])
-        assert (measured[-1] > kl_bound) == metrics["early_stopped"]
-        assert metrics["kl_k3"] <= kl_bound
+        assert measured
+        kept = metrics["kl_k3_before"]
+        for i, kl in enumerate(measured):
+            broke = kl > max(KL_BOUND, kept)
+            assert broke == (metrics["early_stopped"] and i == len(measured) - 1), (iteration, measured, kept)
+            kept = kept if broke else kl
+        assert metrics["kl_k3"] == pytest.approx(kept, abs=1e-6)
+        assert metrics["kl_k3"] <= max(KL_BOUND, metrics["kl_k3_before"]) + 1e-9
         assert metrics["reward_mean"] == pytest.approx(sum(r["reward"] for r in rows) / len(rows))
         assert metrics["reward_mean/vowels"] == pytest.approx(metrics["reward_mean"])
         history.append(metrics)
-        adapter = tmp_path / f"update-{iteration}" / "model"
+        adapter = output / "model"
+    after = sample(adapter, per_prompt=64, seed=1234 + seed)
+    return {
+        "before": sum(r["reward"] for r in before) / len(before),
+        "after": sum(r["reward"] for r in after) / len(after),
+        "history": history,
+        "adapter": adapter,
+        "rows": rows,
+        "tokenizer": sample.tokenizer,
+    }
 
+
+def test_online_updates_raise_a_verifiable_reward_within_the_kl_bound(tiny_model: Path, tmp_path: Path):
+    run = online_loop(tiny_model, tmp_path)
+    history = run["history"]
+    print(f"mean reward {run['before']:.3f} -> {run['after']:.3f}; per update: " + ", ".join(f"r={m['reward_mean']:.3f} kl_k3={m['kl_k3']:.3f}{' (stopped)' if m['early_stopped'] else ''}" for m in history))
     # The KL the trainer reports for the published adapter is the one plain forward passes give.
-    assert token_k3(tiny_model, adapter, sample.tokenizer, rows, 128) == pytest.approx(history[-1]["kl_k3"], abs=1e-4)
-    after = sample(adapter, per_prompt=32, seed=1234)
-    mean_before = sum(r["reward"] for r in before) / len(before)
-    mean_after = sum(r["reward"] for r in after) / len(after)
-    print(f"mean reward {mean_before:.3f} -> {mean_after:.3f}; per update: " + ", ".join(f"r={m['reward_mean']:.3f} kl_k3={m['kl_k3']:.3f} kl_k1={m['kl_k1']:.3f}{' (stopped)' if m['early_stopped'] else ''}" for m in history))
-    assert mean_after > mean_before + 0.08
-    assert sum(m["reward_mean"] for m in history[-3:]) > sum(m["reward_mean"] for m in history[:3])
+    assert token_k3(tiny_model, run["adapter"], run["tokenizer"], run["rows"], 128) == pytest.approx(history[-1]["kl_k3"], abs=1e-4)
+    # The trajectory turns on float rounding, which differs between CPUs (and kernel paths): another
+    # CPU is in effect another seed. SEED SPREAD, measured with trainer/tests/rl_seed_spread.py over
+    # seeds 0-7 under ATEN_CPU_CAPABILITY=default, avx2 and avx512 (24 trajectories, one AMD EPYC):
+    #   gain (after - before)  mean 0.132, sd 0.019, min 0.093 (per path: 0.132 / 0.122 / 0.143);
+    #   final kl_k3            min 0.40.
+    # The gain threshold, 0.04, sits 4.8 sd under that mean, so a CPU whose rounding sends the run
+    # down another trajectory still passes, while a trainer that stops learning fails: with no
+    # learning the gain is 0 ± 0.008 (one standard error of the difference of two 256-sample means
+    # of a reward whose per-sample sd is 0.092 at the base), five of which stay under 0.04.
+    assert run["after"] - run["before"] > 0.04
     assert history[-1]["kl_k3"] > 0.05  # the policy did move away from the base
-    # Whether the bound binds somewhere along this trajectory depends on float rounding (it differs
-    # between CPUs); every update above stayed within it, and test_kl_bound_stops_early_and_undoes_the_epoch
-    # makes it bind on purpose.
 
 
 # ---- the command ---------------------------------------------------------------------------------
