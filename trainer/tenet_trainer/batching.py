@@ -88,6 +88,10 @@ class Scheduler:
         self._calls: list[tuple[Callable[[], Any], Future[Any]]] = []
         self._closed = False
         self._batches: dict[Hashable, gen.Batch] = {}
+        self.steps = 0
+        """Decode steps run (one forward pass each)."""
+        self.max_rows = 0
+        """The most rows one decode step carried."""
         self._thread = threading.Thread(target=self._run, name="tenet-scheduler", daemon=True)
         self._thread.start()
 
@@ -187,6 +191,8 @@ class Scheduler:
     def _step(self) -> None:
         for key, batch in list(self._batches.items()):
             if batch.rows:
+                self.steps += 1
+                self.max_rows = max(self.max_rows, len(batch.rows))
                 try:
                     with self.host.weights(key):
                         done = batch.step()

@@ -23,7 +23,8 @@ Extensions beyond OpenAI (as in vLLM): `top_k`, `stop_token_ids`, `ignore_eos`,
 /v1/completions to score a prompt; each choice has a `stop_reason`.
 
 Progress lines on stdout: `ready` (once listening: url, port, models), `adapter` (loaded / unloaded),
-`done` on shutdown. SIGTERM / SIGINT shut down cleanly, exit 0.
+`done` on shutdown (requests, tokens, decode steps, the most sequences one step carried). SIGTERM /
+SIGINT shut down cleanly, exit 0.
 """
 
 from __future__ import annotations
@@ -788,4 +789,4 @@ def run(config: Config) -> None:
         sock.close()
         engine.close()
     stats = engine.stats
-    emit("done", requests=stats["requests"], completion_tokens=stats["completion_tokens"], generation_seconds=round(stats["seconds"], 3))
+    emit("done", requests=stats["requests"], completion_tokens=stats["completion_tokens"], generation_seconds=round(stats["seconds"], 3), decode_steps=engine.scheduler.steps, max_batch_rows=engine.scheduler.max_rows)

@@ -1,0 +1,228 @@
+"""Batched generation (`generation.Batch`, and `serve`'s scheduler over real HTTP): a request's tokens
+and logprobs are the ones it gets alone, whatever shares its forward passes.
+
+Rows join a running batch (prompts of other lengths, so the cache is left-padded) and leave it at
+different steps; each keeps its own temperature / top-p / top-k / seed / logprobs. Greedy tokens must
+match the single-request run exactly and logprobs within 1e-4 (batched kernels round differently,
+~1e-6 in fp32; the tiny model's top logits are far more than that apart). Seeded sampling reproduces.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from test_serve import Reference, Server, make_adapter, token_ids
+
+from tenet_trainer import generation as gen
+
+TOL = 1e-4
+
+PROMPTS = {
+    "short": "Hi",
+    "long": "Please explain step by step why water is wet and fire is hot, then write a short poem about tea and the river.",
+    "mid": "Count to ten, please.",
+    "other": "Which is better, A or B?",
+}
+
+
+@pytest.fixture(scope="module")
+def lm(tiny_model: Path):
+    from tenet_trainer.models import load_causal_lm, load_tokenizer
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as serve runs in tests (two threads spin against each other on a busy 2-core machine)
+    tokenizer = load_tokenizer(str(tiny_model))
+    model = load_causal_lm(str(tiny_model), torch.device("cpu"), torch.float32).eval()
+    yield model, tokenizer, gen.end_token_ids(tokenizer, model)
+    torch.set_num_threads(threads)
+
+
+def encode(tokenizer: Any, text: str) -> list[int]:
+    return tokenizer(text, add_special_tokens=True)["input_ids"]
+
+
+def assert_same_generation(batched: gen.Generation, alone: gen.Generation) -> None:
+    assert len(batched.choices) == len(alone.choices)
+    for b, a in zip(batched.choices, alone.choices):
+        assert b.token_ids == a.token_ids
+        assert (b.text, b.finish_reason, b.stop_reason) == (a.text, a.finish_reason, a.stop_reason)
+        assert (b.logprobs is None) == (a.logprobs is None)
+        for x, y in zip(b.logprobs or [], a.logprobs or []):
+            assert x.token_id == y.token_id and abs(x.logprob - y.logprob) <= TOL, (x, y)
+            assert len(x.top) == len(y.top)
+            assert all(abs(vx - vy) <= TOL for (_, vx), (_, vy) in zip(x.top, y.top))
+            theirs = dict(y.top)
+            assert all(abs(v - theirs[t]) <= TOL for t, v in x.top if t in theirs)
+    if alone.prompt_logprobs is not None:
+        assert batched.prompt_logprobs is not None
+        for x, y in zip(batched.prompt_logprobs, alone.prompt_logprobs):
+            assert (x is None) == (y is None)
+            if x is not None and y is not None:
+                assert x.token_id == y.token_id and abs(x.logprob - y.logprob) <= TOL
+
+
+def test_rows_that_join_and_leave_a_batch_get_what_they_get_alone(lm):
+    model, tokenizer, ends = lm
+    short, long, mid, other = (encode(tokenizer, PROMPTS[k]) for k in ("short", "long", "mid", "other"))
+    assert len(short) < len(mid) < len(long)
+    free = gen.generate(model, tokenizer, other, gen.SamplingParams(max_tokens=24, temperature=1.0, seed=31, ignore_eos=True), ends)
+    text = free.choices[0].text
+    stop = next(text[i : i + 2] for i in range(2, len(text) - 1) if text[i : i + 2].isascii() and text[i : i + 2].isprintable())
+    work = [
+        (short, gen.SamplingParams(max_tokens=14, temperature=0, logprobs=3, ignore_eos=True)),
+        (long, gen.SamplingParams(max_tokens=20, temperature=1.0, top_p=0.9, seed=5, logprobs=2, ignore_eos=True)),
+        (mid, gen.SamplingParams(max_tokens=6, temperature=0.7, top_k=8, seed=9, n=3, logprobs=0, ignore_eos=True)),
+        (other, gen.SamplingParams(max_tokens=24, temperature=1.0, seed=31, stop=(stop,), ignore_eos=True)),
+        (long, gen.SamplingParams(max_tokens=0, prompt_logprobs=2)),  # scoring a prompt (echo)
+        (mid, gen.SamplingParams(max_tokens=1, temperature=0, logprobs=2)),  # a rater's one-token verdict
+        (short, gen.SamplingParams(max_tokens=9, temperature=1.5, seed=77, logprobs=1, ignore_eos=False)),
+    ]
+    alone = [gen.generate(model, tokenizer, ids, p, ends) for ids, p in work]
+    assert alone[3].choices[0].finish_reason == "stop" and alone[3].choices[0].stop_reason == stop
+
+    batch = gen.Batch(model, tokenizer, ends)
+    seen = {"rows": 0, "padded": False}
+
+    def step() -> None:
+        if len(batch.rows) > 1:
+            seen["padded"] |= bool((batch.mask == 0).any())
+        seen["rows"] = max(seen["rows"], len(batch.rows))
+        batch.step()
+
+    jobs = [batch.add(*work[0])]
+    step()
+    step()
+    jobs.append(batch.add(*work[1]))  # longer than the batch: the running row is padded on the left
+    step()
+    jobs += [batch.add(*w) for w in work[2:4]]  # shorter: they are padded
+    for _ in range(4):
+        step()
+    jobs += [batch.add(*w) for w in work[4:]]
+    assert jobs[4].done  # max_tokens 0: answered by the prefill alone
+    while not all(j.done for j in jobs):
+        step()
+    assert not batch.rows and seen["padded"] and seen["rows"] >= 6
+    for j, a in zip(jobs, alone):
+        assert_same_generation(j.generation, a)
+
+
+def test_seeded_sampling_reproduces_in_any_company(lm):
+    model, tokenizer, ends = lm
+    prompt = encode(tokenizer, PROMPTS["mid"])
+    params = gen.SamplingParams(max_tokens=16, temperature=1.0, seed=1234, logprobs=1, ignore_eos=True)
+    alone = gen.generate(model, tokenizer, prompt, params, ends)
+    batch = gen.Batch(model, tokenizer, ends)
+    crowd = [batch.add(encode(tokenizer, PROMPTS[k]), gen.SamplingParams(max_tokens=10 + i, temperature=1.0, seed=i, ignore_eos=True)) for i, k in enumerate(("long", "short", "other"))]
+    twins = [batch.add(prompt, params), batch.add(prompt, params)]  # the same seed twice in one batch
+    others = [batch.add(prompt, gen.SamplingParams(**{**params.__dict__, "seed": s})) for s in (1, 2, 3)]
+    while not all(j.done for j in crowd + twins + others):
+        batch.step()
+    for twin in twins:
+        assert_same_generation(twin.generation, alone)
+    assert any(o.generation.choices[0].token_ids != alone.choices[0].token_ids for o in others)
+
+
+# ------------------------------------------------------------------------------------- over HTTP
+
+
+@pytest.fixture(scope="module")
+def adapters(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    folder = tmp_path_factory.mktemp("batching-adapters")
+    return make_adapter(tiny_model, folder / "one", seed=11), make_adapter(tiny_model, folder / "two", seed=12)
+
+
+def _requests() -> list[tuple[str, dict[str, Any]]]:
+    chat = "/v1/chat/completions"
+
+    def msg(text: str) -> list[dict[str, str]]:
+        return [{"role": "user", "content": text}]
+
+    return [
+        (chat, {"model": "policy", "messages": msg(PROMPTS["long"]), "max_tokens": 48, "temperature": 0, "logprobs": True, "top_logprobs": 3, "ignore_eos": True}),
+        (chat, {"model": "policy", "messages": msg(PROMPTS["short"]), "max_tokens": 40, "temperature": 1.0, "top_p": 0.9, "seed": 7, "logprobs": True, "ignore_eos": True}),
+        (chat, {"model": "critic", "messages": msg(PROMPTS["other"]), "max_tokens": 44, "temperature": 0, "logprobs": True, "top_logprobs": 2, "ignore_eos": True}),
+        (chat, {"model": "critic", "messages": msg(PROMPTS["mid"]), "max_tokens": 36, "temperature": 0.8, "top_k": 20, "seed": 3, "n": 2, "logprobs": True, "ignore_eos": True}),
+        (chat, {"model": "policy", "messages": msg(PROMPTS["mid"]), "max_tokens": 1, "temperature": 0, "logprobs": True, "top_logprobs": 2}),
+        ("/v1/completions", {"model": "policy", "prompt": [PROMPTS["mid"], PROMPTS["long"]], "n": 2, "max_tokens": 30, "seed": 5, "logprobs": 2, "ignore_eos": True}),
+        ("/v1/completions", {"model": "policy", "prompt": PROMPTS["other"], "max_tokens": 0, "echo": True, "logprobs": 1}),
+        ("/v1/completions", {"model": "critic", "prompt": PROMPTS["short"], "max_tokens": 32, "temperature": 1.2, "seed": 9, "logprobs": 0}),
+    ]
+
+
+def assert_same_reply(batched: dict[str, Any], alone: dict[str, Any]) -> None:
+    assert batched["usage"] == alone["usage"]
+    for b, a in zip([dict(c) for c in batched["choices"]], [dict(c) for c in alone["choices"]], strict=True):
+        lb, la = b.pop("logprobs"), a.pop("logprobs")
+        assert b == a  # text / message, finish and stop reasons
+        if la is None:
+            assert lb is None
+            continue
+        if "content" in la:  # chat
+            assert [e["token"] for e in lb["content"]] == [e["token"] for e in la["content"]]
+            pairs = [(x["logprob"], y["logprob"]) for x, y in zip(lb["content"], la["content"])]
+            pairs += [(p["logprob"], q["logprob"]) for x, y in zip(lb["content"], la["content"]) for p, q in zip(x["top_logprobs"], y["top_logprobs"], strict=True)]
+        else:  # legacy completions
+            assert lb["tokens"] == la["tokens"] and lb["text_offset"] == la["text_offset"]
+            pairs = [(x, y) for x, y in zip(lb["token_logprobs"], la["token_logprobs"]) if x is not None or y is not None]
+        assert all(x is not None and y is not None and abs(x - y) <= TOL for x, y in pairs), pairs
+
+
+def test_concurrent_requests_share_steps_and_answer_as_alone(tiny_model: Path, adapters: tuple[Path, Path], tmp_path: Path):
+    one, two = adapters
+    srv = Server(tiny_model, tmp_path / "server.log", "--adapters", f"critic={one}")
+    try:
+        requests = _requests()
+        alone = [srv.post(path, body) for path, body in requests]
+        replies: list[Any] = [None] * len(requests)
+        start = threading.Barrier(len(requests))
+
+        def send(i: int) -> None:
+            start.wait()
+            replies[i] = srv.request("POST", requests[i][0], requests[i][1])
+
+        threads = [threading.Thread(target=send, args=(i,)) for i in range(len(requests))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+        for (status, body), solo in zip(replies, alone):
+            assert status == 200, body
+            assert_same_reply(body, solo)
+
+        # An adapter replaced while a request runs on it: the request keeps the weights it started with.
+        long_body = {"model": "critic", "prompt": "Go", "max_tokens": 1500, "temperature": 0, "ignore_eos": True, "logprobs": 0, "return_tokens_as_token_ids": True}
+        result: dict[str, Any] = {}
+        runner = threading.Thread(target=lambda: result.update(reply=srv.request("POST", "/v1/completions", long_body, timeout=600)))
+        runner.start()
+        threading.Event().wait(0.3)
+        srv.chat(model="critic", max_tokens=2)  # admitted after the long one (first come, first admitted)
+        assert srv.request("POST", "/v1/load_lora_adapter", {"lora_name": "critic", "lora_path": str(two)})[0] == 200
+        assert runner.is_alive(), "the long request ended before the adapter was replaced: nothing was shown"
+        content = "Which is better, A or B?"
+        new = srv.chat(content, model="critic", max_tokens=6, temperature=0, logprobs=True, top_logprobs=2, return_tokens_as_token_ids=True)
+        reference_two = Reference(tiny_model, two)
+        prompt = reference_two.chat_prompt_ids(content)
+        table = reference_two.logprobs(prompt, token_ids(new["choices"][0]["logprobs"]["content"]))
+        assert all(abs(e["logprob"] - table[j, t].item()) <= TOL for j, (e, t) in enumerate(zip(new["choices"][0]["logprobs"]["content"], token_ids(new["choices"][0]["logprobs"]["content"]))))
+        runner.join(timeout=600)
+        status, reply = result["reply"]
+        assert status == 200 and reply["usage"]["completion_tokens"] == 1500
+        lp = reply["choices"][0]["logprobs"]
+        completion = [int(t.removeprefix("token_id:")) for t in lp["tokens"]]
+        reference_one = Reference(tiny_model, one)
+        prompt_ids = reference_one.tokenizer("Go")["input_ids"]
+        expected = reference_one.logprobs(prompt_ids, completion)
+        assert max(abs(v - expected[j, t].item()) for j, (v, t) in enumerate(zip(lp["token_logprobs"], completion))) <= TOL
+    except BaseException:
+        srv.proc.kill()
+        raise
+    assert srv.stop() == 0, srv.log.read_text()
+    done = srv.wait_event("done")
+    # The concurrent round shared forward passes: at least the requests on one set of weights decoded together.
+    assert done["max_batch_rows"] >= 4, done
+    assert done["decode_steps"] < done["completion_tokens"], done
+    assert "Traceback" not in srv.log.read_text()
