@@ -5,6 +5,8 @@ import { createInterface } from 'node:readline';
 import { z } from 'zod';
 
 const readySchema = z.object({ event: z.literal('ready'), url: z.string(), port: z.number(), models: z.array(z.string()) });
+/** The trainer's one-line user error (a model that does not exist or does not load, a bad flag). */
+const errorSchema = z.object({ event: z.literal('error'), message: z.string() });
 
 export interface ServeProcess {
   /** OpenAI base URL, e.g. http://127.0.0.1:41234/v1 */
@@ -17,6 +19,12 @@ export interface ServeProcess {
 
 export class ServeStartError extends Error {
   override name = 'ServeStartError';
+  /** True when the message is the trainer's own one-line error about its input (e.g. the model). */
+  readonly userError: boolean;
+  constructor(message: string, options: { userError?: boolean } = {}) {
+    super(message);
+    this.userError = options.userError ?? false;
+  }
 }
 
 export async function startServe(options: { python: string; model: string; servedName?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv }): Promise<ServeProcess> {
@@ -40,17 +48,19 @@ export async function startServe(options: { python: string; model: string; serve
       clearTimeout(timer);
       reject(new ServeStartError(`trainer serve could not start (${options.python}): ${error.message}`));
     });
-    void exited.then((code) => {
+    // 'close' (not 'exit'): its stdout is read to the end first, so a last error line is not missed.
+    child.once('close', (code) => {
       clearTimeout(timer);
       reject(new ServeStartError(`trainer serve exited with code ${code} before it was ready:\n${stderr.join('\n')}`));
     });
     createInterface({ input: child.stdout! }).on('line', (line) => {
       if (!line.startsWith('{')) return;
-      const parsed = readySchema.safeParse(JSON.parse(line));
-      if (parsed.success) {
-        clearTimeout(timer);
-        resolve(parsed.data);
-      }
+      const event: unknown = JSON.parse(line);
+      const parsed = readySchema.safeParse(event);
+      const failed = errorSchema.safeParse(event);
+      if (parsed.success || failed.success) clearTimeout(timer);
+      if (parsed.success) resolve(parsed.data);
+      if (failed.success) reject(new ServeStartError(failed.data.message, { userError: true }));
     });
   });
   return {

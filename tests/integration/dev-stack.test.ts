@@ -104,7 +104,7 @@ describe('tenet dev: the embedded stack', () => {
     assert.deepEqual(report.parts.map((p) => p.part), ['temporal', 'postgres', 'workers tenet-cpu', 'workers tenet-gpu']);
     assert.ok(report.parts[1]!.detail.includes(`migration ${committedMigrations().at(-1)!.tag}`), report.parts[1]!.detail);
 
-    const demo = await runCli(['demo', '--prompts', '3', '--mode', 'none'], env);
+    const demo = await runCli(['demo', '--tiny', '--prompts', '3', '--mode', 'none'], env);
     assert.equal(demo.code, 0, demo.stdout + demo.stderr);
     assert.match(demo.stdout, /using the dev stack already running/);
     assert.match(demo.stdout, /run \d+ completed: sample 6 done \/ 0 failed, critique 6 done \/ 0 failed, label 6 done \/ 0 failed/);
@@ -212,7 +212,7 @@ describe('tenet dev with DATABASE_URL: your own Postgres, no embedded one', () =
     assert.equal(record.postgres.pid, undefined);
     assert.equal(existsSync(path.join(home, 'pg')), false);
 
-    const demo = await runCli(['demo', '--prompts', '2', '--mode', 'none'], env);
+    const demo = await runCli(['demo', '--tiny', '--prompts', '2', '--mode', 'none'], env);
     assert.equal(demo.code, 0, demo.stdout + demo.stderr);
     const client = new pg.Client({ connectionString: database.url });
     await client.connect();
