@@ -2,7 +2,7 @@
 // child processes; start, status, demo, a second start, Ctrl-C, restart, SIGKILL and stale locks.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Client, Connection } from '@temporalio/client';
@@ -96,6 +96,8 @@ describe('tenet dev: the embedded stack', () => {
     assert.match(stack.output(), /stack ready in \d+\.\d s/);
     assert.match(stack.output(), new RegExp(`UI http://127\\.0\\.0\\.1:${env.TENET_TEMPORAL_UI_PORT}`));
     assert.equal(childPids(record).length, 3);
+    assert.match(stack.output(), /no TENET_CODEC_KEYS set: generated the payload encryption key "dev-[0-9a-f]{8}" in \S+codec-key \(mode 600\)/);
+    assert.equal(statSync(path.join(home, 'codec-key')).mode & 0o777, 0o600);
 
     const status = await runCli(['status', '--json'], env);
     assert.equal(status.code, 0, status.stdout + status.stderr);
@@ -142,9 +144,14 @@ describe('tenet dev: the embedded stack', () => {
     assert.equal(runs.rows[0]!.status, 'completed');
 
     const connection = await Connection.connect({ address: record.temporal.address });
-    const described = await new Client({ connection }).workflow.getHandle(runs.rows[0]!.workflow_id).describe();
+    const handle = new Client({ connection }).workflow.getHandle(runs.rows[0]!.workflow_id);
+    const described = await handle.describe();
+    // The demo's client and the stack's worker sealed the payloads with the dev key, which the restart reused.
+    const input = (await handle.fetchHistory()).events![0]!.workflowExecutionStartedEventAttributes!.input!.payloads![0]!;
     await connection.close();
     assert.equal(described.status.name, 'COMPLETED');
+    assert.equal(Buffer.from(input.metadata!.encoding!).toString(), 'binary/encrypted');
+    assert.match(stack.output(), /no TENET_CODEC_KEYS set: using the payload encryption key "dev-/);
   });
 
   it('after SIGKILL the stale lock and orphaned children do not block the next start', async () => {
