@@ -20,13 +20,18 @@ export interface ResolvedKeys {
   source: string;
 }
 
-/** The keys for a client or worker of the Temporal at `temporalAddress`. */
-export function resolveCodecKeys(settings: Settings, temporalAddress: string, env: NodeJS.ProcessEnv = process.env): ResolvedKeys {
+/** The environment's keys; else, when `useDevKey`, the dev stack's key file if there is one. */
+export function configuredKeys(settings: Settings, useDevKey: boolean, env: NodeJS.ProcessEnv = process.env): ResolvedKeys {
   const fromEnv = codecKeysFromEnv(env);
-  if (fromEnv) return { keys: fromEnv, source: env.TENET_CODEC_KEYS ? 'TENET_CODEC_KEYS' : 'TENET_CODEC_KEY' };
+  if (fromEnv) return { keys: fromEnv, source: env.TENET_CODEC_KEYS?.trim() ? 'TENET_CODEC_KEYS' : 'TENET_CODEC_KEY' };
   const file = devKeyFile(settings.home);
-  if (readRunningStack(settings.home)?.temporal.address === temporalAddress && existsSync(file)) return { keys: readKeyFile(file), source: file };
+  if (useDevKey && existsSync(file)) return { keys: readKeyFile(file), source: file };
   return { keys: undefined, source: 'none' };
+}
+
+/** The keys for a client or worker of the Temporal at `temporalAddress`: the dev key only for the running dev stack's own Temporal. */
+export function resolveCodecKeys(settings: Settings, temporalAddress: string, env: NodeJS.ProcessEnv = process.env): ResolvedKeys {
+  return configuredKeys(settings, readRunningStack(settings.home)?.temporal.address === temporalAddress, env);
 }
 
 /** The data converter for the Temporal at `temporalAddress`, and one line saying how payloads are stored. */

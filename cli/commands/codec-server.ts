@@ -1,13 +1,11 @@
 // `tenet codec-server`: decodes tenet's encrypted Temporal payloads for the Temporal UI (set its
 // codec endpoint to the printed URL) and for `temporal workflow show --codec-endpoint`.
-import { existsSync } from 'node:fs';
 import { Command } from 'commander';
 import { z } from 'zod';
-import { codecKeysFromEnv, devKeyFile, EncryptionCodec, readKeyFile, type CodecKeys } from '../../worker/codec.js';
+import { devKeyFile, EncryptionCodec } from '../../worker/codec.js';
 import { startCodecServer } from '../../worker/codec-server.js';
-import { describeEncryption } from '../../worker/data-converter.js';
+import { configuredKeys, describeEncryption } from '../../worker/data-converter.js';
 import { listenToken, tokenVariable } from '../../worker/http-guard.js';
-import type { Settings } from '../../worker/settings.js';
 import { getSettings } from '../context.js';
 import { UserError } from '../errors.js';
 import { parseOptions } from '../options.js';
@@ -18,15 +16,6 @@ const codecServerOptions = z.object({
   corsOrigin: z.array(z.url({ error: 'expected an origin such as http://127.0.0.1:8233' })).optional(),
 });
 
-/** The environment's keys, else the dev stack's key file. */
-function serverKeys(settings: Settings): { keys: CodecKeys; source: string } {
-  const fromEnv = codecKeysFromEnv();
-  if (fromEnv) return { keys: fromEnv, source: process.env.TENET_CODEC_KEYS ? 'TENET_CODEC_KEYS' : 'TENET_CODEC_KEY' };
-  const file = devKeyFile(settings.home);
-  if (existsSync(file)) return { keys: readKeyFile(file), source: file };
-  throw new UserError(`no payload key: set TENET_CODEC_KEYS, or start \`tenet dev\` once so it makes ${file}`);
-}
-
 export const codecServerCommand = new Command('codec-server')
   .description(`decode encrypted Temporal payloads for the Temporal UI (127.0.0.1 only unless ${tokenVariable} is set)`)
   .option('--host <address>', 'address to listen on (anything but loopback needs TENET_UI_TOKEN)', '127.0.0.1')
@@ -36,7 +25,8 @@ export const codecServerCommand = new Command('codec-server')
     const options = parseOptions(codecServerOptions, raw);
     const settings = getSettings();
     const token = listenToken(options.host);
-    const { keys, source } = serverKeys(settings);
+    const { keys, source } = configuredKeys(settings, true);
+    if (!keys) throw new UserError(`no payload key: set TENET_CODEC_KEYS, or start \`tenet dev\` once so it makes ${devKeyFile(settings.home)}`);
     const uiPort = settings.ports.temporalUi;
     const origins = options.corsOrigin?.map((origin) => new URL(origin).origin) ?? [`http://127.0.0.1:${uiPort}`, `http://localhost:${uiPort}`];
     const server = await startCodecServer({ host: options.host, port: options.port, token, codec: new EncryptionCodec(keys), origins });
