@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { taskQueues } from '../../core/queues.js';
 import { metrics, runs, runStatuses } from '../../db/schema.js';
 import { checkQueue } from '../../worker/health.js';
+import { describePending, pendingFailures, type PendingFailure } from '../../worker/pending.js';
 import type { pipeline } from '../../workflows/pipeline.js';
 import { pauseSignal, progressQuery, resumeSignal } from '../../workflows/types.js';
 import { requireConstitution } from '../constitution-file.js';
@@ -154,19 +155,22 @@ export const runsCommand = new Command('runs')
         try {
           const metricRows = await db.select({ iteration: metrics.iteration, name: metrics.name, value: metrics.value }).from(metrics).where(eq(metrics.runId, row.id)).orderBy(metrics.iteration, metrics.name);
           let progress: unknown = null;
+          let pending: PendingFailure[] = [];
           try {
             client = await openTemporal();
             progress = await client.workflow.getHandle(row.workflowId).query(progressQuery);
+            if (!row.finishedAt) pending = await pendingFailures(client.workflow, row.workflowId);
           } catch {
-            progress = null;
+            // Temporal down or the workflow gone: the rows above still say what is known.
           }
-          if (options.json) return printJson({ ...row, progress, metrics: metricRows });
+          if (options.json) return printJson({ ...row, progress, pending, metrics: metricRows });
           console.log(`run ${row.id}  ${row.status}  ${row.workflowId}`);
           console.log(`  created ${row.createdAt.toISOString()}${row.startedAt ? `  started ${row.startedAt.toISOString()}` : ''}${row.finishedAt ? `  finished ${row.finishedAt.toISOString()}` : ''}`);
           if (row.error) console.log(row.status === 'paused' ? `  alert: ${row.error}\n  (\`tenet runs resume ${row.id}\` goes on)` : `  error: ${row.error}`);
           const alerts = metricRows.filter((m) => m.name === 'monitor.alerts' && m.value > 0);
           for (const a of alerts) console.log(`  monitors: ${a.value} alert(s) after iteration ${a.iteration}`);
           if (Array.isArray(progress)) for (const p of progress as { stage: string; done: number; total: number; failed: number }[]) console.log(`  ${p.stage.padEnd(9)} ${p.done}/${p.total}  failed ${p.failed}`);
+          for (const p of pending) console.log(`  waiting: ${describePending(p)}`);
           for (const m of metricRows) console.log(`  metric  iteration ${m.iteration}  ${m.name} = ${m.value}`);
         } finally {
           await closeAll(client);
