@@ -3,6 +3,7 @@
 const benchmarks: Record<string, () => Promise<unknown>> = {
   rater: () => import('./rater.js'),
   score: () => import('./score.js'),
+  serve: () => import('./serve.js'),
   upserts: () => import('./upserts.js'),
   verify: () => import('./verify.js'),
 };

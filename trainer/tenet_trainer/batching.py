@@ -6,7 +6,8 @@ prompts (each prefilled on its own, then joining a `generation.Batch`) while the
 finished: continuous batching, sequences join and leave between steps. Requests for different weights
 (the base model, each LoRA adapter) are kept in separate batches, one per set of weights, and never
 share a forward pass. Work that changes the weights (loading an adapter) runs on the same thread
-between two steps (`call`), so no step ever sees half-loaded weights.
+between two steps (`call`), so no step ever sees half-loaded weights. A prompt that begins like a
+recent one (same weights) prefills only the rest (`generation.PrefixCache`).
 
 A request pins its weights (`Host.acquire`) from admission to its answer: an adapter replaced or
 unloaded meanwhile stays loaded until no request uses it, so a request sees one adapter throughout.
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Hashable
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
@@ -28,6 +29,9 @@ from tenet_trainer import generation as gen
 log = logging.getLogger("tenet.serve")
 
 T = TypeVar("T")
+
+_PREFIX_WEIGHTS = 4
+"""Sets of weights whose prompt prefixes are kept."""
 
 
 class Host(Protocol):
@@ -80,9 +84,12 @@ class _Item:
 
 
 class Scheduler:
-    def __init__(self, host: Host, max_num_seqs: int):
+    def __init__(self, host: Host, max_num_seqs: int, prefix_entries: int = 0):
         self.host = host
         self.max_num_seqs = max_num_seqs
+        self.prefix_entries = prefix_entries
+        self._prefixes: OrderedDict[Hashable, gen.PrefixCache] = OrderedDict()
+        """Per set of weights, the most recently used last (a replaced adapter's age out)."""
         self._cond = threading.Condition()
         self._pending: deque[_Item] = deque()
         self._calls: list[tuple[Callable[[], Any], Future[Any]]] = []
@@ -170,7 +177,7 @@ class Scheduler:
                 request.pinned = True
             batch = self._batches.get(request.key)
             if batch is None:
-                batch = self._batches[request.key] = gen.Batch(self.host.model, self.host.tokenizer, self.host.end_ids, lambda: self.host.stopping)
+                batch = self._batches[request.key] = gen.Batch(self.host.model, self.host.tokenizer, self.host.end_ids, lambda: self.host.stopping, self._prefix_cache(request.key))
             if not batch.can_join:  # a model whose cache cannot be joined: one prompt at a time
                 with self._cond:
                     self._pending.appendleft(item)
@@ -187,6 +194,15 @@ class Scheduler:
             active += item.rows
             if job.done:
                 self._job_done(job)
+
+    def _prefix_cache(self, key: Hashable) -> gen.PrefixCache | None:
+        if self.prefix_entries <= 0:
+            return None
+        cache = self._prefixes.pop(key, None) or gen.PrefixCache(self.prefix_entries)
+        self._prefixes[key] = cache
+        while len(self._prefixes) > _PREFIX_WEIGHTS:
+            self._prefixes.popitem(last=False)
+        return cache
 
     def _step(self) -> None:
         for key, batch in list(self._batches.items()):

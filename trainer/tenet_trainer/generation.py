@@ -81,6 +81,8 @@ class Generation:
     prompt_logprobs: list[TokenLogprob | None] | None = None
     seconds: float = 0.0
     forward_passes: int = 0
+    cached_prompt_tokens: int = 0
+    """Prompt tokens whose KV came from `PrefixCache` instead of the prefill."""
 
 
 def choice_seed(seed: int, index: int) -> int:
@@ -281,6 +283,40 @@ def _mergeable(cache: Any) -> bool:
     return type(cache) is DynamicCache and all(type(layer) is DynamicLayer for layer in cache.layers)
 
 
+class PrefixCache:
+    """The KV caches of recent prompts (one set of weights), so a prompt that begins like one of them
+    prefills only the rest: the n samples of a prompt asked again, rater prompts that share a long
+    template, chat prompts that share a system prompt. Entries are never changed in place (the
+    batch's cache grows by concatenation), so a lookup hands out views."""
+
+    def __init__(self, entries: int = 8, min_tokens: int = 8):
+        self.size = entries
+        self.min_tokens = min_tokens
+        self.entries: list[tuple[list[int], list[tuple[torch.Tensor, torch.Tensor]]]] = []
+
+    def lookup(self, prompt_ids: list[int]) -> tuple[int, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """The longest stored prefix of `prompt_ids` (leaving at least its last token to prefill) and its KV per layer."""
+        best, best_len = -1, 0
+        for e, (tokens, _) in enumerate(self.entries):
+            n = 0
+            limit = min(len(tokens), len(prompt_ids) - 1)
+            while n < limit and tokens[n] == prompt_ids[n]:
+                n += 1
+            if n > best_len:
+                best, best_len = e, n
+        if best < 0 or best_len < self.min_tokens:
+            return 0, []
+        self.entries.insert(0, self.entries.pop(best))
+        return best_len, [(k[..., :best_len, :], v[..., :best_len, :]) for k, v in self.entries[0][1]]
+
+    def store(self, prompt_ids: list[int], cache: Any) -> None:
+        if self.size <= 0 or not _mergeable(cache) or len(prompt_ids) <= self.min_tokens:
+            return
+        self.entries = [e for e in self.entries if e[0] != prompt_ids]
+        self.entries.insert(0, (list(prompt_ids), [(layer.keys, layer.values) for layer in cache.layers]))
+        del self.entries[self.size :]
+
+
 class Batch:
     """Sequences decoded together, one forward pass per step over a shared KV cache (continuous batching).
 
@@ -292,8 +328,9 @@ class Batch:
     sliding-window layers) cannot be joined: such a batch takes one prompt at a time (`can_join`).
     """
 
-    def __init__(self, model: Any, tokenizer: PreTrainedTokenizerBase, end_ids: set[int], should_stop: Callable[[], bool] | None = None):
+    def __init__(self, model: Any, tokenizer: PreTrainedTokenizerBase, end_ids: set[int], should_stop: Callable[[], bool] | None = None, prefixes: PrefixCache | None = None):
         self.model = model
+        self.prefixes = prefixes
         self.tokenizer = tokenizer
         self.end_ids = set(end_ids)
         self.should_stop = should_stop
@@ -322,8 +359,16 @@ class Batch:
         kwargs: dict[str, Any] = {"use_cache": True}
         if not want_prompt_lp and self.keep_kw:
             kwargs["logits_to_keep"] = 1
-        out = self.model(input_ids=torch.tensor([prompt_ids], dtype=torch.long, device=self.device), **kwargs)
+        cached, past = self.prefixes.lookup(prompt_ids) if self.prefixes is not None and not want_prompt_lp else (0, [])
+        if past:
+            from transformers.cache_utils import DynamicCache
+
+            kwargs[self.cache_kw] = DynamicCache(past)
+        out = self.model(input_ids=torch.tensor([prompt_ids[cached:]], dtype=torch.long, device=self.device), **kwargs)
         job.generation.forward_passes += 1
+        job.generation.cached_prompt_tokens = cached
+        if self.prefixes is not None:
+            self.prefixes.store(prompt_ids, _cache_of(out))
         if want_prompt_lp:
             job.generation.prompt_logprobs = _prompt_logprobs(out.logits[0], prompt_ids, params.prompt_logprobs or 0)
         if params.max_tokens <= 0:
@@ -505,5 +550,5 @@ def _prompt_logprobs(logits: torch.Tensor, prompt_ids: list[int], k: int) -> lis
     return rows
 
 
-__all__ = ["SamplingParams", "Choice", "Generation", "TokenLogprob", "TokenText", "Batch", "Job", "generate", "end_token_ids", "choice_seed", "LOGPROB_FLOOR"]
+__all__ = ["SamplingParams", "Choice", "Generation", "TokenLogprob", "TokenText", "Batch", "Job", "PrefixCache", "generate", "end_token_ids", "choice_seed", "LOGPROB_FLOOR"]
 

@@ -83,6 +83,8 @@ class Config:
     """Seeds the per-request seeds of requests that give none (a fresh server replays the same outputs)."""
     max_num_seqs: int = 32
     """Most sequences (choices of all running requests) decoded together; more requests wait for room."""
+    prefix_cache: int = 8
+    """Recent prompts whose KV cache is kept (per set of weights) for prompts that begin the same way; 0: off."""
 
     def validate(self) -> None:
         require(self, "model")
@@ -94,6 +96,8 @@ class Config:
             raise UserError("--max-model-len: must be at least 2")
         if self.max_num_seqs < 1:
             raise UserError("--max-num-seqs: must be at least 1")
+        if self.prefix_cache < 0:
+            raise UserError("--prefix-cache: must be 0 or more")
         self.adapter_specs()
 
     def adapter_specs(self) -> list[tuple[str, str]]:
@@ -314,7 +318,7 @@ class Engine:
         self.seeds = random.Random(config.seed)
         self.created = int(time.time())
         self.stats = {"requests": 0, "completion_tokens": 0, "seconds": 0.0}
-        self.scheduler = Scheduler(self, config.max_num_seqs)
+        self.scheduler = Scheduler(self, config.max_num_seqs, config.prefix_cache)
 
     def _default_max_len(self) -> int:
         limits = [getattr(self.model.config, "max_position_embeddings", None), getattr(self.tokenizer, "model_max_length", None)]
@@ -525,8 +529,12 @@ def _message_text(message: ChatMessage, index: int) -> str:
     return "".join(texts)
 
 
-def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens}
+def _usage(results: list[gen.Generation]) -> dict[str, Any]:
+    """OpenAI's usage block; `prompt_tokens_details.cached_tokens`: prompt tokens served from the prefix cache."""
+    prompt_tokens = sum(len(r.prompt_ids) for r in results)
+    completion_tokens = sum(len(c.token_ids) for r in results for c in r.choices)
+    cached = sum(r.cached_prompt_tokens for r in results)
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens, "prompt_tokens_details": {"cached_tokens": cached}}
 
 
 # --------------------------------------------------------------------------------------------- the app
@@ -592,7 +600,7 @@ def create_app(engine: Engine) -> FastAPI:
             "model": name,
             "system_fingerprint": None,
             "choices": choices,
-            "usage": _usage(len(ids), sum(len(c.token_ids) for c in result.choices)),
+            "usage": _usage([result]),
         }
         return JSONResponse(body)
 
@@ -625,7 +633,7 @@ def create_app(engine: Engine) -> FastAPI:
             "model": name,
             "system_fingerprint": None,
             "choices": choices,
-            "usage": _usage(sum(len(r.prompt_ids) for r in results), sum(len(c.token_ids) for r in results for c in r.choices)),
+            "usage": _usage(results),
         }
         return JSONResponse(body)
 

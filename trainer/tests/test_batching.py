@@ -1,5 +1,6 @@
 """Batched generation (`generation.Batch`, and `serve`'s scheduler over real HTTP): a request's tokens
-and logprobs are the ones it gets alone, whatever shares its forward passes.
+and logprobs are the ones it gets alone, whatever shares its forward passes, and whether its prompt's
+beginning comes from the prefix cache or not.
 
 Rows join a running batch (prompts of other lengths, so the cache is left-padded) and leave it at
 different steps; each keeps its own temperature / top-p / top-k / seed / logprobs. Greedy tokens must
@@ -80,11 +81,12 @@ def test_rows_that_join_and_leave_a_batch_get_what_they_get_alone(lm):
         (long, gen.SamplingParams(max_tokens=0, prompt_logprobs=2)),  # scoring a prompt (echo)
         (mid, gen.SamplingParams(max_tokens=1, temperature=0, logprobs=2)),  # a rater's one-token verdict
         (short, gen.SamplingParams(max_tokens=9, temperature=1.5, seed=77, logprobs=1, ignore_eos=False)),
+        (encode(tokenizer, PROMPTS["long"] + " And tea?"), gen.SamplingParams(max_tokens=10, temperature=0, logprobs=2, ignore_eos=True)),
     ]
     alone = [gen.generate(model, tokenizer, ids, p, ends) for ids, p in work]
     assert alone[3].choices[0].finish_reason == "stop" and alone[3].choices[0].stop_reason == stop
 
-    batch = gen.Batch(model, tokenizer, ends)
+    batch = gen.Batch(model, tokenizer, ends, prefixes=gen.PrefixCache())
     seen = {"rows": 0, "padded": False}
 
     def step() -> None:
@@ -106,6 +108,8 @@ def test_rows_that_join_and_leave_a_batch_get_what_they_get_alone(lm):
     while not all(j.done for j in jobs):
         step()
     assert not batch.rows and seen["padded"] and seen["rows"] >= 6
+    # The last prompt begins like the second: its prefill started from that one's cached KV.
+    assert jobs[-1].generation.cached_prompt_tokens >= len(long) - 2 and jobs[1].generation.cached_prompt_tokens == 0
     for j, a in zip(jobs, alone):
         assert_same_generation(j.generation, a)
 
@@ -154,7 +158,8 @@ def _requests() -> list[tuple[str, dict[str, Any]]]:
 
 
 def assert_same_reply(batched: dict[str, Any], alone: dict[str, Any]) -> None:
-    assert batched["usage"] == alone["usage"]
+    usage = ("prompt_tokens", "completion_tokens", "total_tokens")
+    assert [batched["usage"][k] for k in usage] == [alone["usage"][k] for k in usage]
     for b, a in zip([dict(c) for c in batched["choices"]], [dict(c) for c in alone["choices"]], strict=True):
         lb, la = b.pop("logprobs"), a.pop("logprobs")
         assert b == a  # text / message, finish and stop reasons
@@ -192,6 +197,9 @@ def test_concurrent_requests_share_steps_and_answer_as_alone(tiny_model: Path, a
         for (status, body), solo in zip(replies, alone):
             assert status == 200, body
             assert_same_reply(body, solo)
+        # The same prompts again: served from the prefix cache (all but the last prompt token), same answers.
+        assert replies[0][1]["usage"]["prompt_tokens_details"]["cached_tokens"] == replies[0][1]["usage"]["prompt_tokens"] - 1
+        assert alone[0]["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
 
         # An adapter replaced while a request runs on it: the request keeps the weights it started with.
         long_body = {"model": "critic", "prompt": "Go", "max_tokens": 1500, "temperature": 0, "ignore_eos": True, "logprobs": 0, "return_tokens_as_token_ids": True}
