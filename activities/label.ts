@@ -6,24 +6,30 @@
 // core/rater/pairwise.ts; this file calls the rater and writes rows.
 import { Context } from '@temporalio/activity';
 import { and, eq } from 'drizzle-orm';
+import type { PgTable } from 'drizzle-orm/pg-core';
 import {
   askFor,
   baseOfKey,
   decisionKey,
   planPairs,
-  preferenceOf,
+  labelPairs,
   readDecision,
   repair,
   resumeComparison,
-  type Comparison,
+  repairText,
+  type BatchLabels,
+  type LabelPolicy,
   type PairIdentity,
+  type PairPlan,
+  type RaterMessage,
   type StoredAttempt,
 } from '../core/rater/pairwise.js';
+import { labelPointwise, planPointwise, readYesNo, resumeAsk, yesNoRepairText } from '../core/rater/pointwise.js';
 import { inList, insertKeyedRows, insertNewRows } from '../db/bulk.js';
 import type { Database } from '../db/pool.js';
-import { completions, preferences, raterDecisions } from '../db/schema.js';
+import { completions, preferenceDrops, preferences, raterDecisions } from '../db/schema.js';
 import { raterCallFields } from './decisions.js';
-import type { ModelEndpoints } from './llm.js';
+import type { ChatRequest, ChatResult, ModelEndpoints } from './llm.js';
 import { conversationText, type PrincipleRow, type PromptRow, type RunContext } from './run-context.js';
 
 export interface StageCounts {
@@ -77,43 +83,33 @@ export async function labelBatch(db: Database, llm: ModelEndpoints, context: Run
     cot: settings.cot,
     ...(mode.principlesFor ? { principlesFor: mode.principlesFor } : {}),
   });
-  const comparisons = pairs.flatMap((pair) => pair.comparisons);
-  for (const c of comparisons) resumeComparison(c, storedByBase.get(c.base) ?? []);
-
-  await askUntilDecided(db, llm, context, comparisons, iteration, mode);
-
-  const preferenceRows = pairs.flatMap((pair) => {
-    const fields = preferenceOf(pair);
-    return fields ? [Object.assign(fields, { runId: context.runId, iteration, source: 'ai' })] : [];
-  });
-  for (let i = 0; i < preferenceRows.length; i += 1_000) await insertNewRows(db, preferences, preferenceRows.slice(i, i + 1_000));
-
-  const done = comparisons.filter((c) => c.decided).length;
-  return { done, failed: comparisons.length - done };
+  // Drops keep pairs out of training only; an evaluation's win rate counts every pair.
+  const policy = mode.decisionStage === 'label' ? settings : { ...settings, disagreement: 'keep' as const, margin: 0 };
+  const stamp = { runId: context.runId, iteration };
+  const asked = settings.mode === 'pointwise' ? await rateAlone(db, llm, context, pairs, storedByBase, stamp, mode, policy) : await rateBothOrders(db, llm, context, pairs, storedByBase, stamp, mode, policy);
+  await insertInChunks(db, preferences, asked.labels.preferences.map((row) => Object.assign(row, stamp, { source: 'ai' })));
+  await insertInChunks(db, preferenceDrops, asked.labels.drops.map((row) => Object.assign(row, stamp)));
+  const done = asked.items.filter((c) => c.decided).length;
+  return { done, failed: asked.items.length - done };
 }
 
-/** Rounds: every comparison without a readable answer is asked (or repaired) at once, up to the repair limit. */
-async function askUntilDecided(db: Database, llm: ModelEndpoints, context: RunContext, comparisons: Comparison<PromptRow, PrincipleRow>[], iteration: number, mode: LabelMode): Promise<void> {
+type Stamp = { runId: number; iteration: number };
+type Pairs = PairPlan<PromptRow, PrincipleRow, CompletionRow>[];
+type Rated = { items: { decided?: unknown }[]; labels: Omit<BatchLabels, 'prior'> };
+
+/** Pairwise: every comparison in both orders, then each pair's verdict, debiased by the policy. */
+async function rateBothOrders(db: Database, llm: ModelEndpoints, context: RunContext, pairs: Pairs, stored: Map<string, StoredAttempt[]>, stamp: Stamp, mode: LabelMode, policy: LabelPolicy): Promise<Rated> {
   const settings = context.config.label;
-  let pending = comparisons.filter((c) => !c.decided && c.attempt <= settings.repair_limit);
-  while (pending.length > 0) {
-    const requests = pending.map((c) => askFor(settings, c));
-    const results = await llm.chatMany(context.config.endpoints.rater, requests);
-    const rows = pending.map((c, i) => {
-      const result = results[i]!;
+  const comparisons = pairs.flatMap((pair) => pair.comparisons);
+  for (const c of comparisons) resumeComparison(c, stored.get(c.base) ?? []);
+  await askInRounds(db, llm, context, comparisons, {
+    request: (c) => askFor(settings, c),
+    record: (c, result) => {
       const read = readDecision(settings, c.order, result.text, result.firstTokenTopLogprobs);
       const [responseA, responseB] = c.order === 'AB' ? [c.first, c.second] : [c.second, c.first];
       return {
-        comparison: c,
-        text: result.text,
-        read,
-        // Object.assign rather than a spread: V8 builds `{ ...fields, and 15 more }` slowly, ~12 KB of garbage a row.
-        values: Object.assign(raterCallFields(context, requests[i]!, result), {
-          decisionKey: decisionKey(c),
-          stage: mode.decisionStage,
-          iteration,
-          principleId: c.principle.id,
-          principleKey: c.principle.key,
+        fields: {
+          principle: c.principle,
           principleText: c.question,
           promptId: c.prompt.id,
           completionAId: responseA.id,
@@ -121,7 +117,94 @@ async function askUntilDecided(db: Database, llm: ModelEndpoints, context: RunCo
           order: c.order,
           parsedChoice: read.answer.choice ?? 'unparseable',
           probabilities: read.probabilities,
-          outcome: read.answer.choice === undefined ? 'unparseable' : 'ok',
+        },
+        decide: read.probabilityFirst === undefined ? undefined : (id) => (c.decided = { id, probabilityFirst: read.probabilityFirst!, probabilityA: read.probabilityA! }),
+      };
+    },
+    repairText,
+    stage: mode.decisionStage,
+    iteration: stamp.iteration,
+  });
+  return { items: comparisons, labels: labelPairs(pairs, policy) };
+}
+
+/** Pointwise: each completion asked alone per question (Yes or No), then each pair's label from the two P(yes). */
+async function rateAlone(db: Database, llm: ModelEndpoints, context: RunContext, pairs: Pairs, stored: Map<string, StoredAttempt[]>, stamp: Stamp, mode: LabelMode, policy: LabelPolicy): Promise<Rated> {
+  const planned = planPointwise(pairs, { stage: mode.decisionStage, iteration: stamp.iteration, conversationOf: (prompt) => conversationText(prompt.messages) });
+  for (const ask of planned.asks) resumeAsk(ask, stored.get(ask.base) ?? []);
+  const logprobs = context.config.label.logprobs;
+  await askInRounds(db, llm, context, planned.asks, {
+    request: (ask) => ({ messages: ask.messages, temperature: 0, max_tokens: 4, ...(logprobs && ask.attempt === 0 ? { logprobs: true, top_logprobs: 5 } : {}) }),
+    record: (ask, result) => {
+      const read = readYesNo(result.text, result.firstTokenTopLogprobs);
+      const p = read.probabilityYes;
+      return {
+        fields: {
+          principle: ask.principle,
+          principleText: ask.question,
+          promptId: ask.promptId,
+          completionAId: ask.completion.id,
+          completionBId: null,
+          order: null,
+          parsedChoice: p === undefined ? 'unparseable' : p >= 0.5 ? 'yes' : 'no',
+          probabilities: p === undefined ? null : { yes: p, no: 1 - p, source: read.source },
+        },
+        decide: p === undefined ? undefined : (id) => (ask.decided = { id, probabilityYes: p }),
+      };
+    },
+    repairText: yesNoRepairText,
+    stage: mode.decisionStage,
+    iteration: stamp.iteration,
+  });
+  return { items: planned.asks, labels: labelPointwise(planned.pairs, policy) };
+}
+
+interface Asked {
+  base: string;
+  messages: RaterMessage[];
+  flags: string[];
+  attempt: number;
+  decided?: unknown;
+}
+
+interface AskRules<T extends Asked> {
+  request(item: T): ChatRequest;
+  /** The decision row's own fields for an answer, and how to mark the item decided when it was readable. */
+  record(
+    item: T,
+    result: ChatResult,
+  ): {
+    fields: { principle: PrincipleRow; principleText: string; promptId: number; completionAId: number; completionBId: number | null; order: string | null; parsedChoice: string; probabilities: unknown };
+    decide: ((id: number) => void) | undefined;
+  };
+  repairText: string;
+  stage: string;
+  iteration: number;
+}
+
+/** Rounds: every item without a readable answer is asked (or repaired) at once, up to the repair limit. */
+async function askInRounds<T extends Asked>(db: Database, llm: ModelEndpoints, context: RunContext, items: T[], rules: AskRules<T>): Promise<void> {
+  const limit = context.config.label.repair_limit;
+  let pending = items.filter((c) => !c.decided && c.attempt <= limit);
+  while (pending.length > 0) {
+    const requests = pending.map((c) => rules.request(c));
+    const results = await llm.chatMany(context.config.endpoints.rater, requests);
+    const rows = pending.map((c, i) => {
+      const result = results[i]!;
+      const { fields, decide } = rules.record(c, result);
+      const { principle, ...rest } = fields;
+      return {
+        item: c,
+        text: result.text,
+        decide,
+        // Object.assign rather than a spread: V8 builds `{ ...fields, and 15 more }` slowly, ~12 KB of garbage a row.
+        values: Object.assign(raterCallFields(context, requests[i]!, result), rest, {
+          decisionKey: decisionKey(c),
+          stage: rules.stage,
+          iteration: rules.iteration,
+          principleId: principle.id,
+          principleKey: principle.key,
+          outcome: decide ? 'ok' : 'unparseable',
           attempt: c.attempt,
           flags: c.flags,
         }),
@@ -135,15 +218,19 @@ async function askUntilDecided(db: Database, llm: ModelEndpoints, context: RunCo
       { id: raterDecisions.id, key: raterDecisions.decisionKey, scope: eq(raterDecisions.runId, context.runId) },
       (row) => row.decisionKey,
     );
-    for (const { comparison: c, read, text, values } of rows) {
-      if (read.probabilityFirst !== undefined) {
-        c.decided = { id: ids.get(values.decisionKey)!, probabilityFirst: read.probabilityFirst, probabilityA: read.probabilityA! };
-        c.attempt++;
-      } else repair(c, text);
+    for (const { item, decide, text, values } of rows) {
+      if (decide) {
+        decide(ids.get(values.decisionKey)!);
+        item.attempt++;
+      } else repair(item, text, rules.repairText);
     }
-    Context.current().heartbeat({ decided: comparisons.filter((c) => c.decided).length });
-    pending = pending.filter((c) => !c.decided && c.attempt <= settings.repair_limit);
+    Context.current().heartbeat({ decided: items.filter((c) => c.decided).length });
+    pending = pending.filter((c) => !c.decided && c.attempt <= limit);
   }
+}
+
+async function insertInChunks<TTable extends PgTable>(db: Database, table: TTable, rows: TTable['$inferInsert'][]): Promise<void> {
+  for (let i = 0; i < rows.length; i += 1_000) await insertNewRows(db, table, rows.slice(i, i + 1_000));
 }
 
 function rawText(raw: unknown): string {

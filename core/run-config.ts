@@ -156,8 +156,23 @@ export const runConfigSchema = z.strictObject({
       max_tokens: positiveInt('a token limit').default(512),
       /** Repair prompts after an unparseable answer, before the comparison is skipped and counted. */
       repair_limit: z.number().int().min(0).max(5).default(2),
+      /**
+       * pairwise: the rater compares two completions, in both orders; pointwise: it is asked per completion and
+       * principle question "Yes or No", and a pair's label is sigmoid(logit P(yes | first) − logit P(yes | second)).
+       */
+      mode: z.enum(['pairwise', 'pointwise']).default('pairwise'),
+      /**
+       * The rater's position prior, taken out in log-odds before both orders are combined (core/rater/calibration.ts):
+       * `none` averages the orders' probabilities as they are; `batch` estimates the prior P(A) from the batch's own
+       * both-order decisions; a number is a prior P(A) measured elsewhere (a gold set, content-free inputs).
+       */
+      position_prior: z.union([z.enum(['none', 'batch']), z.number().gt(0).lt(1)]).default('none'),
+      /** Pairs whose two orders favour different completions: keep the combined label, make it a tie (0.5), or drop the pair. */
+      disagreement: z.enum(['keep', 'tie', 'drop']).default('keep'),
+      /** Pairs whose label lies closer than this to 0.5 are kept out of training (counted in `tenet audit stats`); 0 keeps all. */
+      margin: z.number().min(0).max(0.5).default(0),
     })
-    .default({ enabled: true, cot: false, cot_band: [0.4, 0.6], logprobs: true, max_tokens: 512, repair_limit: 2 }),
+    .default({ enabled: true, cot: false, cot_band: [0.4, 0.6], logprobs: true, max_tokens: 512, repair_limit: 2, mode: 'pairwise', position_prior: 'none', disagreement: 'keep', margin: 0 }),
   /** Pointwise scores (1–10 per principle per completion, normalised to [-1, 1]); repairs follow label.repair_limit. */
   score: z
     .strictObject({

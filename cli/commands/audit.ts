@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { runConfigSchema } from '../../core/run-config.js';
 import type { ArithmeticCheck } from '../../core/verifiers/arithmetic.js';
 import type { Database } from '../../db/pool.js';
-import { completions, humanReviews, raterDecisions, runs, stepChecks } from '../../db/schema.js';
+import { completions, humanReviews, preferenceDrops, raterDecisions, runs, stepChecks } from '../../db/schema.js';
 import { closeAll, openDatabase } from '../context.js';
 import { UserError } from '../errors.js';
 import { parseOptions, printJson } from '../options.js';
@@ -337,12 +337,19 @@ const statsCommand = new Command('stats')
       });
       if (options.json) return printJson(stats);
       if (stats.length === 0) return console.log(`run ${runId} has no label decisions yet`);
+      const drops = await db
+        .select({ reason: preferenceDrops.reason, pairs: sql<number>`count(*)::int` })
+        .from(preferenceDrops)
+        .where(eq(preferenceDrops.runId, runId))
+        .groupBy(preferenceDrops.reason)
+        .orderBy(preferenceDrops.reason);
       console.log('principle                         decisions    A    B  unparse  agree  conf   tokens in/out      cost  flagged');
       for (const s of stats) {
         console.log(
           `${s.principle.slice(0, 32).padEnd(32)} ${String(s.decisions).padStart(9)} ${String(s.chose_a).padStart(4)} ${String(s.chose_b).padStart(4)} ${String(s.unparseable).padStart(8)}  ${s.order_agreement === null ? '  -  ' : s.order_agreement.toFixed(2)}  ${s.mean_confidence === null ? '  -  ' : s.mean_confidence.toFixed(2)}  ${`${s.prompt_tokens}/${s.completion_tokens}`.padStart(14)}  ${s.cost === null ? '     -' : s.cost.toFixed(4).padStart(8)}  ${s.flagged}`,
         );
       }
+      if (drops.length > 0) console.log(`pairs kept out of training: ${drops.map((d) => `${d.pairs} ${d.reason}`).join(', ')} (label.disagreement, label.margin)`);
     } finally {
       await closeAll();
     }

@@ -3,6 +3,7 @@
 // unreadable answer repaired, how one answer becomes P(first better), and how a pair's decisions
 // become one preference. The activity only calls the rater and writes what these return.
 import { clamp, combineDecisions, probabilityFirstBetter, readAnswer, type Order, type RaterAnswer, type TopLogprob } from './labels.js';
+import { applyTrainingPolicy, combineDebiased, estimatePositionPrior, type DropReason, type PolicyOutcome, type PositionPrior, type TrainingPolicy } from './calibration.js';
 import { pickDistinct, stableHash } from './principles.js';
 import { renderTemplate } from './prompt.js';
 
@@ -164,8 +165,8 @@ export function resumeComparison(c: Comparison<unknown, PlanPrinciple>, stored: 
 }
 
 /** After an unreadable answer: the answer and a repair prompt join the conversation; the attempt counts. */
-export function repair(c: Pick<Comparison<unknown, PlanPrinciple>, 'messages' | 'attempt'>, answerText: string): void {
-  c.messages = [...c.messages, { role: 'assistant', content: answerText }, { role: 'user', content: repairText }];
+export function repair(c: Pick<Comparison<unknown, PlanPrinciple>, 'messages' | 'attempt'>, answerText: string, request = repairText): void {
+  c.messages = [...c.messages, { role: 'assistant', content: answerText }, { role: 'user', content: request }];
   c.attempt++;
 }
 
@@ -226,12 +227,87 @@ export interface PreferenceFields {
   decisionIds: number[];
 }
 
-/** One pair's preference from its decided comparisons (both orders averaged); undefined when none was decided. */
-export function preferenceOf<Q extends { id: number }>(pair: PairPlan<Q, PlanPrinciple>): PreferenceFields | undefined {
-  const made = pair.comparisons.filter((c) => c.decided);
-  const verdict = combineDecisions(made.map((c) => ({ order: c.order, probabilityFirst: c.decided!.probabilityFirst })));
-  if (!verdict) return undefined;
-  return preferenceFields(pair, verdict.softLabel, verdict.ordersAgree, made.map((c) => c.decided!.id));
+/** How a batch's labels are debiased and filtered (the run config's `label` section). */
+export interface LabelPolicy extends TrainingPolicy {
+  position_prior: 'none' | 'batch' | number;
+}
+
+/** What a preference (or drop) row records of how its label was made. */
+export interface DebiasRecord {
+  /** pairwise: both orders of a comparison; pointwise: each completion asked alone (core/rater/pointwise.ts). */
+  mode: 'pairwise' | 'pointwise';
+  position_prior: LabelPolicy['position_prior'];
+  /** The prior P(A) taken out; null when none was (`none`, or a batch with no both-order comparison). */
+  prior_a: number | null;
+  /** Decisions the prior was estimated from (0 when given or not used). */
+  prior_decisions: number;
+  disagreement: LabelPolicy['disagreement'];
+  margin: number;
+  /** P(first completion better) after debiasing, before the disagreement rule. */
+  combined: number;
+}
+
+export interface DropFields extends Omit<PreferenceFields, 'chosenId' | 'rejectedId'> {
+  reason: DropReason;
+  debias: DebiasRecord;
+}
+
+export interface BatchLabels {
+  preferences: (PreferenceFields & { debias: DebiasRecord })[];
+  drops: DropFields[];
+  prior: PositionPrior | undefined;
+}
+
+/** The prior a batch's decisions are corrected by: none, the one given, or estimated from their both-order comparisons. */
+export function batchPrior(pairs: readonly PairPlan<unknown, PlanPrinciple>[], positionPrior: LabelPolicy['position_prior']): PositionPrior | undefined {
+  if (positionPrior === 'none') return undefined;
+  if (typeof positionPrior === 'number') return { probabilityA: positionPrior, decisions: 0 };
+  const decided = pairs.flatMap((pair) => pair.comparisons.filter((c) => c.decided));
+  return estimatePositionPrior(decided.map((c) => ({ order: c.order, comparison: `${c.pairKey}:${c.principle.key}:${c.slot}`, probabilityA: c.decided!.probabilityA })));
+}
+
+/** Every pair's verdict: debiased by the policy's prior, then kept as a preference or dropped with a reason. */
+export function labelPairs<Q extends { id: number }>(pairs: readonly PairPlan<Q, PlanPrinciple>[], policy: LabelPolicy): BatchLabels {
+  const prior = batchPrior(pairs, policy.position_prior);
+  const labels: BatchLabels = { preferences: [], drops: [], prior };
+  for (const pair of pairs) {
+    const made = pair.comparisons.filter((c) => c.decided);
+    const verdict =
+      policy.position_prior === 'none'
+        ? combineDecisions(made.map((c) => ({ order: c.order, probabilityFirst: c.decided!.probabilityFirst })))
+        : combineDebiased(made.map((c) => ({ order: c.order, probabilityA: c.decided!.probabilityA })), prior?.probabilityA ?? 0.5);
+    if (!verdict) continue;
+    const debias: DebiasRecord = {
+      mode: 'pairwise',
+      position_prior: policy.position_prior,
+      prior_a: prior?.probabilityA ?? null,
+      prior_decisions: prior?.decisions ?? 0,
+      disagreement: policy.disagreement,
+      margin: policy.margin,
+      combined: verdict.softLabel,
+    };
+    addOutcome(labels, pair, applyTrainingPolicy(verdict, policy), verdict.ordersAgree, made.map((c) => c.decided!.id), debias);
+  }
+  return labels;
+}
+
+/** A pair's label under the training rules: a preference, or a drop with its reason. */
+export function addOutcome(
+  labels: Omit<BatchLabels, 'prior'>,
+  pair: PairIdentity<{ id: number }>,
+  outcome: PolicyOutcome,
+  ordersAgree: boolean | undefined,
+  decisionIds: readonly number[],
+  debias: DebiasRecord,
+): void {
+  const fields = preferenceFields(pair, outcome.softLabel, ordersAgree, decisionIds);
+  if (outcome.keep) {
+    labels.preferences.push(Object.assign(fields, { debias }));
+    return;
+  }
+  const { chosenId, rejectedId: _, ...pairFields } = fields;
+  // The drop stores P(low-id completion better), whichever side the label leaned to.
+  labels.drops.push(Object.assign(pairFields, { softLabel: chosenId === pairFields.completionLowId ? fields.softLabel : 1 - fields.softLabel, reason: outcome.reason, debias }));
 }
 
 /** The preference row's pair fields for P(first better) = `softLabel`: chosen is the likelier side. */

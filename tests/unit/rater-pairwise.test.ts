@@ -6,7 +6,7 @@ import {
   baseOfKey,
   decisionKey,
   planPairs,
-  preferenceOf,
+  labelPairs,
   readDecision,
   repair,
   repairText,
@@ -141,13 +141,18 @@ describe('asking and repairing', () => {
   });
 });
 
+const asToday = { position_prior: 'none' as const, disagreement: 'keep' as const, margin: 0 };
+const preferenceOf = (pair: ReturnType<typeof planPairs>[number]) => labelPairs([pair], asToday).preferences[0];
+
 describe('preferences from decisions', () => {
   it('average both orders, put the likelier completion as chosen and list the decisions', () => {
     const pair = planPairs(input({ ensemble: 1 }))[0]!;
     const [ab, ba] = pair.comparisons;
     ab!.decided = { id: 31, probabilityFirst: 0.2, probabilityA: 0.2 };
     ba!.decided = { id: 30, probabilityFirst: 0.4, probabilityA: 0.6 };
-    const preference = preferenceOf(pair)!;
+    const { debias, ...preference } = preferenceOf(pair)!;
+    // Today's rule: probabilities averaged as they are, P(first better) = 0.3, recorded as not debiased.
+    assert.deepEqual({ ...debias, combined: Number(debias.combined.toFixed(12)) }, { mode: 'pairwise', position_prior: 'none', prior_a: null, prior_decisions: 0, disagreement: 'keep', margin: 0, combined: 0.3 });
     assert.deepEqual({ ...preference, softLabel: Number(preference.softLabel.toFixed(12)) }, {
       promptId: 1,
       completionLowId: 101,
