@@ -289,9 +289,11 @@ class PrefixCache:
     template, chat prompts that share a system prompt. Entries are never changed in place (the
     batch's cache grows by concatenation), so a lookup hands out views."""
 
-    def __init__(self, entries: int = 8, min_tokens: int = 8):
+    def __init__(self, entries: int = 8, min_tokens: int = 8, max_tokens: int = 16384):
         self.size = entries
         self.min_tokens = min_tokens
+        self.max_tokens = max_tokens
+        """All entries together hold at most this many tokens (the oldest go first)."""
         self.entries: list[tuple[list[int], list[tuple[torch.Tensor, torch.Tensor]]]] = []
 
     def lookup(self, prompt_ids: list[int]) -> tuple[int, list[tuple[torch.Tensor, torch.Tensor]]]:
@@ -315,6 +317,8 @@ class PrefixCache:
         self.entries = [e for e in self.entries if e[0] != prompt_ids]
         self.entries.insert(0, (list(prompt_ids), [(layer.keys, layer.values) for layer in cache.layers]))
         del self.entries[self.size :]
+        while self.entries and sum(len(tokens) for tokens, _ in self.entries) > self.max_tokens:
+            self.entries.pop()
 
 
 class Batch:
@@ -326,6 +330,7 @@ class Batch:
     else is in the batch (up to float rounding in batched kernels). Finished rows leave between steps
     and columns no row uses any more are trimmed. Caches other than a plain DynamicCache (e.g.
     sliding-window layers) cannot be joined: such a batch takes one prompt at a time (`can_join`).
+    With `prefixes`, a prefill starts from the KV of a recent prompt that begins the same way.
     """
 
     def __init__(self, model: Any, tokenizer: PreTrainedTokenizerBase, end_ids: set[int], should_stop: Callable[[], bool] | None = None, prefixes: PrefixCache | None = None):
