@@ -25,13 +25,10 @@ export async function pendingFailures(client: WorkflowClient, workflowId: string
     const error = await decodeOptionalFailureToOptionalError(client.options.loadedDataConverter, activity.lastFailure);
     found.push({ workflowId, activity: activity.activityType?.name ?? 'activity', attempt: activity.attempt ?? 1, reason: error ? rootCauseMessage(error) : 'unknown failure' });
   }
-  if (depth > 0) {
-    for (const child of (raw.pendingChildren ?? []).slice(0, maxChildren)) {
-      if (!child.workflowId) continue;
-      found.push(...(await pendingFailures(client, child.workflowId, depth - 1).catch(() => [])));
-    }
-  }
-  return found;
+  if (depth === 0) return found;
+  const children = (raw.pendingChildren ?? []).slice(0, maxChildren).flatMap((child) => (child.workflowId ? [child.workflowId] : []));
+  const nested = await Promise.all(children.map((id) => pendingFailures(client, id, depth - 1).catch(() => [])));
+  return [...found, ...nested.flat()];
 }
 
 export function describePending(p: PendingFailure): string {

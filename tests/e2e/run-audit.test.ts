@@ -168,7 +168,8 @@ describe('tenet run, runs, audit, export', () => {
       assert.equal((JSON.parse((await runCli(['runs', 'show', runId, '--json'], cli)).stdout) as { status: string }).status, 'paused');
       const critiques = await db.$client.query<{ n: string }>('select count(*) as n from critiques where run_id = $1', [Number(runId)]);
       assert.equal(Number(critiques.rows[0]!.n), 0, 'the critique stage did not start while paused');
-      endpoint.setLatency(1_500);
+      // Slow enough that the run is still going when the cancel lands, two CLI calls later.
+      endpoint.setLatency(4_000);
       assert.equal((await runCli(['runs', 'resume', 'cli-run-2'], cli)).code, 0);
       assert.equal((JSON.parse((await runCli(['runs', 'show', runId, '--json'], cli)).stdout) as { status: string }).status, 'running');
       assert.equal((await runCli(['runs', 'cancel', runId], cli)).code, 0);
