@@ -203,7 +203,8 @@ async function runPipelineDemo(input: {
     // Sized for a 2-core CPU (≤ 15 minutes with SmolLM2-135M): the policy trains a few LoRA steps; its
     // reward model is the packaged all-MiniLM-L6-v2 encoder (fast, pretrained, offline), the tiny
     // model's is itself. Evaluation answers every held-out prompt with both policies, and the rater
-    // compares them in both orders: that sample sets the width of the win rate's interval.
+    // compares them in both orders: that sample sets the width of the win rate's interval. KL is
+    // measured on one sampled completion per held-out prompt (the trainer samples them unbatched).
     const steps = tiny ? { max_steps: 8, batch_size: 4 } : { max_steps: 8, batch_size: 2, max_length: 256 };
     const tokens = tiny ? 24 : 64;
     const evalTokens = tiny ? 24 : 48;
@@ -221,7 +222,7 @@ async function runPipelineDemo(input: {
         reward_model: { ...(rewardBase ? { base: rewardBase } : {}), options: { ...steps, checkpoint_every: 0 } },
         policy: { options: { ...steps, checkpoint_every: 0 } },
         rollouts: { group_size: 4, max_tokens: tokens },
-        evaluate: { max_prompts: Math.max(1, options.evalPrompts), max_tokens: evalTokens, kl_samples: 2 },
+        evaluate: { max_prompts: Math.max(1, options.evalPrompts), max_tokens: evalTokens, kl_samples: 1 },
       },
     });
     const started = await startPipelineRun({
