@@ -1,9 +1,8 @@
 // Reading the files of a run (config YAML, prompts JSONL) with every problem named before anything starts.
 import { readFileSync } from 'node:fs';
-import { parse } from 'yaml';
-import { formatPath } from '../core/constitution/parse.js';
 import { parsePromptsJsonl, type PromptRecord } from '../core/prompts-file.js';
 import { runConfigSchema, type RunConfig } from '../core/run-config.js';
+import { formatProblem, parseYamlSource } from '../core/source-problems.js';
 import { parseTasksJsonl } from '../core/verifiers/tasks.js';
 import { taskMetadata } from '../activities/verifiers/dispatch.js';
 import { UserError } from './errors.js';
@@ -17,20 +16,9 @@ export function readText(file: string, what: string): string {
 }
 
 export function readRunConfig(file: string | undefined, fallback: unknown): RunConfig {
-  let raw: unknown = fallback;
-  if (file) {
-    try {
-      raw = parse(readText(file, 'run config'));
-    } catch (error) {
-      if (error instanceof UserError) throw error;
-      throw new UserError(`${file}: YAML syntax error: ${(error as Error).message.split('\n')[0]}`);
-    }
-  }
-  const parsed = runConfigSchema.safeParse(raw ?? {});
-  if (!parsed.success) {
-    const lines = parsed.error.issues.map((issue) => `${file ?? 'run config'}: ${formatPath(issue.path) || '(top)'}: ${issue.message}`);
-    throw new UserError(`invalid run config:\n${lines.join('\n')}`);
-  }
+  if (!file) return runConfigSchema.parse(fallback);
+  const parsed = parseYamlSource(readText(file, 'run config'), file, runConfigSchema, { value: {} });
+  if (!parsed.ok) throw new UserError(`${file} is not a valid run config; nothing was started:\n${parsed.problems.map(formatProblem).join('\n')}`);
   return parsed.data;
 }
 

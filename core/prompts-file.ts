@@ -1,6 +1,7 @@
 // Prompt data sets: JSONL, one prompt per line, either {"prompt": "..."} or {"messages": [...]},
 // with an optional id, split and metadata. Every bad line is named; nothing starts on a bad file.
 import { z } from 'zod';
+import { formatProblem, jsonPlace, schemaProblems } from './source-problems.js';
 
 /** One chat message of a prompt ({role, content}); the gold-set reader (core/rater/gold.ts) takes it too. */
 export const message = z.strictObject({
@@ -30,8 +31,8 @@ export type PromptsParse = { ok: true; prompts: PromptRecord[] } | { ok: false; 
 
 /**
  * The lines of a JSONL file checked against `schema`: blank lines skipped, every bad line (not JSON,
- * not the schema, an id seen before) named in `problems` with its file and line number. Each good
- * line comes with its key: its id, or `line-N` without one.
+ * not the schema, an id seen before) named in `problems` as `file:line:column: key.path: what was
+ * expected` (core/source-problems.ts). Each good line comes with its key: its id, or `line-N` without one.
  */
 export function readJsonlLines<T extends { id?: string | number | undefined }>(text: string, file: string, schema: z.ZodType<T>, problems: string[]): { key: string; data: T }[] {
   const lines: { key: string; data: T }[] = [];
@@ -43,24 +44,32 @@ export function readJsonlLines<T extends { id?: string | number | undefined }>(t
     try {
       value = JSON.parse(raw);
     } catch (error) {
-      problems.push(`${file}:${lineNumber}: not valid JSON (${(error as Error).message})`);
+      const message = (error as Error).message;
+      const position = /at position (\d+)/.exec(message)?.[1];
+      problems.push(`${file}:${lineNumber}:${position === undefined ? 1 : Number(position) + 1}: not valid JSON (${message})`);
       return;
     }
-    const parsed = schema.safeParse(value);
+    const parsed = schema.safeParse(value, { reportInput: true });
     if (!parsed.success) {
-      for (const issue of parsed.error.issues) problems.push(`${file}:${lineNumber}: ${issue.path.length ? `${issue.path.join('.')}: ` : ''}${issue.message}`);
+      problems.push(...schemaProblems(parsed.error.issues, schema, jsonPlace(raw, file, lineNumber)).map(formatProblem));
       return;
     }
     const key = parsed.data.id === undefined ? `line-${lineNumber}` : String(parsed.data.id);
     const first = seen.get(key);
     if (first !== undefined) {
-      problems.push(`${file}:${lineNumber}: duplicate id '${key}' (first on line ${first})`);
+      problems.push(`${formatProblem({ file, line: lineNumber, column: idColumn(raw), path: 'id', message: `duplicate id '${key}' (first on line ${first})` })}`);
       return;
     }
     seen.set(key, lineNumber);
     lines.push({ key, data: parsed.data });
   });
   return lines;
+}
+
+/** The column of a line's "id" value (1 when it has none). */
+function idColumn(raw: string): number {
+  const match = /"id"\s*:\s*/.exec(raw);
+  return match ? match.index + match[0].length + 1 : 1;
 }
 
 export function parsePromptsJsonl(text: string, file: string): PromptsParse {

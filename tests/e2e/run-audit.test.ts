@@ -58,7 +58,7 @@ describe('tenet run, runs, audit, export', () => {
     writeFileSync(bad, '{"prompt": "fine"}\n{"prompt": 42}\n');
     const result = await runCli(['run', '--constitution', 'constitutions/default.yaml', '--prompts', bad, '--config', path.join(dir, 'run.yaml')], cli);
     assert.equal(result.code, 1);
-    assert.match(result.stderr, /bad\.jsonl:2: prompt: expected prompt \(a text\)/);
+    assert.match(result.stderr, /bad\.jsonl:2:12: prompt: expected prompt \(a text\), got number 42/);
     assert.match(result.stderr, /nothing was started/);
     const runs = await runCli(['runs', 'list', '--json'], cli);
     assert.deepEqual(JSON.parse(runs.stdout), []);
@@ -69,24 +69,26 @@ describe('tenet run, runs, audit, export', () => {
     writeFileSync(tasks, '{"prompt": "2+2?", "verifier": "math", "reference": "4"}\n{"prompt": "x", "verifier": "math"}\n');
     const result = await runCli(['run', '--constitution', 'constitutions/default.yaml', '--prompts', tasks, '--config', path.join(dir, 'run.yaml')], cli);
     assert.equal(result.code, 1);
-    assert.match(result.stderr, /tasks\.jsonl:2: reference: expected reference/);
+    assert.match(result.stderr, /tasks\.jsonl:2:1: reference: missing required key: expected reference/);
     const config = path.join(dir, 'loop.yaml');
     writeFileSync(config, `endpoints:\n  policy: { base_url: "${endpoint.url}", model: m }\n  rater: { base_url: "${endpoint.url}", model: m }\nloop: { mode: online, base_model: /m, rewards: { reward_modle: {} } }\n`);
     const loop = await runCli(['run', '--constitution', 'constitutions/default.yaml', '--prompts', path.join(dir, 'prompts.jsonl'), '--config', config], cli);
     assert.equal(loop.code, 1);
-    assert.match(loop.stderr, /loop\.rewards.*unknown reward term 'reward_modle'.*did you mean 'reward_model'/s);
+    assert.match(loop.stderr, /loop\.yaml:4:\d+: loop\.rewards\.reward_modle: unknown key 'reward_modle' \(expected one of: reward_model, .*\); did you mean 'reward_model'\?/);
     const runs = await runCli(['runs', 'list', '--json'], cli);
     assert.deepEqual(JSON.parse(runs.stdout), []);
   });
 
-  it('a bad run config names the key', async () => {
+  it('a bad run config names the line, column and key of each problem, and never echoes a key', async () => {
     const config = path.join(dir, 'bad.yaml');
-    writeFileSync(config, `endpoints:\n  policy: { base_url: "not a url", model: m }\n  rater: { base_url: "${endpoint.url}", model: m, api_key_env: "sk-123" }\nsample: { n: 0 }\n`);
+    writeFileSync(config, `endpoints:\n  policy: { base_url: "not a url", model: m }\n  rater: { base_url: "${endpoint.url}", model: m, api_key_env: "sk-123" }\nsample: { n: 0, temprature: 1 }\n`);
     const result = await runCli(['run', '--constitution', 'constitutions/default.yaml', '--prompts', path.join(dir, 'prompts.jsonl'), '--config', config], cli);
     assert.equal(result.code, 1);
-    assert.match(result.stderr, /bad\.yaml: endpoints\.policy\.base_url: expected an http\(s\) URL/);
-    assert.match(result.stderr, /bad\.yaml: endpoints\.rater\.api_key_env: expected the NAME of an environment variable/);
-    assert.match(result.stderr, /bad\.yaml: sample\.n: /);
+    assert.match(result.stderr, /bad\.yaml:2:23: endpoints\.policy\.base_url: expected an http\(s\) URL.*, got the text "not a url"/);
+    assert.match(result.stderr, /bad\.yaml:3:\d+: endpoints\.rater\.api_key_env: expected the NAME of an environment variable, not the key itself$/m);
+    assert.match(result.stderr, /bad\.yaml:4:14: sample\.n: expected number to be >=1, got number 0/);
+    assert.match(result.stderr, /bad\.yaml:4:17: sample\.temprature: unknown key 'temprature' \(expected one of: n, temperature, .*\); did you mean 'temperature'\?/);
+    assert.doesNotMatch(result.stderr, /sk-123/);
   });
 
   it('runs to completion with progress, then audits, overrides and exports', async () => {

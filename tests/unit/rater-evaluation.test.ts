@@ -142,14 +142,14 @@ describe('gold sets', () => {
     const result = parseGoldJsonl(lines.join('\n'), 'gold.jsonl', principles);
     assert.ok(!result.ok);
     const problems = result.problems.join('\n');
-    assert.match(problems, /^gold\.jsonl:2: not valid JSON/m);
-    assert.match(problems, /^gold\.jsonl:3: rejected: expected rejected \(a text: the worse response\)$/m);
-    assert.match(problems, /^gold\.jsonl:4: rejected: expected two different responses \(chosen and rejected are identical\)$/m);
-    assert.match(problems, /^gold\.jsonl:5: principle: unknown principle 'honest-no-fabricaton' \(not in tenet-default; did you mean 'honest-no-fabrication'\?\)$/m);
-    assert.match(problems, /^gold\.jsonl:6: principle: principle 'critique-only' of tenet-default has no comparison questions$/m);
-    assert.match(problems, /^gold\.jsonl:7: duplicate id 'arith-001' \(first on line 1\)$/m);
-    assert.match(problems, /^gold\.jsonl:8: expected exactly one of 'prompt' or 'messages'$/m);
-    assert.match(problems, /^gold\.jsonl:9: chosen: expected a non-empty chosen$/m);
+    assert.match(problems, /^gold\.jsonl:2:58: not valid JSON/m);
+    assert.match(problems, /^gold\.jsonl:3:1: rejected: missing required key: expected rejected \(a text: the worse response\)$/m);
+    assert.match(problems, /^gold\.jsonl:4:73: rejected: expected two different responses \(chosen and rejected are identical\)$/m);
+    assert.match(problems, /^gold\.jsonl:5:47: principle: unknown principle 'honest-no-fabricaton' \(not in tenet-default; did you mean 'honest-no-fabrication'\?\)$/m);
+    assert.match(problems, /^gold\.jsonl:6:47: principle: principle 'critique-only' of tenet-default has no comparison questions$/m);
+    assert.match(problems, /^gold\.jsonl:7:7: id: duplicate id 'arith-001' \(first on line 1\)$/m);
+    assert.match(problems, /^gold\.jsonl:8:1: expected exactly one of 'prompt' or 'messages'$/m);
+    assert.match(problems, /^gold\.jsonl:9:48: chosen: expected a non-empty chosen$/m);
     assert.equal(result.problems.length, 8);
   });
 

@@ -120,7 +120,7 @@ describe('prompts files', () => {
     const parsed = parsePromptsJsonl('{"prompt": "ok", "id": "a"}\n{"prompt": \n{"id": "a", "prompt": "dup"}\n{"prompt": "x", "messages": []}\n{"messages": [{"role": "assistant", "content": "x"}]}\n{"prompt": ""}', 'p.jsonl');
     assert.equal(parsed.ok, false);
     assert.deepEqual(!parsed.ok && parsed.problems.map((p) => p.split(':').slice(0, 2).join(':')), ['p.jsonl:2', 'p.jsonl:3', 'p.jsonl:4', 'p.jsonl:4', 'p.jsonl:5', 'p.jsonl:6']);
-    assert.match(!parsed.ok ? parsed.problems.join('\n') : '', /p\.jsonl:3: duplicate id 'a' \(first on line 1\)/);
+    assert.match(!parsed.ok ? parsed.problems.join('\n') : '', /p\.jsonl:3:8: id: duplicate id 'a' \(first on line 1\)/);
     assert.deepEqual(parsePromptsJsonl('', 'e.jsonl'), { ok: false, problems: ['e.jsonl: no prompts (the file is empty)'] });
   });
 });

@@ -44,14 +44,14 @@ describe('verifiable task files', () => {
     const parsed = parseTasksJsonl(`${jsonl(bad)}\n{not json`, 'tasks.jsonl');
     assert.ok(!parsed.ok);
     assert.deepEqual(parsed.problems, [
-      "tasks.jsonl:2: verifier: expected verifier 'math', 'code' or 'tool-call'",
-      "tasks.jsonl:3: language: expected language 'python' or 'javascript'",
-      'tasks.jsonl:4: entry: expected entry to be a function name',
-      'tasks.jsonl:4: tests: expected at least one test case',
-      'tasks.jsonl:5: expected: expected calls or an answer to check',
-      "tasks.jsonl:6: options.strategies.0: expected a strategy 'boxed', 'answer' or 'last-number'",
-      "tasks.jsonl:7: duplicate id 'm1' (first on line 1)",
-      `tasks.jsonl:8: not valid JSON (${(() => { try { JSON.parse('{not json'); } catch (error) { return (error as Error).message; } return ''; })()})`,
+      "tasks.jsonl:2:26: verifier: expected verifier 'math', 'code' or 'tool-call'",
+      `tasks.jsonl:3:44: language: expected language 'python' or 'javascript', got the text "ruby"`,
+      'tasks.jsonl:4:61: entry: expected entry to be a function name, got the text "f()"',
+      'tasks.jsonl:4:75: tests: expected at least one test case',
+      'tasks.jsonl:5:49: expected: expected calls or an answer to check',
+      `tasks.jsonl:6:74: options.strategies[0]: expected a strategy 'boxed', 'answer' or 'last-number', got the text "guess"`,
+      "tasks.jsonl:7:7: id: duplicate id 'm1' (first on line 1)",
+      `tasks.jsonl:8:2: not valid JSON (${(() => { try { JSON.parse('{not json'); } catch (error) { return (error as Error).message; } return ''; })()})`,
     ]);
   });
 
