@@ -59,4 +59,10 @@ export default tseslint.config(
     files: ['eslint.config.js', 'cli/*.mjs', 'activities/verifiers/*.cjs'],
     ...tseslint.configs.disableTypeChecked,
   },
+  // The console's static scripts run in the browser, served as they are (no build step).
+  {
+    files: ['console/static/*.js'],
+    ...tseslint.configs.disableTypeChecked,
+    languageOptions: { ...tseslint.configs.disableTypeChecked.languageOptions, globals: { ...globals.browser } },
+  },
 );

@@ -9,6 +9,7 @@ import { modelsCommand, scoreCommand } from './commands/models.js';
 import { raterCommand } from './commands/rater.js';
 import { runCommand, runsCommand } from './commands/run.js';
 import { devCommand, migrateCommand, statusCommand, workerCommand } from './commands/stack.js';
+import { uiCommand } from './commands/ui.js';
 import { exitCodes, handleError } from './errors.js';
 
 const program = new Command('tenet')
@@ -40,6 +41,7 @@ Environment: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, DATABASE_URL point at your ow
   .addCommand(constitutionCommand)
   .addCommand(workerCommand)
   .addCommand(codecServerCommand)
+  .addCommand(uiCommand)
   .addCommand(migrateCommand);
 
 // Subcommands inherit exitOverride so usage errors come back here with their exit code.

@@ -2,12 +2,12 @@
 import { randomUUID } from 'node:crypto';
 import { userInfo } from 'node:os';
 import { Command } from 'commander';
-import { and, eq, inArray, sql, type SQL } from 'drizzle-orm';
+import { and, eq, inArray, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import { runConfigSchema } from '../../core/run-config.js';
 import type { ArithmeticCheck } from '../../core/verifiers/arithmetic.js';
-import type { Database } from '../../db/pool.js';
-import { completions, humanReviews, preferenceDrops, raterDecisions, runs, stepChecks } from '../../db/schema.js';
+import { decisionDetail, listDecisions, overrideDecision, ReviewRefused, writeReview } from '../../db/queries/audit.js';
+import { completions, preferenceDrops, raterDecisions, runs, stepChecks } from '../../db/schema.js';
 import { closeAll, openDatabase } from '../context.js';
 import { UserError } from '../errors.js';
 import { parseOptions, printJson } from '../options.js';
@@ -18,6 +18,7 @@ const date = z.iso.datetime({ offset: true, local: true, error: 'expected a date
 const listOptions = z.object({
   run: id('run').optional(),
   principle: z.string().min(1).optional(),
+  stage: z.string().min(1).optional(),
   model: z.string().min(1).optional(),
   disagree: z.boolean().default(false),
   lowConfidence: z.union([z.literal(true), z.coerce.number().gt(0.5).max(1)]).optional(),
@@ -31,52 +32,11 @@ const listOptions = z.object({
   json: z.boolean().default(false),
 });
 
-/** Postgres returns bigint columns as strings; ids in JSON output are numbers. */
-function numericIds<T extends Record<string, unknown>>(row: T): T {
-  const out: Record<string, unknown> = { ...row };
-  for (const [key, value] of Object.entries(out)) if ((key === 'id' || key.endsWith('_id')) && typeof value === 'string' && /^\d+$/.test(value)) out[key] = Number(value);
-  return out as T;
-}
-
-interface AuditRow extends Record<string, unknown> {
-  id: number;
-  run_id: number;
-  principle_key: string;
-  order: string | null;
-  parsed_choice: string | null;
-  confidence: number | null;
-  rater_model: string;
-  flags: string[];
-  from_cache: boolean;
-  human_prefer_a_b: string | null;
-  created_at: string;
-}
-
-function listQuery(options: z.infer<typeof listOptions>): SQL {
-  const where: SQL[] = [sql`true`];
-  if (options.run) where.push(sql`run_id = ${options.run}`);
-  if (options.principle) where.push(sql`principle_key = ${options.principle}`);
-  if (options.model) where.push(sql`rater_model = ${options.model}`);
-  if (options.overridden) where.push(sql`human_prefer_a_b is not null`);
-  if (options.flagged) where.push(sql`jsonb_array_length(flags) > 0`);
-  if (options.unparseable) where.push(sql`outcome = 'unparseable'`);
-  if (options.lowConfidence !== undefined) where.push(sql`confidence < ${options.lowConfidence === true ? 0.6 : options.lowConfidence}`);
-  if (options.since) where.push(sql`created_at >= ${options.since}::timestamptz`);
-  if (options.until) where.push(sql`created_at < ${options.until}::timestamptz`);
-  if (options.disagree) {
-    where.push(sql`exists (select 1 from preferences p where p.run_id = audit_decisions.run_id and p.orders_agree = false
-      and p.completion_low_id = least(audit_decisions.completion_a_id, audit_decisions.completion_b_id)
-      and p.completion_high_id = greatest(audit_decisions.completion_a_id, audit_decisions.completion_b_id))`);
-  }
-  return sql`select id, run_id, stage, principle_key, "order", attempt, outcome, parsed_choice, confidence, rater_model, flags, from_cache,
-      human_prefer_a_b, created_at from audit_decisions where ${sql.join(where, sql` and `)}
-      order by id limit ${options.limit} offset ${options.offset}`;
-}
-
 const listCommand = new Command('list')
   .description('rater decisions, filtered and paged')
   .option('--run <id>', 'only this run')
   .option('--principle <key>', 'only decisions under this principle id')
+  .option('--stage <stage>', 'only decisions of this stage (label, score, critique, process, …)')
   .option('--model <name>', 'only this rater model')
   .option('--disagree', 'only pairs whose AB and BA answers disagree (position bias)')
   .option('--low-confidence [threshold]', 'only decisions whose confidence is below the threshold (default 0.6)')
@@ -92,7 +52,8 @@ const listCommand = new Command('list')
     const options = parseOptions(listOptions, raw);
     const db = await openDatabase();
     try {
-      const rows = (await db.execute<AuditRow>(listQuery(options))).rows.map(numericIds);
+      const lowConfidence = options.lowConfidence === true ? 0.6 : options.lowConfidence;
+      const rows = await listDecisions(db, { ...options, lowConfidence });
       if (options.json) return printJson(rows);
       if (rows.length === 0) return console.log('no decisions match');
       console.log('   id   run  principle                        order choice  conf  model             flags');
@@ -129,22 +90,9 @@ const showCommand = new Command('show')
     const decisionId = parseOptions(id('decision'), ref);
     const db = await openDatabase();
     try {
-      const [row] = (await db.execute<Record<string, unknown>>(sql`select * from audit_decisions where id = ${decisionId}`)).rows.map(numericIds);
-      if (!row) throw new UserError(`no decision ${decisionId}`);
-      const [decision] = await db.select({ request: raterDecisions.request, rawResponse: raterDecisions.rawResponse, probabilities: raterDecisions.probabilities }).from(raterDecisions).where(eq(raterDecisions.id, decisionId));
-      const pairLow = Math.min(row.completion_a_id as number, (row.completion_b_id as number | null) ?? 0);
-      const pairHigh = Math.max(row.completion_a_id as number, (row.completion_b_id as number | null) ?? 0);
-      const reviews = await db
-        .select()
-        .from(humanReviews)
-        .where(
-          and(
-            eq(humanReviews.runId, Number(row.run_id)),
-            sql`least(${humanReviews.completionAId}, ${humanReviews.completionBId}) = ${pairLow}::bigint`,
-            sql`greatest(${humanReviews.completionAId}, ${humanReviews.completionBId}) = ${pairHigh}::bigint`,
-          ),
-        )
-        .orderBy(humanReviews.createdAt);
+      const detail = await decisionDetail(db, decisionId);
+      if (!detail) throw new UserError(`no decision ${decisionId}`);
+      const { row, reviews } = detail;
       // Per-step (process) scores of the completions in this decision, from their own decisions.
       const completionIds = [row.completion_a_id, row.completion_b_id].filter((v): v is number => typeof v === 'number');
       const steps = await db
@@ -158,7 +106,7 @@ const showCommand = new Command('show')
         ...steps.map((s) => ({ decision: s.id, completion: s.completionId, step: (s.probabilities as { step: number }).step + 1, steps: (s.probabilities as { steps: number }).steps, score: s.score, principle: s.principleKey })),
         ...checked.map((c) => ({ completion: c.completionId, step: c.stepIndex + 1, steps: c.stepCount, score: c.score, checker: c.checker, checks: c.checks as ArithmeticCheck[] })),
       ].sort((a, b) => a.completion - b.completion || a.step - b.step);
-      if (options.json) return printJson({ ...row, request: decision?.request, raw_response: decision?.rawResponse, probabilities: decision?.probabilities, reviews, process_steps: processSteps });
+      if (options.json) return printJson({ ...row, request: detail.request, raw_response: detail.rawResponse, probabilities: detail.probabilities, reviews, process_steps: processSteps });
       const rule = '─'.repeat(78);
       console.log(`decision ${decisionId}  run ${String(row.run_id)}  ${String(row.stage)}  order ${String(row.order)}  attempt ${String(row.attempt)}  ${String(row.outcome)}`);
       console.log(`principle ${String(row.principle_key)}: ${String(row.principle_text)}`);
@@ -172,11 +120,11 @@ const showCommand = new Command('show')
       console.log(rule);
       console.log(`(B) completion ${String(row.completion_b_id)}\n${String(row.completion_b)}`);
       console.log(rule);
-      console.log(`answer: ${String(row.parsed_choice)}   probabilities ${JSON.stringify(decision?.probabilities)}`);
-      console.log(`raw: ${JSON.stringify((decision?.rawResponse as { choices?: unknown[] })?.choices?.[0] ?? decision?.rawResponse)}`);
+      console.log(`answer: ${String(row.parsed_choice)}   probabilities ${JSON.stringify(detail.probabilities)}`);
+      console.log(`raw: ${JSON.stringify((detail.rawResponse as { choices?: unknown[] })?.choices?.[0] ?? detail.rawResponse)}`);
       console.log(rule);
       console.log('prompt as sent:');
-      for (const m of (decision?.request as { messages: { role: string; content: string }[] }).messages) console.log(`  [${m.role}] ${m.content.replace(/\n/g, '\n  ')}`);
+      for (const m of (detail.request as { messages: { role: string; content: string }[] }).messages) console.log(`  [${m.role}] ${m.content.replace(/\n/g, '\n  ')}`);
       console.log(rule);
       for (const step of processSteps) {
         const judge = step.checker
@@ -194,13 +142,6 @@ const showCommand = new Command('show')
       await closeAll();
     }
   });
-
-async function writeReview(db: Database, review: typeof humanReviews.$inferInsert) {
-  const [row] = await db.insert(humanReviews).values(review).onConflictDoNothing().returning({ id: humanReviews.id });
-  if (row) return row.id;
-  const [existing] = await db.select({ id: humanReviews.id }).from(humanReviews).where(eq(humanReviews.reviewKey, review.reviewKey));
-  return existing!.id;
-}
 
 const reviewer = z.string().trim().min(1).default(process.env.USER ?? userInfo().username);
 const overrideOptions = z.object({
@@ -224,19 +165,8 @@ const overrideCommand = new Command('override')
     const decisionId = parseOptions(id('decision'), ref);
     const db = await openDatabase();
     try {
-      const [decision] = await db.select().from(raterDecisions).where(eq(raterDecisions.id, decisionId));
-      if (!decision) throw new UserError(`no decision ${decisionId}`);
-      if (decision.completionBId === null) throw new UserError(`decision ${decisionId} is pointwise (a score); only pairwise decisions can be overridden`);
-      const reviewId = await writeReview(db, {
-        reviewKey: options.key ?? randomUUID(),
-        decisionId,
-        runId: decision.runId,
-        promptId: decision.promptId,
-        completionAId: decision.completionAId,
-        completionBId: decision.completionBId,
-        prefer: options.prefer,
-        reason: options.reason,
-        reviewer: options.reviewer,
+      const reviewId = await overrideDecision(db, { decisionId, prefer: options.prefer, reason: options.reason, reviewer: options.reviewer, key: options.key }).catch((error: unknown) => {
+        throw error instanceof ReviewRefused ? new UserError(error.message) : error;
       });
       if (options.json) printJson({ reviewId, decisionId, prefer: options.prefer });
       else console.log(`review ${reviewId}: decision ${decisionId} overridden (${options.prefer}) by ${options.reviewer}`);

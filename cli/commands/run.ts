@@ -2,10 +2,10 @@
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { Command } from 'commander';
-import { desc, eq, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import { taskQueues } from '../../core/queues.js';
-import { metrics, runs, runStatuses } from '../../db/schema.js';
+import { findRun as findRunRow, listRuns, runMetrics } from '../../db/queries/runs.js';
+import { runStatuses } from '../../db/schema.js';
 import { checkQueue } from '../../worker/health.js';
 import { describePending, pendingFailures, type PendingFailure } from '../../worker/pending.js';
 import type { pipeline } from '../../workflows/pipeline.js';
@@ -90,8 +90,7 @@ const listOptions = z.object({
 
 async function findRun(ref: string) {
   const db = await openDatabase();
-  const byId = /^\d+$/.test(ref);
-  const [row] = await db.select().from(runs).where(byId ? eq(runs.id, Number(ref)) : eq(runs.workflowId, ref));
+  const row = await findRunRow(db, ref);
   if (!row) throw new UserError(`no run ${ref} (give a run id or a workflow id; \`tenet runs list\` shows them)`);
   return { db, row };
 }
@@ -129,12 +128,7 @@ export const runsCommand = new Command('runs')
         const options = parseOptions(listOptions, raw);
         const db = await openDatabase();
         try {
-          const rows = await db
-            .select({ id: runs.id, workflowId: runs.workflowId, kind: runs.kind, status: runs.status, createdAt: runs.createdAt, finishedAt: runs.finishedAt, error: runs.error })
-            .from(runs)
-            .where(options.status ? eq(runs.status, options.status) : sql`true`)
-            .orderBy(desc(runs.id))
-            .limit(options.limit);
+          const rows = await listRuns(db, options);
           if (options.json) return printJson(rows);
           if (rows.length === 0) return console.log('no runs');
           for (const r of rows) console.log(`${String(r.id).padStart(5)}  ${r.status.padEnd(9)}  ${r.kind.padEnd(8)}  ${r.createdAt.toISOString()}  ${r.workflowId}${r.error ? `  (${r.error.slice(0, 80)})` : ''}`);
@@ -153,7 +147,7 @@ export const runsCommand = new Command('runs')
         const { db, row } = await findRun(ref);
         let client;
         try {
-          const metricRows = await db.select({ iteration: metrics.iteration, name: metrics.name, value: metrics.value }).from(metrics).where(eq(metrics.runId, row.id)).orderBy(metrics.iteration, metrics.name);
+          const metricRows = await runMetrics(db, row.id);
           let progress: unknown = null;
           let pending: PendingFailure[] = [];
           try {

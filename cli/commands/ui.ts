@@ -1,0 +1,33 @@
+// `tenet ui`: the audit console (console/), a web page over the same queries as `tenet audit`.
+import { userInfo } from 'node:os';
+import { Command } from 'commander';
+import { z } from 'zod';
+import { startConsole } from '../../console/server.js';
+import { listenToken, tokenVariable } from '../../worker/http-guard.js';
+import { closeAll, openDatabase } from '../context.js';
+import { parseOptions } from '../options.js';
+
+const uiOptions = z.object({
+  host: z.string().min(1).default('127.0.0.1'),
+  port: z.coerce.number({ error: 'expected a port number' }).int().min(0).max(65535).default(8777),
+  reviewer: z.string().trim().min(1).default(process.env.USER ?? userInfo().username),
+});
+
+export const uiCommand = new Command('ui')
+  .description(`the audit console: runs, decisions, overrides and the review queue in a browser (127.0.0.1 only unless ${tokenVariable} is set)`)
+  .option('--host <address>', `address to listen on (anything but loopback needs ${tokenVariable})`, '127.0.0.1')
+  .option('--port <port>', 'port to listen on (0: any free one)', '8777')
+  .option('--reviewer <name>', 'the reviewer name forms start with (default: $USER)')
+  .action(async (raw: unknown) => {
+    const options = parseOptions(uiOptions, raw);
+    const token = listenToken(options.host);
+    const db = await openDatabase();
+    const server = await startConsole({ db, token, reviewer: options.reviewer, host: options.host, port: options.port });
+    console.log(`tenet ui: the audit console is at ${server.url}/${token ? ` (bearer token from ${tokenVariable} required)` : ''}`);
+    await new Promise<void>((resolve) => {
+      process.once('SIGINT', resolve);
+      process.once('SIGTERM', resolve);
+    });
+    await server.close();
+    await closeAll();
+  });

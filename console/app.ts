@@ -1,0 +1,138 @@
+// The console's routes: runs, one run, decisions (filtered, paged), one decision with its override
+// form, and the review queue. Pages read through db/queries, the same queries as the CLI.
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { Hono, type Context } from 'hono';
+import { secureHeaders } from 'hono/secure-headers';
+import { z } from 'zod';
+import { decisionDetail, listDecisions, nextUnreviewed, overrideDecision, ReviewRefused } from '../db/queries/audit.js';
+import { findRun, listRuns, runMetrics } from '../db/queries/runs.js';
+import type { Database } from '../db/pool.js';
+import { csrfProtection, requireToken, type ConsoleEnv } from './security.js';
+import { decisionPage, decisionsPage, errorPage, queuePage, runPage, runsPage } from './views.js';
+
+export interface ConsoleOptions {
+  db: Database;
+  /** The bearer token every request must carry (listening beyond loopback), or undefined. */
+  token: string | undefined;
+  /** The reviewer name forms start with. */
+  reviewer: string;
+}
+
+const pageSize = 50;
+
+const staticTypes = { 'queue.js': 'text/javascript; charset=utf-8', 'console.css': 'text/css; charset=utf-8' };
+const staticFiles = new Map(Object.entries(staticTypes).map(([name, type]) => [name, { type, body: readFileSync(new URL(`static/${name}`, import.meta.url), 'utf8') }]));
+
+const id = (what: string) => z.coerce.number({ error: `expected a ${what} id (a whole number)` }).int({ error: `expected a ${what} id (a whole number)` }).positive({ error: `expected a ${what} id (a whole number)` });
+const flag = z.enum(['1', 'on', 'true']).optional().transform((v) => v !== undefined);
+const text = z.string().trim().min(1).max(500);
+
+const decisionsQuery = z.object({
+  run: id('run').optional(),
+  principle: text.optional(),
+  stage: text.optional(),
+  disagree: flag,
+  flagged: flag,
+  overridden: flag,
+  page: z.coerce.number({ error: 'expected a page number' }).int().min(1).max(100_000).default(1),
+});
+
+const skipList = z
+  .string()
+  .regex(/^\d+(,\d+)*$/, { error: 'expected decision ids separated by commas' })
+  .transform((s) => s.split(',').map(Number).slice(-500))
+  .optional()
+  .transform((v) => v ?? []);
+const queueQuery = z.object({ run: id('run').optional(), skip: skipList });
+
+const reviewForm = z.object({
+  prefer: z.enum(['A', 'B', 'tie'], { error: 'expected A, B or tie' }),
+  reviewer: text,
+  key: z.uuid({ error: 'expected the form key' }),
+});
+const overrideForm = reviewForm.extend({ reason: text });
+const queueForm = reviewForm.extend({ decision: id('decision'), run: id('run').optional(), skip: skipList });
+
+class BadRequest extends Error {}
+
+/** Parses `input` (blank fields left out) or answers 400 naming the field. */
+function parse<T extends z.ZodType>(schema: T, input: Record<string, string | undefined>): z.infer<T> {
+  const present = Object.fromEntries(Object.entries(input).filter(([, v]) => v !== undefined && v.trim() !== ''));
+  const result = schema.safeParse(present);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    throw new BadRequest(`${issue.path.join('.') || 'input'}: ${issue.message}`);
+  }
+  return result.data;
+}
+
+const refuse = (c: Context<ConsoleEnv>, status: 400 | 403 | 404 | 409, message: string) => c.html(errorPage(status, message), status);
+
+export function consoleApp(options: ConsoleOptions): Hono<ConsoleEnv> {
+  const { db } = options;
+  const app = new Hono<ConsoleEnv>();
+  app.use(requireToken(options.token));
+  app.use(
+    secureHeaders({
+      contentSecurityPolicy: { defaultSrc: ["'none'"], scriptSrc: ["'self'"], styleSrc: ["'self'"], imgSrc: ["'self'"], formAction: ["'self'"], frameAncestors: ["'none'"], baseUri: ["'none'"] },
+      referrerPolicy: 'same-origin',
+    }),
+  );
+  app.use(csrfProtection((c, message) => refuse(c, 403, message)));
+
+  app.get('/static/:name', (c) => {
+    const file = staticFiles.get(c.req.param('name'));
+    return file ? c.body(file.body, 200, { 'Content-Type': file.type, 'Cache-Control': 'no-cache' }) : refuse(c, 404, 'no such file');
+  });
+  app.get('/', (c) => c.redirect('/runs'));
+  app.get('/runs', async (c) => c.html(runsPage(await listRuns(db, { limit: 200 }))));
+  app.get('/runs/:id', async (c) => {
+    const runId = parse(id('run'), { id: c.req.param('id') });
+    const run = await findRun(db, runId);
+    if (!run) return refuse(c, 404, `no run ${runId}`);
+    return c.html(runPage(run, await runMetrics(db, run.id)));
+  });
+
+  app.get('/decisions', async (c) => {
+    const filter = parse(decisionsQuery, c.req.query());
+    const rows = await listDecisions(db, { ...filter, limit: pageSize + 1, offset: (filter.page - 1) * pageSize });
+    return c.html(decisionsPage({ filter, rows: rows.slice(0, pageSize), more: rows.length > pageSize }));
+  });
+  app.get('/decisions/:id', async (c) => {
+    const decisionId = parse(id('decision'), { id: c.req.param('id') });
+    const detail = await decisionDetail(db, decisionId);
+    if (!detail) return refuse(c, 404, `no decision ${decisionId}`);
+    return c.html(decisionPage(detail, { csrf: c.get('csrf'), key: randomUUID(), reviewer: options.reviewer }));
+  });
+  app.post('/decisions/:id/override', async (c) => {
+    const decisionId = parse(id('decision'), { id: c.req.param('id') });
+    const form = parse(overrideForm, c.get('form'));
+    await overrideDecision(db, { decisionId, ...form });
+    return c.redirect(`/decisions/${decisionId}`, 303);
+  });
+
+  app.get('/queue', async (c) => {
+    const query = parse(queueQuery, c.req.query());
+    const next = await nextUnreviewed(db, query);
+    const detail = next === undefined ? undefined : await decisionDetail(db, next);
+    return c.html(queuePage({ ...query, detail, csrf: c.get('csrf'), key: randomUUID(), reviewer: options.reviewer }));
+  });
+  app.post('/queue', async (c) => {
+    const form = parse(queueForm, c.get('form'));
+    await overrideDecision(db, { decisionId: form.decision, prefer: form.prefer, reviewer: form.reviewer, key: form.key, reason: 'review queue', onlyIfUnreviewed: true });
+    const params = new URLSearchParams();
+    if (form.run) params.set('run', String(form.run));
+    if (form.skip.length > 0) params.set('skip', form.skip.join(','));
+    return c.redirect(`/queue?${params.toString()}`, 303);
+  });
+
+  app.notFound((c) => refuse(c, 404, 'no such page'));
+  app.onError((error, c) => {
+    if (error instanceof BadRequest) return refuse(c, 400, error.message);
+    if (error instanceof ReviewRefused) return refuse(c, error.reason === 'not-found' ? 404 : error.reason === 'already-reviewed' ? 409 : 400, error.message);
+    console.error(`tenet ui: ${c.req.method} ${c.req.path}: ${error.stack ?? error.message}`);
+    return c.html(errorPage(500, 'internal error (see the console log)'), 500);
+  });
+  return app;
+}

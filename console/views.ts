@@ -1,0 +1,201 @@
+// The console's pages as server-rendered HTML. Every value goes through hono's `html` template,
+// which escapes it (& < > " '); nothing untrusted is ever passed to `raw`. Scripts are static files
+// (CSP: script-src 'self'), so no page carries inline script or event-handler attributes.
+import { html } from 'hono/html';
+import type { DecisionDetail, Review } from '../db/queries/audit.js';
+import { csrfField } from './security.js';
+
+type Html = ReturnType<typeof html>;
+
+export function layout(title: string, body: Html): Html {
+  return html`<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>${title} · tenet</title>
+<link rel="stylesheet" href="/static/console.css">
+</head>
+<body>
+<nav><strong>tenet</strong> <a href="/runs">Runs</a> <a href="/decisions">Decisions</a> <a href="/queue">Review queue</a></nav>
+<main>
+<h1>${title}</h1>
+${body}
+</main>
+</body>
+</html>`;
+}
+
+export const errorPage = (status: number, message: string) => layout(status === 404 ? 'Not found' : status === 409 ? 'Conflict' : status >= 500 ? 'Error' : 'Bad request', html`<p class="error">${message}</p>`);
+
+export const csrfInput = (token: string) => html`<input type="hidden" name="${csrfField}" value="${token}">`;
+
+const fmt = (value: unknown) => (value === null || value === undefined ? '-' : typeof value === 'number' ? (Number.isInteger(value) ? String(value) : value.toFixed(3)) : typeof value === 'object' ? JSON.stringify(value) : `${value as string}`);
+const when = (value: unknown) => (value instanceof Date ? value.toISOString() : fmt(value));
+
+export interface RunListRow {
+  id: number;
+  workflowId: string;
+  kind: string;
+  status: string;
+  createdAt: Date;
+  finishedAt: Date | null;
+  error: string | null;
+}
+
+export function runsPage(rows: RunListRow[]): Html {
+  if (rows.length === 0) return layout('Runs', html`<p>No runs yet.</p>`);
+  return layout(
+    'Runs',
+    html`<table>
+<thead><tr><th>id</th><th>status</th><th>kind</th><th>created</th><th>finished</th><th>workflow</th><th>error</th></tr></thead>
+<tbody>${rows.map((r) => html`<tr><td><a href="/runs/${r.id}">${r.id}</a></td><td class="status-${r.status}">${r.status}</td><td>${r.kind}</td><td>${when(r.createdAt)}</td><td>${when(r.finishedAt)}</td><td>${r.workflowId}</td><td>${r.error ?? ''}</td></tr>`)}</tbody>
+</table>`,
+  );
+}
+
+export function runPage(run: RunListRow & { startedAt: Date | null }, metricRows: { iteration: number; name: string; value: number }[]): Html {
+  const names = [...new Set(metricRows.map((m) => m.name))].sort();
+  const iterations = [...new Set(metricRows.map((m) => m.iteration))].sort((a, b) => a - b);
+  const value = (iteration: number, name: string) => metricRows.find((m) => m.iteration === iteration && m.name === name)?.value;
+  const table =
+    metricRows.length === 0
+      ? html`<p>No metrics recorded yet.</p>`
+      : html`<table class="metrics">
+<thead><tr><th>iteration</th>${names.map((n) => html`<th>${n}</th>`)}</tr></thead>
+<tbody>${iterations.map((i) => html`<tr><td>${i}</td>${names.map((n) => html`<td>${fmt(value(i, n))}</td>`)}</tr>`)}</tbody>
+</table>`;
+  return layout(
+    `Run ${run.id}`,
+    html`<dl>
+<dt>status</dt><dd class="status-${run.status}">${run.status}</dd>
+<dt>kind</dt><dd>${run.kind}</dd>
+<dt>workflow</dt><dd>${run.workflowId}</dd>
+<dt>created</dt><dd>${when(run.createdAt)}</dd>
+<dt>started</dt><dd>${when(run.startedAt)}</dd>
+<dt>finished</dt><dd>${when(run.finishedAt)}</dd>
+${run.error ? html`<dt>error</dt><dd>${run.error}</dd>` : ''}
+</dl>
+<p><a href="/decisions?run=${run.id}">Decisions of this run</a> · <a href="/queue?run=${run.id}">Review its pairs</a></p>
+<h2>Metrics per iteration</h2>
+${table}`,
+  );
+}
+
+export interface DecisionsView {
+  filter: { run?: number; principle?: string; stage?: string; disagree: boolean; flagged: boolean; overridden: boolean; page: number };
+  rows: { id: number; run_id: number; stage: string; principle_key: string; order: string | null; outcome: string; parsed_choice: string | null; confidence: number | null; flags: string[]; human_prefer_a_b: string | null }[];
+  more: boolean;
+}
+
+function pageLink(filter: DecisionsView['filter'], page: number): string {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries({ ...filter, page })) if (value !== undefined && value !== false) params.set(key, value === true ? '1' : String(value));
+  return `/decisions?${params.toString()}`;
+}
+
+const checkbox = (name: string, label: string, checked: boolean) => html`<label><input type="checkbox" name="${name}" value="1" ${checked ? 'checked' : ''}> ${label}</label>`;
+
+export function decisionsPage({ filter, rows, more }: DecisionsView): Html {
+  const form = html`<form method="get" action="/decisions" class="filters">
+<label>run <input name="run" size="5" value="${filter.run ?? ''}"></label>
+<label>principle <input name="principle" value="${filter.principle ?? ''}"></label>
+<label>stage <input name="stage" size="8" value="${filter.stage ?? ''}"></label>
+${checkbox('disagree', 'orders disagree', filter.disagree)} ${checkbox('flagged', 'flagged', filter.flagged)} ${checkbox('overridden', 'overridden', filter.overridden)}
+<button type="submit">Filter</button>
+</form>`;
+  const table =
+    rows.length === 0
+      ? html`<p class="empty">No decisions match.</p>`
+      : html`<table class="decisions">
+<thead><tr><th>id</th><th>run</th><th>stage</th><th>principle</th><th>order</th><th>outcome</th><th>choice</th><th>confidence</th><th>human</th><th>flags</th></tr></thead>
+<tbody>${rows.map(
+          (r) => html`<tr><td><a href="/decisions/${r.id}">${r.id}</a></td><td>${r.run_id}</td><td>${r.stage}</td><td>${r.principle_key}</td><td>${r.order ?? ''}</td><td>${r.outcome}</td><td>${r.parsed_choice ?? '-'}</td><td>${fmt(r.confidence)}</td><td>${r.human_prefer_a_b ?? ''}</td><td>${r.flags.join(', ')}</td></tr>`,
+        )}</tbody>
+</table>`;
+  const paging = html`<p class="paging">page ${filter.page} ${filter.page > 1 ? html`<a rel="prev" href="${pageLink(filter, filter.page - 1)}">previous</a>` : ''} ${more ? html`<a rel="next" href="${pageLink(filter, filter.page + 1)}">next</a>` : ''}</p>`;
+  return layout('Decisions', html`${form}${table}${paging}`);
+}
+
+const messages = (list: unknown) => html`${(Array.isArray(list) ? (list as { role: string; content: string }[]) : []).map((m) => html`<div class="message"><span class="role">${m.role}</span><pre>${m.content}</pre></div>`)}`;
+
+/** The pair side by side, as the rater saw it (A first). */
+export function pairView(row: DecisionDetail['row']): Html {
+  return html`<section class="prompt"><h2>Prompt</h2>${messages(row.prompt)}</section>
+<section class="principle"><h2>Principle <code>${fmt(row.principle_key)}</code></h2><p>${fmt(row.principle_text)}</p></section>
+<div class="pair">
+<section class="completion" id="completion-a"><h2>A · completion ${row.completion_a_id}</h2><pre>${fmt(row.completion_a)}</pre></section>
+<section class="completion" id="completion-b"><h2>B · completion ${fmt(row.completion_b_id)}</h2><pre>${fmt(row.completion_b)}</pre></section>
+</div>`;
+}
+
+const reviewsView = (reviews: Review[]) =>
+  reviews.length === 0
+    ? html`<p>No human review.</p>`
+    : html`<table class="reviews"><thead><tr><th>review</th><th>reviewer</th><th>prefers</th><th>reason</th><th>when</th></tr></thead>
+<tbody>${reviews.map((r) => html`<tr><td>${r.id}</td><td>${r.reviewer}</td><td>${r.prefer === 'tie' ? 'tie' : `completion ${r.prefer === 'A' ? r.completionAId : r.completionBId}`}</td><td>${r.reason}</td><td>${when(r.createdAt)}</td></tr>`)}</tbody></table>`;
+
+export function decisionPage(detail: DecisionDetail, form: { csrf: string; key: string; reviewer: string }): Html {
+  const { row } = detail;
+  const raw = (detail.rawResponse as { choices?: unknown[] } | null)?.choices?.[0] ?? detail.rawResponse;
+  const sent = (detail.request as { messages?: unknown } | null)?.messages;
+  const flags = row.flags as string[];
+  const override =
+    row.completion_b_id === null
+      ? html`<p>A pointwise decision (a score): nothing to override.</p>`
+      : html`<form method="post" action="/decisions/${row.id}/override" class="override">
+${csrfInput(form.csrf)}<input type="hidden" name="key" value="${form.key}">
+<fieldset><legend>Prefer</legend>
+<label><input type="radio" name="prefer" value="A" required> A</label>
+<label><input type="radio" name="prefer" value="B"> B</label>
+<label><input type="radio" name="prefer" value="tie"> tie</label></fieldset>
+<label>reason <input name="reason" required size="60"></label>
+<label>reviewer <input name="reviewer" required value="${form.reviewer}"></label>
+<button type="submit">Override</button>
+</form>`;
+  return layout(
+    `Decision ${row.id}`,
+    html`<p>run <a href="/runs/${row.run_id}">${row.run_id}</a> · ${fmt(row.stage)} · iteration ${fmt(row.iteration)} · order ${fmt(row.order)} · attempt ${fmt(row.attempt)} · ${fmt(row.outcome)} · rater ${fmt(row.rater_model)} ${row.from_cache ? '(from cache)' : ''} · ${fmt(row.latency_ms)} ms · tokens ${fmt(row.prompt_tokens)}/${fmt(row.completion_tokens)}</p>
+${flags.length > 0 ? html`<p class="flagged">Flagged: ${flags.join(', ')}</p>` : ''}
+${pairView(row)}
+<section class="answer"><h2>Answer</h2><p>choice <strong>${fmt(row.parsed_choice)}</strong>; probabilities <code>${JSON.stringify(detail.probabilities)}</code></p>
+<h3>Raw answer</h3><pre>${JSON.stringify(raw, null, 2)}</pre></section>
+<section class="sent"><h2>Prompt as sent</h2>${messages(sent)}</section>
+<section><h2>Human reviews</h2>${reviewsView(detail.reviews)}</section>
+<section><h2>Override</h2><p>A and B as shown above. The rater's rows stay as they are; the preferences training reads follow the latest review.</p>${override}</section>`,
+  );
+}
+
+export interface QueueView {
+  detail?: DecisionDetail;
+  run?: number;
+  skip: number[];
+  csrf: string;
+  key: string;
+  reviewer: string;
+}
+
+export function queuePage(view: QueueView): Html {
+  const query = (skip: number[]) => {
+    const params = new URLSearchParams();
+    if (view.run) params.set('run', String(view.run));
+    if (skip.length > 0) params.set('skip', skip.join(','));
+    return `/queue?${params.toString()}`;
+  };
+  if (!view.detail) return layout('Review queue', html`<p class="empty">Nothing left to review${view.run ? html` in run ${view.run}` : ''}.</p>${view.skip.length > 0 ? html`<p><a href="${query([])}">Start again with the skipped ones</a></p>` : ''}`);
+  const { row } = view.detail;
+  return layout(
+    'Review queue',
+    html`<p>Decision <a href="/decisions/${row.id}">${row.id}</a> · run ${row.run_id} · rater chose <strong>${fmt(row.parsed_choice)}</strong> with confidence ${fmt(row.confidence)}. Keys: <kbd>A</kbd> <kbd>B</kbd> <kbd>T</kbd> (tie) <kbd>S</kbd> (skip).</p>
+${pairView(row)}
+<form method="post" action="/queue" class="label" id="label-form">
+${csrfInput(view.csrf)}<input type="hidden" name="key" value="${view.key}"><input type="hidden" name="decision" value="${row.id}">
+<input type="hidden" name="run" value="${view.run ?? ''}"><input type="hidden" name="skip" value="${view.skip.join(',')}">
+<label>reviewer <input name="reviewer" required value="${view.reviewer}"></label>
+<button type="submit" name="prefer" value="A" data-key="a">A is better</button>
+<button type="submit" name="prefer" value="B" data-key="b">B is better</button>
+<button type="submit" name="prefer" value="tie" data-key="t">Tie</button>
+<a id="skip" data-key="s" href="${query([...view.skip, row.id])}">Skip</a>
+</form>
+<script src="/static/queue.js"></script>`,
+  );
+}

@@ -1,0 +1,177 @@
+// The audit queries the CLI (`tenet audit`) and the console share: decisions filtered and paged, one
+// decision with its reviews, the review queue's next pair, and the human review a person writes.
+// A review goes to human_reviews only; the AI's rows are never touched (effective_preferences follows).
+import { randomUUID } from 'node:crypto';
+import { and, eq, sql, type SQL } from 'drizzle-orm';
+import type { Database } from '../pool.js';
+import { humanReviews, raterDecisions } from '../schema.js';
+
+/** The filters of `tenet audit list` and the console's decisions page. */
+export interface DecisionFilter {
+  run?: number;
+  principle?: string;
+  stage?: string;
+  model?: string;
+  disagree?: boolean;
+  /** Only decisions whose confidence is below this. */
+  lowConfidence?: number;
+  overridden?: boolean;
+  flagged?: boolean;
+  unparseable?: boolean;
+  since?: string;
+  until?: string;
+  limit: number;
+  offset: number;
+}
+
+export interface AuditRow extends Record<string, unknown> {
+  id: number;
+  run_id: number;
+  stage: string;
+  principle_key: string;
+  order: string | null;
+  outcome: string;
+  parsed_choice: string | null;
+  confidence: number | null;
+  rater_model: string;
+  flags: string[];
+  from_cache: boolean;
+  human_prefer_a_b: string | null;
+  created_at: string;
+}
+
+/** Postgres returns bigint columns as strings; ids are numbers. */
+export function numericIds<T extends Record<string, unknown>>(row: T): T {
+  const out: Record<string, unknown> = { ...row };
+  for (const [key, value] of Object.entries(out)) if ((key === 'id' || key.endsWith('_id')) && typeof value === 'string' && /^\d+$/.test(value)) out[key] = Number(value);
+  return out as T;
+}
+
+function filterConditions(filter: Omit<DecisionFilter, 'limit' | 'offset'>): SQL {
+  const where: SQL[] = [sql`true`];
+  if (filter.run) where.push(sql`run_id = ${filter.run}`);
+  if (filter.principle) where.push(sql`principle_key = ${filter.principle}`);
+  if (filter.stage) where.push(sql`stage = ${filter.stage}`);
+  if (filter.model) where.push(sql`rater_model = ${filter.model}`);
+  if (filter.overridden) where.push(sql`human_prefer_a_b is not null`);
+  if (filter.flagged) where.push(sql`jsonb_array_length(flags) > 0`);
+  if (filter.unparseable) where.push(sql`outcome = 'unparseable'`);
+  if (filter.lowConfidence !== undefined) where.push(sql`confidence < ${filter.lowConfidence}`);
+  if (filter.since) where.push(sql`created_at >= ${filter.since}::timestamptz`);
+  if (filter.until) where.push(sql`created_at < ${filter.until}::timestamptz`);
+  if (filter.disagree) {
+    where.push(sql`exists (select 1 from preferences p where p.run_id = audit_decisions.run_id and p.orders_agree = false
+      and p.completion_low_id = least(audit_decisions.completion_a_id, audit_decisions.completion_b_id)
+      and p.completion_high_id = greatest(audit_decisions.completion_a_id, audit_decisions.completion_b_id))`);
+  }
+  return sql.join(where, sql` and `);
+}
+
+/** Decisions matching `filter`, by id, one page. */
+export async function listDecisions(db: Database, filter: DecisionFilter): Promise<AuditRow[]> {
+  const query = sql`select id, run_id, stage, principle_key, "order", attempt, outcome, parsed_choice, confidence, rater_model, flags, from_cache,
+      human_prefer_a_b, created_at from audit_decisions where ${filterConditions(filter)}
+      order by id limit ${filter.limit} offset ${filter.offset}`;
+  return (await db.execute<AuditRow>(query)).rows.map(numericIds);
+}
+
+export type Review = typeof humanReviews.$inferSelect;
+
+/** The human reviews of the pair (a, b) in a run, oldest first (the last one counts). */
+export async function pairReviews(db: Database, runId: number, a: number, b: number | null): Promise<Review[]> {
+  const low = Math.min(a, b ?? 0);
+  const high = Math.max(a, b ?? 0);
+  return db
+    .select()
+    .from(humanReviews)
+    .where(
+      and(
+        eq(humanReviews.runId, runId),
+        sql`least(${humanReviews.completionAId}, ${humanReviews.completionBId}) = ${low}::bigint`,
+        sql`greatest(${humanReviews.completionAId}, ${humanReviews.completionBId}) = ${high}::bigint`,
+      ),
+    )
+    .orderBy(humanReviews.createdAt);
+}
+
+export interface DecisionDetail {
+  /** The audit_decisions row: prompt, both completions, principle text, flags, tokens, the latest human verdict. */
+  row: Record<string, unknown> & { id: number; run_id: number; completion_a_id: number; completion_b_id: number | null };
+  request: unknown;
+  rawResponse: unknown;
+  probabilities: unknown;
+  reviews: Review[];
+}
+
+/** What `tenet audit show` and the console's decision page show, or undefined for an unknown id. */
+export async function decisionDetail(db: Database, decisionId: number): Promise<DecisionDetail | undefined> {
+  const [row] = (await db.execute<DecisionDetail['row']>(sql`select * from audit_decisions where id = ${decisionId}`)).rows.map(numericIds);
+  if (!row) return undefined;
+  const [decision] = await db.select({ request: raterDecisions.request, rawResponse: raterDecisions.rawResponse, probabilities: raterDecisions.probabilities }).from(raterDecisions).where(eq(raterDecisions.id, decisionId));
+  const reviews = await pairReviews(db, row.run_id, row.completion_a_id, row.completion_b_id);
+  return { row, request: decision?.request, rawResponse: decision?.rawResponse, probabilities: decision?.probabilities, reviews };
+}
+
+/** Writes a review once per key; the same key again returns the first one's id. */
+export async function writeReview(db: Database, review: typeof humanReviews.$inferInsert): Promise<number> {
+  const [row] = await db.insert(humanReviews).values(review).onConflictDoNothing().returning({ id: humanReviews.id });
+  if (row) return row.id;
+  const [existing] = await db.select({ id: humanReviews.id }).from(humanReviews).where(eq(humanReviews.reviewKey, review.reviewKey));
+  return existing!.id;
+}
+
+/** Why an override was not written: unknown decision, a pointwise one, or (when asked) a pair reviewed meanwhile. */
+export class ReviewRefused extends Error {
+  override name = 'ReviewRefused';
+  constructor(
+    message: string,
+    readonly reason: 'not-found' | 'pointwise' | 'already-reviewed',
+  ) {
+    super(message);
+  }
+}
+
+export interface Override {
+  decisionId: number;
+  prefer: 'A' | 'B' | 'tie';
+  reason: string;
+  reviewer: string;
+  /** Idempotency key (default: a new one). */
+  key?: string;
+  /** Refuse when the pair already has a human review (a stale review-queue form). */
+  onlyIfUnreviewed?: boolean;
+}
+
+/** Overrules a pairwise decision: one human_reviews row, A and B as the decision showed them. */
+export async function overrideDecision(db: Database, override: Override): Promise<number> {
+  const { decisionId } = override;
+  const [decision] = await db.select().from(raterDecisions).where(eq(raterDecisions.id, decisionId));
+  if (!decision) throw new ReviewRefused(`no decision ${decisionId}`, 'not-found');
+  if (decision.completionBId === null) throw new ReviewRefused(`decision ${decisionId} is pointwise (a score); only pairwise decisions can be overridden`, 'pointwise');
+  if (override.onlyIfUnreviewed && (await pairReviews(db, decision.runId, decision.completionAId, decision.completionBId)).length > 0) {
+    throw new ReviewRefused(`decision ${decisionId}: its pair was reviewed meanwhile`, 'already-reviewed');
+  }
+  return writeReview(db, {
+    reviewKey: override.key ?? randomUUID(),
+    decisionId,
+    runId: decision.runId,
+    promptId: decision.promptId,
+    completionAId: decision.completionAId,
+    completionBId: decision.completionBId,
+    prefer: override.prefer,
+    reason: override.reason,
+    reviewer: override.reviewer,
+  });
+}
+
+/**
+ * The review queue's next decision: a readable pairwise one whose pair no human has reviewed, lowest
+ * confidence first (then oldest), leaving out the ids in `skip`.
+ */
+export async function nextUnreviewed(db: Database, options: { run?: number; skip: number[] }): Promise<number | undefined> {
+  const where: SQL[] = [sql`human_prefer_a_b is null`, sql`completion_b_id is not null`, sql`outcome = 'ok'`];
+  if (options.run) where.push(sql`run_id = ${options.run}`);
+  if (options.skip.length > 0) where.push(sql`id not in (${sql.join(options.skip.map((id) => sql`${id}`), sql`, `)})`);
+  const [row] = (await db.execute<{ id: string }>(sql`select id from audit_decisions where ${sql.join(where, sql` and `)} order by confidence asc nulls last, id limit 1`)).rows;
+  return row ? Number(row.id) : undefined;
+}
