@@ -96,10 +96,10 @@ class WorkerProcess {
 
 export interface CaseRow {
   case: string;
-  rowsLost: number;
-  rowsDuplicated: number;
-  callsRepeated: number;
-  callsInFlight: number;
+  rowsLost: number | string;
+  rowsDuplicated: number | string;
+  /** What was done twice: model calls, or a trainer's steps. */
+  repeated: string;
   outcome: string;
   recoverS: number | undefined;
 }
@@ -315,17 +315,26 @@ export function compareRows(reference: KeyedRows, run: KeyedRows): { lost: numbe
   return { lost, duplicated, differing };
 }
 
-/** Checks a case against the reference, prints its table row and keeps it for the summary. */
-export function recordCase(row: CaseRow, reference: KeyedRows, compared: ReturnType<typeof compareRows>): void {
-  const line = tableRow(row);
-  console.log(`fault matrix: ${line}`);
+/** Prints a case's table row and keeps it for the summary. */
+export function recordRow(row: CaseRow): void {
+  console.log(`fault matrix: ${tableRow(row)}`);
   appendFileSync(tablePath, `${JSON.stringify(row)}\n`);
+}
+
+/** Checks a pipeline case against the reference run and records its row. */
+export function recordCase(
+  row: Omit<CaseRow, 'repeated'> & { callsRepeated: number; callsInFlight: number },
+  reference: KeyedRows,
+  compared: ReturnType<typeof compareRows>,
+): void {
+  const { callsRepeated, callsInFlight, ...rest } = row;
+  recordRow({ ...rest, repeated: `${callsRepeated} (≤ ${callsInFlight} in flight)` });
   assert.ok(reference.size > 100, `the reference has ${reference.size} rows`);
   assert.deepEqual(compared.differing, [], 'rows that differ from the uninterrupted run');
   assert.equal(compared.lost, 0, 'rows lost');
   assert.equal(compared.duplicated, 0, 'rows duplicated');
   assert.equal(row.outcome, 'completed');
-  assert.ok(row.callsRepeated <= row.callsInFlight, `${row.callsRepeated} model calls were repeated; at most the ${row.callsInFlight} in flight during the fault may be`);
+  assert.ok(callsRepeated <= callsInFlight, `${callsRepeated} model calls were repeated; at most the ${callsInFlight} in flight during the fault may be`);
 }
 
 /** Where the cases of one `node --test` run collect their rows for the summary table. */
@@ -333,7 +342,7 @@ const tablePath = path.join(tmpdir(), `tenet-fault-matrix-${process.ppid}.jsonl`
 
 export function tableRow(row: CaseRow): string {
   const recover = row.recoverS === undefined ? '-' : `${row.recoverS.toFixed(1)} s`;
-  return `| ${row.case} | ${row.rowsLost} | ${row.rowsDuplicated} | ${row.callsRepeated} (≤ ${row.callsInFlight} in flight) | ${row.outcome} | ${recover} |`;
+  return `| ${row.case} | ${row.rowsLost} | ${row.rowsDuplicated} | ${row.repeated} | ${row.outcome} | ${recover} |`;
 }
 
 /** The table of every case run so far by this test run. */
@@ -345,5 +354,5 @@ export function printTable(): void {
     return;
   }
   const rows = lines.map((line) => JSON.parse(line) as CaseRow);
-  console.log(['| case | rows lost | rows duplicated | model calls repeated | run outcome | time to recover |', '|---|---|---|---|---|---|', ...rows.map(tableRow)].join('\n'));
+  console.log(['| case | rows lost | rows duplicated | model calls (or trainer steps) repeated | run outcome | time to recover |', '|---|---|---|---|---|---|', ...rows.map(tableRow)].join('\n'));
 }

@@ -8,6 +8,7 @@ learning-rate schedule and every random generator's state.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -130,18 +131,36 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (a full disk, most often); the earlier ones are kept."""
+
+
+# Less free space than this when a checkpoint write fails counts as a full disk.
+_DISK_FULL_BYTES = 1 << 20
+
+
 def save_checkpoint(output: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, keep: int) -> Path:
     root = output / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:06d}"
     tmp = root / f".tmp-step-{step:06d}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    torch.save({k: v.detach().cpu() for k, v in trainable_parameters(model).items()}, tmp / "trainable.pt")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-    torch.save(_rng_state(), tmp / "rng.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step}))
+    try:
+        tmp.mkdir()
+        torch.save({k: v.detach().cpu() for k, v in trainable_parameters(model).items()}, tmp / "trainable.pt")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        torch.save(_rng_state(), tmp / "rng.pt")
+        (tmp / "state.json").write_text(json.dumps({"step": step}))
+    except (OSError, RuntimeError) as err:
+        # torch reports a full disk as "unexpected pos ..."; say what failed and why, free the partial
+        # files, and keep the earlier checkpoints so a rerun resumes from the newest of them.
+        free = shutil.disk_usage(root).free
+        shutil.rmtree(tmp, ignore_errors=True)
+        cause = "the disk is full" if free < _DISK_FULL_BYTES or getattr(err, "errno", None) == errno.ENOSPC else "the write failed"
+        previous = newest_checkpoint(output)
+        resume = f"a rerun resumes from {previous}" if previous else "no earlier checkpoint to resume from"
+        raise CheckpointWriteError(f"checkpoint {final} could not be written: {cause} ({free} bytes free on its disk): {err}; {resume}") from err
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
