@@ -33,6 +33,9 @@ export async function startServe(options: { python: string; model: string; serve
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, PYTHONUNBUFFERED: '1', ...options.env },
   });
+  // Never outlive this process: a command that exits on a signal (process.exit) takes its server along.
+  const onExit = () => child.kill('SIGTERM');
+  process.once('exit', onExit);
   const stderr: string[] = [];
   createInterface({ input: child.stderr! }).on('line', (line) => {
     stderr.push(line);
@@ -68,6 +71,7 @@ export async function startServe(options: { python: string; model: string; serve
     model: servedName,
     pid: child.pid!,
     async stop() {
+      process.off('exit', onExit);
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
