@@ -1,34 +1,44 @@
-// Live progress bars per stage (cli-progress), fed by the pipeline's `progress` query, and a line
-// whenever an activity keeps failing (endpoint unreachable, a trainer crash): what failed, why and
-// how many attempts so far, instead of bars that sit still with no word.
+// A run's progress while a command waits on it, fed by the pipeline's `progress` query, in one of
+// three forms: live bars per stage on a terminal (cli-progress); plain lines elsewhere (one when a
+// stage starts or finishes, and at most one summary line every few seconds); or NDJSON events a
+// script can follow. In every form, a word whenever an activity keeps failing (endpoint unreachable,
+// a trainer crash): what failed, why and how many attempts so far, instead of progress that sits
+// still with no word.
 import type { WorkflowHandle } from '@temporalio/client';
 import cliProgress from 'cli-progress';
-import { describePending, pendingFailures } from '../worker/pending.js';
+import { Option } from 'commander';
+import { describePending, pendingFailures, type PendingFailure } from '../worker/pending.js';
 import { progressQuery, type StageProgress } from '../workflows/types.js';
+
+export const progressModes = ['bars', 'lines', 'json'] as const;
+export type ProgressMode = (typeof progressModes)[number];
+
+/** `--progress bars|lines|json`; commander refuses any other value in one line. */
+export function progressOption(): Option {
+  return new Option('--progress <mode>', 'bars (live, for a terminal), lines (a line per stage change, a summary every few seconds) or json (NDJSON events); default: bars on a terminal, else lines').choices(progressModes);
+}
+
+/** The mode asked for, else bars on a terminal and lines anywhere else. */
+export function progressMode(asked: ProgressMode | undefined): ProgressMode {
+  return asked ?? (process.stdout.isTTY ? 'bars' : 'lines');
+}
 
 /** How often the run's pending activities are read (a describe call per workflow waited on). */
 const failurePollMs = 2_000;
+/** Lines mode: at most one summary line this often, and only when something moved. */
+const summaryEveryMs = 10_000;
 
-export async function followRun<T>(handle: WorkflowHandle, result: () => Promise<T>): Promise<T> {
-  const interactive = process.stdout.isTTY;
-  const bars = new cliProgress.MultiBar(
-    { format: ' {stage} [{bar}] {value}/{total}  failed {failed}', hideCursor: true, clearOnComplete: false, noTTYOutput: !interactive, notTTYSchedule: 5_000, barsize: 30 },
-    cliProgress.Presets.shades_classic,
-  );
-  const byStage = new Map<string, cliProgress.SingleBar>();
-  const update = (stages: StageProgress[]) => {
-    for (const s of stages) {
-      let bar = byStage.get(s.stage);
-      if (!bar) {
-        bar = bars.create(Math.max(s.total, 1), 0, { stage: s.stage.padEnd(8), failed: 0 });
-        byStage.set(s.stage, bar);
-      }
-      bar.setTotal(Math.max(s.total, 1));
-      bar.update(s.done + s.failed, { stage: s.stage.padEnd(8), failed: s.failed });
-    }
-  };
+/** One form of progress output. */
+interface ProgressView {
+  update(stages: StageProgress[]): void;
+  failure(pending: PendingFailure, line: string): void;
+  stop(): void;
+}
+
+export async function followRun<T>(handle: WorkflowHandle, result: () => Promise<T>, mode: ProgressMode = progressMode(undefined)): Promise<T> {
+  const view = mode === 'bars' ? barsView() : mode === 'json' ? jsonView() : linesView();
   const timer = setInterval(() => {
-    handle.query(progressQuery).then(update, () => undefined);
+    handle.query(progressQuery).then((stages) => view.update(stages), () => undefined);
   }, 500);
   const reported = new Set<string>();
   const failures = setInterval(() => {
@@ -37,18 +47,119 @@ export async function followRun<T>(handle: WorkflowHandle, result: () => Promise
         const line = describePending(p);
         if (reported.has(line)) continue;
         reported.add(line);
-        if (interactive) bars.log(`${line}\n`);
-        else console.log(line);
+        view.failure(p, line);
       }
     }, () => undefined);
   }, failurePollMs);
   try {
     const value = await result();
-    await handle.query(progressQuery).then(update, () => undefined);
+    await handle.query(progressQuery).then((stages) => view.update(stages), () => undefined);
     return value;
   } finally {
     clearInterval(timer);
     clearInterval(failures);
-    bars.stop();
+    view.stop();
   }
+}
+
+/** An NDJSON event on stdout: `{"event": ..., "time": ..., ...}`. */
+export function emitEvent(event: string, fields: Record<string, unknown>): void {
+  process.stdout.write(`${JSON.stringify({ event, time: new Date().toISOString(), ...fields })}\n`);
+}
+
+function barsView(): ProgressView {
+  const interactive = process.stdout.isTTY;
+  const bars = new cliProgress.MultiBar(
+    { format: ' {stage} [{bar}] {value}/{total}  failed {failed}', hideCursor: true, clearOnComplete: false, noTTYOutput: !interactive, notTTYSchedule: 5_000, barsize: 30 },
+    cliProgress.Presets.shades_classic,
+  );
+  const byStage = new Map<string, cliProgress.SingleBar>();
+  return {
+    update(stages) {
+      for (const s of stages) {
+        let bar = byStage.get(s.stage);
+        if (!bar) {
+          bar = bars.create(Math.max(s.total, 1), 0, { stage: s.stage.padEnd(8), failed: 0 });
+          byStage.set(s.stage, bar);
+        }
+        bar.setTotal(Math.max(s.total, 1));
+        bar.update(s.done + s.failed, { stage: s.stage.padEnd(8), failed: s.failed });
+      }
+    },
+    failure(_pending, line) {
+      if (interactive) bars.log(`${line}\n`);
+      else console.log(line);
+    },
+    stop: () => bars.stop(),
+  };
+}
+
+type StageState = 'waiting' | 'running' | 'finished';
+
+function stageState(s: StageProgress): StageState {
+  const handled = s.done + s.failed;
+  if (handled === 0) return 'waiting';
+  return s.total > 0 && handled >= s.total ? 'finished' : 'running';
+}
+
+/** Calls `changed(stage, state)` when a stage moves from one state to another; what it last saw per stage. */
+function stateTracker(changed: (s: StageProgress, state: StageState) => void) {
+  const states = new Map<string, StageState>();
+  return (stages: StageProgress[]) => {
+    for (const s of stages) {
+      const state = stageState(s);
+      if ((states.get(s.stage) ?? 'waiting') !== state) changed(s, state);
+      states.set(s.stage, state);
+    }
+  };
+}
+
+function stageText(s: StageProgress): string {
+  return `${s.stage} ${s.done}/${s.total}${s.failed ? ` (${s.failed} failed)` : ''}`;
+}
+
+function linesView(): ProgressView {
+  let lastLine = Date.now();
+  let shown = '';
+  let latest: StageProgress[] = [];
+  const track = stateTracker((s, state) => {
+    if (state === 'waiting') return;
+    console.log(state === 'running' ? `progress: ${s.stage} started (${s.done + s.failed}/${s.total})` : `progress: ${s.stage} finished: ${s.done} done, ${s.failed} failed`);
+    lastLine = Date.now();
+  });
+  const summary = () => latest.filter((s) => stageState(s) !== 'waiting').map(stageText).join(', ');
+  return {
+    update(stages) {
+      latest = stages;
+      track(stages);
+      const now = summary();
+      if (now && now !== shown && Date.now() - lastLine >= summaryEveryMs) {
+        console.log(`progress: ${now}`);
+        lastLine = Date.now();
+        shown = now;
+      }
+    },
+    failure(_pending, line) {
+      console.log(line);
+    },
+    stop() {},
+  };
+}
+
+function jsonView(): ProgressView {
+  let shown = '';
+  const track = stateTracker((s, state) => emitEvent('stage', { ...s, state }));
+  return {
+    update(stages) {
+      track(stages);
+      const now = JSON.stringify(stages);
+      if (now === shown) return;
+      shown = now;
+      emitEvent('progress', { stages });
+    },
+    failure(pending, line) {
+      emitEvent('failure', { ...pending, message: line });
+    },
+    stop() {},
+  };
 }

@@ -25,7 +25,7 @@ import { getSettings } from '../context.js';
 import { defaultDemoModel, prepareDemoModel, type DemoModel } from '../demo-model.js';
 import { exitCodes, UserError } from '../errors.js';
 import { parseOptions } from '../options.js';
-import { followRun } from '../progress.js';
+import { followRun, progressMode, progressModes, progressOption } from '../progress.js';
 import { startStackInterruptibly, stopStackOnSignal } from '../stack-start.js';
 import { startPipelineRun } from '../start-run.js';
 
@@ -92,6 +92,7 @@ const demoOptions = z.object({
   iterations: z.coerce.number({ error: 'expected a whole number from 1 to 10' }).int().min(1).max(10).default(2),
   raterUrl: z.url({ error: 'expected an http(s) URL such as http://127.0.0.1:8000/v1' }).optional(),
   raterModel: z.string().min(1).optional(),
+  progress: z.enum(progressModes).optional(),
 });
 type DemoOptions = z.infer<typeof demoOptions>;
 
@@ -108,6 +109,7 @@ export const demoCommand = new Command('demo')
   .option('--iterations <n>', 'loop iterations', '2')
   .option('--rater-url <url>', 'an OpenAI-compatible rater endpoint (default: the local model, or the scripted server with --tiny)')
   .option('--rater-model <name>', 'the rater model at --rater-url')
+  .addOption(progressOption())
   .action(async (raw: unknown) => {
     const options = parseOptions(demoOptions, raw);
     if (options.mode !== 'none' && (options.prompts < 2 || options.evalPrompts < 1)) {
@@ -238,7 +240,7 @@ async function runPipelineDemo(input: {
     const loopText = options.mode === 'none' ? '' : `, then reward model → ${options.mode === 'dpo' ? 'DPO' : 'online RL'} → evaluate, ${options.iterations} iteration(s)`;
     log(`run ${started.runId} started: workflow ${started.workflowId}, stages ${started.stages.join(' → ')}${loopText}`);
     const handle = client.workflow.getHandle<typeof pipeline>(started.workflowId);
-    const result = await followRun(handle, () => handle.result());
+    const result = await followRun(handle, () => handle.result(), progressMode(options.progress));
     const stages = result.progress.map((p) => `${p.stage} ${p.done} done / ${p.failed} failed`).join(', ');
     log(`run ${started.runId} completed: ${stages}${result.iterations ? ` (last iteration); ${result.iterations} iteration(s), newest policy "${result.policy?.name}"` : ''}`);
     if (options.mode !== 'none') await printMetricsTable(getDatabase(databaseUrl), started.runId);

@@ -14,7 +14,7 @@ import { requireConstitution } from '../constitution-file.js';
 import { closeAll, openDatabase, openTemporal } from '../context.js';
 import { exitCodes, UserError } from '../errors.js';
 import { parseOptions, printJson } from '../options.js';
-import { followRun } from '../progress.js';
+import { emitEvent, followRun, progressMode, progressModes, progressOption } from '../progress.js';
 import { readPrompts, readRunConfig } from '../run-files.js';
 import { startPipelineRun } from '../start-run.js';
 
@@ -33,6 +33,7 @@ const runOptions = z.object({
   workflowId: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._/-]{0,200}$/, { error: "expected letters, digits, '.', '_', '-', '/'" }).optional(),
   detach: z.boolean().default(false),
   json: z.boolean().default(false),
+  progress: z.enum(progressModes).optional(),
 });
 
 export const runCommand = new Command('run')
@@ -42,9 +43,11 @@ export const runCommand = new Command('run')
   .option('--config <file>', 'run config YAML (endpoints, sampling, label and scale settings); default: a local endpoint on 127.0.0.1:8000')
   .option('--workflow-id <id>', 'workflow id (default: run-<constitution>-v<version>-<time>)')
   .option('--detach', 'return once the run has started')
-  .option('--json', 'print the started run as JSON')
+  .option('--json', 'print the started run as JSON (and, while it runs, progress as NDJSON events unless --progress says otherwise)')
+  .addOption(progressOption())
   .action(async (raw: unknown) => {
     const options = parseOptions(runOptions, raw);
+    const progress = progressMode(options.progress ?? (options.json && !options.detach ? 'json' : undefined));
     const constitution = requireConstitution(options.constitution);
     const config = readRunConfig(options.config, localEndpoints);
     const prompts = readPrompts(options.prompts);
@@ -62,12 +65,14 @@ export const runCommand = new Command('run')
         workflowId: options.workflowId,
       });
       await warnWithoutWorker(client);
-      if (options.json) printJson({ ...started, prompts: prompts.length });
+      if (progress === 'json' && !options.detach) emitEvent('started', { ...started, prompts: prompts.length });
+      else if (options.json) printJson({ ...started, prompts: prompts.length });
       else console.log(`run ${started.runId} started: workflow ${started.workflowId}, ${prompts.length} prompts, stages ${started.stages.join(' → ')}`);
       if (options.detach) return;
       const handle = client.workflow.getHandle<typeof pipeline>(started.workflowId);
-      const result = await followRun(handle, () => handle.result());
-      if (!options.json) {
+      const result = await followRun(handle, () => handle.result(), progress);
+      if (progress === 'json') emitEvent('finished', { runId: started.runId, workflowId: started.workflowId, progress: result.progress });
+      else if (!options.json) {
         for (const p of result.progress) console.log(`  ${p.stage.padEnd(9)} ${p.done} done, ${p.failed} failed`);
         console.log(`audit it: npx tenet audit list --run ${started.runId}   npx tenet audit stats ${started.runId}   npx tenet export preferences ${started.runId}`);
       }
