@@ -89,8 +89,14 @@ export function jsonPlace(text: string, file: string, firstLine: number): Source
  * unknown key gets that problem only: the rest of its checks follow from the typo.
  */
 export function schemaProblems(issues: readonly Issue[], schema: z.ZodType, place: SourcePlace): SourceProblem[] {
-  const unknownAt = new Set(issues.filter((i) => i.code === 'unrecognized_keys').map((i) => formatPath(i.path)));
-  const kept = issues.filter((i) => i.code !== 'custom' || !unknownAt.has(formatPath(i.path)));
+  const unknown = issues.filter((i) => i.code === 'unrecognized_keys');
+  const unknownAt = new Set(unknown.map((i) => formatPath(i.path)));
+  // A key missing because it was mistyped is said once, by the unknown key's did-you-mean.
+  const mistyped = new Set(unknown.flatMap((i) => i.keys.map((key) => closestWord(key, keysAt(schema, i.path))).filter((k) => k !== undefined).map((k) => formatPath([...i.path, k]))));
+  const kept = issues.filter((i) => {
+    if (i.code === 'custom' && unknownAt.has(formatPath(i.path))) return false;
+    return !(i.code === 'invalid_type' && i.input === undefined && mistyped.has(formatPath(i.path)));
+  });
   return dedupe(kept.flatMap((issue) => issueProblems(issue, schema, place)));
 }
 

@@ -1,4 +1,4 @@
-// `tenet constitution validate|show|diff|load|list`
+// `tenet constitution validate|show|diff|load|list|import`
 import { Command } from 'commander';
 import { desc } from 'drizzle-orm';
 import { z } from 'zod';
@@ -10,6 +10,7 @@ import { loadConstitutionFile, requireConstitution } from '../constitution-file.
 import { closeAll, openDatabase } from '../context.js';
 import { exitCodes } from '../errors.js';
 import { parseOptions, printJson } from '../options.js';
+import { importCommand } from './constitution-import.js';
 
 const jsonOption = z.object({ json: z.boolean().default(false) });
 
@@ -118,7 +119,8 @@ export const constitutionCommand = new Command('constitution')
           await closeAll();
         }
       }),
-  );
+  )
+  .addCommand(importCommand);
 
 function printDiff(diff: ConstitutionDiff, a: string, b: string): void {
   if (diff.same) return console.log(`${a} and ${b} are the same constitution`);
