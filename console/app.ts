@@ -88,7 +88,7 @@ export function consoleApp(options: ConsoleOptions): Hono<ConsoleEnv> {
   app.get('/', (c) => c.redirect('/runs'));
   app.get('/runs', async (c) => c.html(runsPage(await listRuns(db, { limit: 200 }))));
   app.get('/runs/:id', async (c) => {
-    const runId = parse(id('run'), { id: c.req.param('id') });
+    const runId = parse(z.object({ id: id('run') }), { id: c.req.param('id') }).id;
     const run = await findRun(db, runId);
     if (!run) return refuse(c, 404, `no run ${runId}`);
     return c.html(runPage(run, await runMetrics(db, run.id)));
@@ -100,13 +100,13 @@ export function consoleApp(options: ConsoleOptions): Hono<ConsoleEnv> {
     return c.html(decisionsPage({ filter, rows: rows.slice(0, pageSize), more: rows.length > pageSize }));
   });
   app.get('/decisions/:id', async (c) => {
-    const decisionId = parse(id('decision'), { id: c.req.param('id') });
+    const decisionId = parse(z.object({ id: id('decision') }), { id: c.req.param('id') }).id;
     const detail = await decisionDetail(db, decisionId);
     if (!detail) return refuse(c, 404, `no decision ${decisionId}`);
     return c.html(decisionPage(detail, { csrf: c.get('csrf'), key: randomUUID(), reviewer: options.reviewer }));
   });
   app.post('/decisions/:id/override', async (c) => {
-    const decisionId = parse(id('decision'), { id: c.req.param('id') });
+    const decisionId = parse(z.object({ id: id('decision') }), { id: c.req.param('id') }).id;
     const form = parse(overrideForm, c.get('form'));
     await overrideDecision(db, { decisionId, ...form });
     return c.redirect(`/decisions/${decisionId}`, 303);

@@ -1,0 +1,182 @@
+// The audit console (`tenet ui`) in a real browser: Debian's Chromium driven by playwright-core (no
+// browser download), over a database filled by a real pipeline run (Temporal dev server, worker,
+// scripted endpoint). The prompts carry an XSS corpus, which the sampled completions repeat.
+import assert from 'node:assert/strict';
+import { existsSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { createCpuActivities } from '../../activities/index.js';
+import { startConsole, type ConsoleServer } from '../../console/server.js';
+import { taskQueues } from '../../core/queues.js';
+import { applyMigrations } from '../../db/migrate.js';
+import { createDatabase, type Database } from '../../db/pool.js';
+import { startScriptedEndpoint, type ScriptedEndpoint } from '../../worker/scripted-endpoint.js';
+import { bundleWorkflows } from '../../worker/worker.js';
+import { createTestDatabase, runCli, temporalCli, tempDir, type TestDatabase } from '../helpers.js';
+
+const chromiumPath = '/usr/bin/chromium';
+const chromiumArgs = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+// Each would set window.__xss if it ever ran; the scripted policy repeats a prompt's first words.
+const xssPrompt = '<script>window.__xss=1</script> <img src=x onerror=window.__xss=2> <a href=javascript:window.__xss=3>link</a> ⟦END response⟧ "quotes" & ampersands';
+
+interface Pair {
+  decision: number;
+  a: number;
+  b: number;
+}
+
+describe('tenet ui in a browser', () => {
+  let env: TestWorkflowEnvironment;
+  let database: TestDatabase;
+  let db: Database;
+  let endpoint: ScriptedEndpoint;
+  let worker: Worker;
+  let running: Promise<void>;
+  let server: ConsoleServer;
+  let browser: BrowserContext;
+  let page: Page;
+  let runId: number;
+
+  const rows = async <T>(text: string, values: unknown[] = []) => (await db.$client.query(text, values)).rows as T[];
+  const shownPair = async (): Promise<Pair> => ({
+    decision: Number(await page.locator('input[name="decision"]').inputValue()),
+    a: Number(/completion (\d+)/.exec(await page.locator('#completion-a h2').innerText())![1]),
+    b: Number(/completion (\d+)/.exec(await page.locator('#completion-b h2').innerText())![1]),
+  });
+  const effective = (pair: Pair) => rows<{ chosen_id: string; source: string }>('select chosen_id, source from effective_preferences where run_id = $1 and least(chosen_id, rejected_id) = $2 and greatest(chosen_id, rejected_id) = $3', [runId, Math.min(pair.a, pair.b), Math.max(pair.a, pair.b)]);
+
+  before(async () => {
+    assert.ok(existsSync(chromiumPath), `Chromium is missing at ${chromiumPath}: run \`make setup\` (as root it installs Debian's chromium) or \`apt-get install chromium\``);
+    [env, database, endpoint] = await Promise.all([
+      TestWorkflowEnvironment.createLocal({ server: { executable: { type: 'existing-path', path: temporalCli } } }),
+      createTestDatabase('tenet_console'),
+      startScriptedEndpoint({ latencyMs: 2 }),
+    ]);
+    await applyMigrations(database.url);
+    db = createDatabase(database.url);
+    worker = await Worker.create({ connection: env.nativeConnection, taskQueue: taskQueues.cpu, workflowBundle: await bundleWorkflows(), activities: createCpuActivities({ db }) });
+    running = worker.run();
+    const dir = tempDir();
+    writeFileSync(path.join(dir, 'run.yaml'), `endpoints:\n  policy: { base_url: "${endpoint.url}", model: scripted }\n  rater: { base_url: "${endpoint.url}", model: scripted }\nsample: { n: 3, seed: 1 }\ncritique: { rounds: 1 }\nscale: { batch_size: 2, shard_size: 4 }\n`);
+    writeFileSync(path.join(dir, 'prompts.jsonl'), [JSON.stringify({ id: 'xss', prompt: xssPrompt }), '{"id": "moon", "prompt": "How far is the moon?"}'].join('\n'));
+    const cli = { TEMPORAL_ADDRESS: env.address, DATABASE_URL: database.url, TENET_HOME: dir };
+    const result = await runCli(['run', '--constitution', 'constitutions/default.yaml', '--prompts', path.join(dir, 'prompts.jsonl'), '--config', path.join(dir, 'run.yaml'), '--workflow-id', 'console-run'], cli);
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    runId = Number(/run (\d+) started/.exec(result.stdout)![1]);
+    server = await startConsole({ db, token: undefined, reviewer: 'tester', host: '127.0.0.1', port: 0 });
+    browser = await chromium.launchPersistentContext(tempDir('tenet-chromium-'), { executablePath: chromiumPath, headless: true, args: chromiumArgs });
+    page = browser.pages()[0] ?? (await browser.newPage());
+  });
+
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+    worker?.shutdown();
+    await running;
+    await endpoint?.close();
+    await db?.$client.end();
+    await env?.teardown();
+    await database?.drop();
+  });
+
+  it('lists the run and shows its page', async () => {
+    await page.goto(`${server.url}/runs`);
+    assert.match(await page.locator('table').innerText(), new RegExp(`${runId}\\s+completed\\s+pipeline`));
+    await page.click(`a[href="/runs/${runId}"]`);
+    assert.equal(await page.locator('h1').innerText(), `Run ${runId}`);
+    assert.match(await page.locator('dl').innerText(), /console-run/);
+  });
+
+  it('shows untrusted text as text under a CSP without inline script', async () => {
+    const [decision] = await rows<{ id: string }>("select id from audit_decisions where run_id = $1 and completion_b_id is not null and completion_a like '%<script>%' order by id limit 1", [runId]);
+    assert.ok(decision, 'a decision over the XSS completions');
+    const response = await page.goto(`${server.url}/decisions/${decision.id}`);
+    const csp = response!.headers()['content-security-policy'] ?? '';
+    assert.match(csp, /script-src 'self'/);
+    assert.doesNotMatch(csp, /unsafe-inline/);
+    assert.match(await page.locator('#completion-a pre').innerText(), /<script>window\.__xss=1<\/script> <img src=x onerror=window\.__xss=2> <a href=javascript:window\.__xss=3>link<\/a>/);
+    assert.match(await page.locator('.prompt').innerText(), /⟦END response⟧ "quotes" & ampersands/);
+    assert.equal(await page.locator('main script, main img, main a[href^="javascript"]').count(), 0);
+    assert.equal(await page.evaluate(() => (globalThis as { __xss?: number }).__xss), undefined);
+  });
+
+  it('the review queue: S skips, B lands a human review that flips the pair in effective_preferences', async () => {
+    await page.goto(`${server.url}/queue?run=${runId}`);
+    const skipped: number[] = [];
+    let pair = await shownPair();
+    // Skip to a decision whose pair the AI decided for A as shown, so "B" overrules it.
+    for (let i = 0; i < 40 && String((await effective(pair))[0]?.chosen_id) !== String(pair.a); i++) {
+      skipped.push(pair.decision);
+      await Promise.all([page.waitForURL(/skip=/), page.keyboard.press('s')]);
+      pair = await shownPair();
+      assert.ok(!skipped.includes(pair.decision), 'a skipped decision does not come back');
+    }
+    assert.deepEqual(await effective(pair), [{ chosen_id: String(pair.a), source: 'ai' }]);
+    await Promise.all([page.waitForResponse((r) => r.request().method() === 'POST' && r.url().endsWith('/queue')), page.keyboard.press('b')]);
+    await page.waitForLoadState();
+    const reviews = await rows<{ prefer: string; reviewer: string; reason: string }>('select prefer, reviewer, reason from human_reviews where decision_id = $1', [pair.decision]);
+    assert.deepEqual(reviews, [{ prefer: 'B', reviewer: 'tester', reason: 'review queue' }]);
+    assert.deepEqual(await effective(pair), [{ chosen_id: String(pair.b), source: 'human' }]);
+    const next = await shownPair().catch(() => undefined);
+    assert.notEqual(next?.decision, pair.decision, 'the queue moved on');
+  });
+
+  it('overrides a decision with a reason; the AI row stays as it was', async () => {
+    const [decision] = await rows<{ id: string }>('select id from audit_decisions where run_id = $1 and completion_b_id is not null and human_prefer_a_b is null order by id limit 1', [runId]);
+    const before = await rows('select * from rater_decisions where id = $1', [decision!.id]);
+    await page.goto(`${server.url}/decisions/${decision!.id}`);
+    await page.check('input[name="prefer"][value="tie"]');
+    await page.fill('input[name="reason"]', 'both <b>miss</b> the point');
+    await page.fill('input[name="reviewer"]', 'auditor');
+    await Promise.all([page.waitForResponse((r) => r.request().method() === 'POST'), page.click('button[type="submit"]')]);
+    await page.waitForLoadState();
+    assert.match(await page.locator('table.reviews').innerText(), /auditor\s+tie\s+both <b>miss<\/b> the point/);
+    assert.deepEqual(await rows('select prefer, reason, reviewer from human_reviews where decision_id = $1', [decision!.id]), [{ prefer: 'tie', reason: 'both <b>miss</b> the point', reviewer: 'auditor' }]);
+    assert.deepEqual(await rows('select * from rater_decisions where id = $1', [decision!.id]), before);
+  });
+
+  it('filters decisions; bad filters and unknown ids get 400 and 404', async () => {
+    await page.goto(`${server.url}/decisions?run=${runId}`);
+    await page.check('input[name="overridden"]');
+    await Promise.all([page.waitForURL(/overridden=1/), page.click('form.filters button')]);
+    const shown = (await page.locator('table.decisions tbody tr td:first-child').allInnerTexts()).map(Number);
+    const expected = (await rows<{ id: string }>('select id from audit_decisions where run_id = $1 and human_prefer_a_b is not null order by id', [runId])).map((r) => Number(r.id));
+    assert.ok(expected.length >= 2, 'both reviews above are overrides');
+    assert.deepEqual(shown, expected);
+    const bad = await page.goto(`${server.url}/decisions?run=abc`);
+    assert.equal(bad!.status(), 400);
+    assert.match(await page.locator('.error').innerText(), /run: expected a run id/);
+    assert.equal((await page.goto(`${server.url}/decisions/999999`))!.status(), 404);
+  });
+
+  it('refuses a POST without the CSRF token, and writes nothing', async () => {
+    const [decision] = await rows<{ id: string }>('select id from audit_decisions where run_id = $1 and completion_b_id is not null order by id limit 1', [runId]);
+    const count = async () => Number((await rows<{ n: string }>('select count(*) as n from human_reviews'))[0]!.n);
+    const before = await count();
+    const form = new URLSearchParams({ prefer: 'A', reason: 'forged', reviewer: 'mallory', key: '6f1c2b1e-6a8f-4a49-9d6e-0a1f2b3c4d5e' });
+    const forged = await fetch(`${server.url}/decisions/${decision!.id}/override`, { method: 'POST', body: form, redirect: 'manual' });
+    assert.equal(forged.status, 403);
+    const wrong = await fetch(`${server.url}/decisions/${decision!.id}/override`, { method: 'POST', body: new URLSearchParams({ ...Object.fromEntries(form), csrf: 'x'.repeat(43) }), headers: { cookie: `tenet_csrf=${'y'.repeat(43)}` }, redirect: 'manual' });
+    assert.equal(wrong.status, 403);
+    assert.equal(await count(), before);
+  });
+
+  it('refuses to listen beyond 127.0.0.1 without a token; with one, requests must carry it', async () => {
+    const refused = await runCli(['ui', '--host', '0.0.0.0', '--port', '0'], {}, 60_000);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /refusing to listen on 0\.0\.0\.0 without a token: set TENET_UI_TOKEN/);
+    const token = 'a-long-enough-console-token';
+    const guarded = await startConsole({ db, token, reviewer: 'tester', host: '127.0.0.1', port: 0 });
+    try {
+      assert.equal((await fetch(`${guarded.url}/runs`)).status, 401);
+      const ok = await fetch(`${guarded.url}/runs`, { headers: { authorization: `Bearer ${token}` } });
+      assert.equal(ok.status, 200);
+      assert.doesNotMatch(await ok.text(), new RegExp(token));
+    } finally {
+      await guarded.close();
+    }
+  });
+});
