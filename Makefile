@@ -7,7 +7,7 @@ PYTHON ?= python3
 NPM_STAMP := node_modules/.tenet-installed
 VENV_STAMP := .venv/.tenet-installed
 
-.PHONY: help setup demo test lint typecheck test-node test-python dev bubblewrap
+.PHONY: help setup demo test lint typecheck test-node test-python dev bubblewrap chromium
 
 help:
 	@echo "make demo   run the demo pipeline on the embedded stack (installs what is missing)"
@@ -15,11 +15,15 @@ help:
 	@echo "make setup  install npm packages, the trainer's Python venv and the Temporal CLI"
 	@echo "make dev    start the embedded stack and keep it running (Ctrl-C stops it)"
 
-setup: $(NPM_STAMP) $(VENV_STAMP) bubblewrap
+setup: $(NPM_STAMP) $(VENV_STAMP) bubblewrap chromium
 
 # The code verifier's sandbox (bwrap), from Debian's packages when we are root; otherwise say what to install.
 bubblewrap:
 	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq bubblewrap; } || echo "the code sandbox needs bubblewrap: apt-get install bubblewrap" >&2
+
+# The console's browser test drives Debian's Chromium (playwright-core never downloads a browser).
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium; } || echo "the console's browser test needs Chromium: apt-get install chromium" >&2
 
 # onnxruntime-node's install script downloads CUDA libraries; CPU machines skip it.
 # GPU workers opt in with ONNXRUNTIME_NODE_INSTALL=cuda12 (see README, "GPU workers").
