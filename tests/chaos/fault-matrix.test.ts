@@ -61,6 +61,7 @@ describe('fault matrix', () => {
       stack.fault = { prefix, until: fault + seconds * 1000, reply };
       const why = await stack.pendingReason(workflowId, reason, seconds * 1000);
       assert.match(why, /127\.0\.0\.1/, 'the reason names the endpoint');
+      console.log(`while the fault lasts the run says: ${why}`);
       await new Promise((resolve) => setTimeout(resolve, Math.max(0, fault + seconds * 1000 - Date.now())));
       return { fault, back: fault + seconds * 1000 };
     };
@@ -72,6 +73,7 @@ describe('fault matrix', () => {
       await stack.endpoint.close();
       const why = await stack.pendingReason(workflowId, /unreachable|ECONNREFUSED|Connection error/i, 25_000);
       assert.match(why, /127\.0\.0\.1/, 'the reason names the endpoint');
+      console.log(`while the fault lasts the run says: ${why}`);
       await new Promise((resolve) => setTimeout(resolve, Math.max(0, fault + 30_000 - Date.now())));
       stack.endpoint = await stack.startEndpoint();
       return { fault, back: Date.now() };
@@ -109,10 +111,13 @@ describe('fault matrix', () => {
   });
 
   it('Postgres SIGKILLed mid-label and started again', async () => {
-    await runCase('Postgres SIGKILL mid-label', 'postgres', async () => {
+    await runCase('Postgres SIGKILL mid-label', 'postgres', async (workflowId) => {
       await stack.when('postgres', 'label', 10);
       const fault = Date.now();
       await stack.killPostgres();
+      // While Postgres is down the run says so: its batches retry, naming Postgres's address and the refusal.
+      const why = await stack.pendingReason(workflowId, new RegExp(`ECONNREFUSED 127\\.0\\.0\\.1:${stack.postgresPort}`), 30_000);
+      console.log(`while the fault lasts the run says: ${why}`);
       stack.postgres = await stack.startPostgres();
       return { fault, back: Date.now() };
     });

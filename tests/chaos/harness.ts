@@ -13,6 +13,7 @@ import { startPipelineRun } from '../../cli/start-run.js';
 import { runConfigSchema } from '../../core/run-config.js';
 import { applyMigrations } from '../../db/migrate.js';
 import { createDatabase, type Database } from '../../db/pool.js';
+import { dataConverterFor } from '../../worker/data-converter.js';
 import { describePending, pendingFailures } from '../../worker/pending.js';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../../worker/postgres.js';
 import { isAlive, portInUse, stopProcess, waitFor } from '../../worker/processes.js';
@@ -129,7 +130,8 @@ export class ChaosStack {
     await applyMigrations(this.postgres.url);
     this.db = createDatabase(this.postgres.url);
     this.connection = await Connection.connect({ address: this.temporal.address });
-    this.client = new Client({ connection: this.connection, namespace });
+    // The worker's failure converter, so the failures it reports read as their messages.
+    this.client = new Client({ connection: this.connection, namespace, dataConverter: dataConverterFor(undefined) });
     this.worker = new WorkerProcess({ TEMPORAL_ADDRESS: this.temporal.address, TEMPORAL_NAMESPACE: namespace, DATABASE_URL: this.postgres.url, TENET_HOME: this.home });
     await this.worker.start();
   }
@@ -155,6 +157,10 @@ export class ChaosStack {
 
   async killTemporal(): Promise<void> {
     await this.kill(this.temporal.pid, this.ports.temporal);
+  }
+
+  get postgresPort(): number {
+    return this.ports.postgres;
   }
 
   async killPostgres(): Promise<void> {
