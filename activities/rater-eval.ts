@@ -1,10 +1,11 @@
 // Rater evaluation (`tenet rater eval`): the gold pairs of an evaluation run go through the label
 // stage itself (labelBatch, both orders, repairs, decision rows of stage `rater-eval`), so what is
-// measured is what runs use; then the metrics are computed from the decision rows and stored.
+// measured is what runs use; then the metrics are computed from the decision rows (raw) and the
+// preference rows the label stage wrote (debiased as the run config says) and stored.
 import { Context } from '@temporalio/activity';
 import { evaluateRater } from '../core/rater/evaluation.js';
 import type { Database } from '../db/pool.js';
-import { goldDecisions, goldStage, raterEvalStage, storeEvaluationMetrics } from '../db/rater-evaluations.js';
+import { goldDecisions, goldLabels, goldStage, raterEvalStage, storeEvaluationMetrics } from '../db/rater-evaluations.js';
 import { labelBatch, type LabelMode, type StageCounts } from './label.js';
 import type { ModelEndpoints } from './llm.js';
 import { promptsAt, type RunContext, type RunContexts } from './run-context.js';
@@ -38,9 +39,11 @@ export function createRaterEvalActivities(deps: { db: Database; llm: ModelEndpoi
       }
     },
 
-    /** Computes the evaluation's metrics from its decision rows and stores them; returns the evaluation id. */
+    /** Computes the evaluation's metrics, raw and debiased, from its decision and preference rows and stores them; returns the evaluation id. */
     async finishRaterEvaluation(input: { runId: number }): Promise<number> {
-      return storeEvaluationMetrics(db, input.runId, evaluateRater(await goldDecisions(db, input.runId)));
+      const [context, decisions, labels] = await Promise.all([contexts.get(input.runId), goldDecisions(db, input.runId), goldLabels(db, input.runId)]);
+      const { mode, position_prior, disagreement, margin } = context.config.label;
+      return storeEvaluationMetrics(db, input.runId, evaluateRater(decisions, { labels, settings: { mode, position_prior, disagreement, margin } }));
     },
   };
 }

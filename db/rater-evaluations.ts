@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { desc, eq, sql } from 'drizzle-orm';
 import { canonicalJson } from '../core/constitution/hash.js';
-import type { EvalDecision, RaterEvaluation } from '../core/rater/evaluation.js';
+import type { EvalDecision, EvalLabel, RaterEvaluation } from '../core/rater/evaluation.js';
 import type { GoldPair } from '../core/rater/gold.js';
 import { baseOfKey } from '../core/rater/pairwise.js';
 import type { RunConfig } from '../core/run-config.js';
@@ -123,8 +123,40 @@ export async function goldDecisions(db: Database, runId: number): Promise<EvalDe
   const rows = await db.execute<DecisionRow>(sql`
     select ${decisionColumns}, p.key as pair, coalesce(p.metadata ->> 'category', '') as category, a.sample_index = 0 as better_shown_first
     from rater_decisions d join prompts p on p.id = d.prompt_id join completions a on a.id = d.completion_a_id
-    where d.run_id = ${runId} and d.stage = ${raterEvalStage} order by d.id`);
+    where d.run_id = ${runId} and d.stage = ${raterEvalStage} and d.completion_b_id is not null order by d.id`);
   return rows.rows.map(evalDecision);
+}
+
+interface LabelRow extends Record<string, unknown> {
+  pair: string;
+  category: string;
+  principles: string[];
+  p_gold: number;
+  orders_agree: boolean | null;
+  debias: { mode: 'pairwise' | 'pointwise'; prior_a: number | null } | null;
+}
+
+/**
+ * The labels the label stage made for the evaluation's pairs (its preference rows: the position prior
+ * taken out, no pair dropped), each as P(the gold-chosen response is better) with its principles.
+ */
+export async function goldLabels(db: Database, runId: number): Promise<EvalLabel[]> {
+  const rows = await db.execute<LabelRow>(sql`
+    select p.key as pair, coalesce(p.metadata ->> 'category', '') as category, f.orders_agree, f.debias,
+           case when c.sample_index = 0 then f.soft_label else 1 - f.soft_label end as p_gold,
+           coalesce((select jsonb_agg(distinct d.principle_key) from rater_decisions d
+                     where d.id in (select jsonb_array_elements_text(f.decision_ids)::bigint)), '[]'::jsonb) as principles
+    from preferences f join prompts p on p.id = f.prompt_id join completions c on c.id = f.chosen_id
+    where f.run_id = ${runId} and f.source = 'ai' order by p.key`);
+  return rows.rows.map((row) => ({
+    pair: row.pair,
+    category: row.category,
+    principles: row.principles,
+    mode: row.debias?.mode ?? 'pairwise',
+    combined: Number(row.p_gold),
+    ordersAgree: row.orders_agree ?? undefined,
+    priorA: row.debias?.prior_a ?? null,
+  }));
 }
 
 /**

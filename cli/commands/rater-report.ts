@@ -1,6 +1,7 @@
 // How `tenet rater eval|show|agreement` print metrics (core/rater/evaluation.ts): one line per
-// group (overall, each principle, each category), or the JSON as stored.
-import type { RaterEvaluation, RaterMetrics } from '../../core/rater/evaluation.js';
+// group (overall, each principle, each category), raw and after the configured debiasing, or the
+// JSON as stored.
+import type { DebiasedMetrics, RaterEvaluation, RaterMetrics } from '../../core/rater/evaluation.js';
 import type { RaterEvaluationRow } from '../../db/rater-evaluations.js';
 
 const fixed = (value: number | null, digits = 2) => (value === null ? '-' : value.toFixed(digits));
@@ -26,11 +27,44 @@ function metricsLine(name: string, m: RaterMetrics): string {
   ].join(' ');
 }
 
+const debiasedHeader = `${'group'.padEnd(36)} ${'pairs'.padStart(5)}  kept  drop-disagree  drop-margin  acc-kept  acc-all  ties  p-bias  agree    ECE  Brier`;
+
+function debiasedLine(name: string, d: DebiasedMetrics): string {
+  return [
+    name.slice(0, 36).padEnd(36),
+    String(d.labelled).padStart(5),
+    String(d.kept).padStart(5),
+    String(d.dropped.orders_disagree).padStart(14),
+    String(d.dropped.below_margin).padStart(12),
+    fixed(d.accuracy.accuracy).padStart(9),
+    fixed(d.accuracy_drops_as_ties).padStart(8),
+    fixed(d.tie_rate).padStart(5),
+    signed(d.position_bias).padStart(7),
+    fixed(d.order_agreement).padStart(6),
+    fixed(d.ece, 3).padStart(6),
+    fixed(d.brier, 3).padStart(6),
+  ].join(' ');
+}
+
+/** Each group's line: overall, per principle, per category. */
+function groups(e: RaterEvaluation): [string, RaterMetrics][] {
+  return [['overall', e.overall], ...Object.entries(e.principles).map(([name, m]): [string, RaterMetrics] => [`principle ${name}`, m]), ...Object.entries(e.categories).map(([name, m]): [string, RaterMetrics] => [`category ${name}`, m])];
+}
+
 export function printMetricsTable(e: RaterEvaluation): void {
   console.log(header);
-  console.log(metricsLine('overall', e.overall));
-  for (const [name, m] of Object.entries(e.principles)) console.log(metricsLine(`principle ${name}`, m));
-  for (const [name, m] of Object.entries(e.categories)) console.log(metricsLine(`category ${name}`, m));
+  for (const [name, m] of groups(e)) console.log(metricsLine(name, m));
+}
+
+/** The figures after the configured debiasing, as training gets the labels (nothing printed for evaluations stored before they were measured). */
+export function printDebiasedTable(e: RaterEvaluation): void {
+  const d = e.overall.debiased;
+  if (!d) return;
+  const { mode, position_prior, disagreement, margin } = d.settings;
+  const prior = d.prior_a === null ? 'no prior taken out' : `prior P(A) ${fixed(d.prior_a.min, 3)}${d.prior_a.max === d.prior_a.min ? '' : `–${fixed(d.prior_a.max, 3)}`} taken out`;
+  console.log(`after debiasing (mode ${mode}, position_prior ${position_prior}, disagreement ${disagreement}, margin ${margin}; ${prior}):`);
+  console.log(debiasedHeader);
+  for (const [name, m] of groups(e)) if (m.debiased) console.log(debiasedLine(name, m.debiased));
 }
 
 export interface EvaluationView {
@@ -71,5 +105,7 @@ export function printEvaluation(view: EvaluationView): void {
   console.log(
     `  ${o.comparisons} comparisons, ${o.calls} calls (${o.repaired} repaired, ${o.tokens.cached_calls} from cache); combined ${o.accuracy.combined.correct} right, ${o.accuracy.combined.wrong} wrong, ${o.accuracy.combined.ties} ties`,
   );
+  console.log('raw (each answer as the rater gave it):');
   printMetricsTable(view.metrics);
+  printDebiasedTable(view.metrics);
 }

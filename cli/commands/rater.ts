@@ -55,7 +55,7 @@ const listCommand = new Command('list')
         const rater = v.rater as { endpoint: { model: string } };
         const o = v.metrics?.overall;
         console.log(
-          `${String(v.id).padStart(5)}  ${v.status.padEnd(9)}  ${rater.endpoint.model.slice(0, 24).padEnd(24)}  ${v.gold.name.slice(0, 24).padEnd(24)} ${String(v.gold.pairs).padStart(5)} pairs  ${o ? `acc ${o.accuracy.combined.accuracy?.toFixed(2) ?? '-'}  agree ${o.order_agreement?.toFixed(2) ?? '-'}  bias ${o.position_bias?.toFixed(2) ?? '-'}` : 'no metrics yet'}  ${v.created_at.toISOString()}`,
+          `${String(v.id).padStart(5)}  ${v.status.padEnd(9)}  ${rater.endpoint.model.slice(0, 24).padEnd(24)}  ${v.gold.name.slice(0, 24).padEnd(24)} ${String(v.gold.pairs).padStart(5)} pairs  ${o ? `acc ${o.accuracy.combined.accuracy?.toFixed(2) ?? '-'}  agree ${o.order_agreement?.toFixed(2) ?? '-'}  bias ${o.position_bias?.toFixed(2) ?? '-'}${o.debiased ? `  debiased acc ${o.debiased.accuracy.accuracy?.toFixed(2) ?? '-'}` : ''}` : 'no metrics yet'}  ${v.created_at.toISOString()}`,
         );
       }
     } finally {

@@ -1,7 +1,11 @@
 // How good a rater is, measured against known answers (a gold set's chosen response, or a human's
 // choice): accuracy in each order and combined, position bias, order agreement, ties and abstentions,
 // calibration of the soft labels (ECE, Brier) and tokens, overall and per principle and category.
-// Pure: the activity reads decision rows and hands them here.
+// Beside those raw figures, the same after the run config's debiasing (position prior, disagreement
+// and margin rules, or pointwise labels): read from the labels the label stage itself made, with the
+// training rules applied by the functions training uses, so what is measured is what training gets.
+// Pure: the activity reads decision and preference rows and hands them here.
+import { applyTrainingPolicy, logit, sigmoid, type Disagreement } from './calibration.js';
 import { combineDecisions, type Order } from './labels.js';
 
 /** One rater call on a pair whose better response is known. */
@@ -56,6 +60,54 @@ export interface RaterMetrics {
   /** Mean squared distance of the combined soft label from the known answer (1). */
   brier: number | null;
   tokens: { prompt: number; completion: number; cached_calls: number };
+  /** The same pairs after the configured debiasing, as training gets them; absent in evaluations stored before it was measured. */
+  debiased?: DebiasedMetrics;
+}
+
+/** A gold pair's label as the label stage made it (its preference row, debiased by the run config). */
+export interface EvalLabel {
+  pair: string;
+  category: string;
+  /** The principles its decisions were asked under. */
+  principles: readonly string[];
+  mode: 'pairwise' | 'pointwise';
+  /** P(the better response wins) after the position prior (or pointwise), before the disagreement and margin rules. */
+  combined: number;
+  /** Whether its debiased AB and BA sides pick the same response; undefined with one order (or pointwise). */
+  ordersAgree: boolean | undefined;
+  /** The prior P(A) taken out of its decisions; null when none was. */
+  priorA: number | null;
+}
+
+/** The run config's debiasing settings an evaluation is read under (`label:`). */
+export interface DebiasSettings {
+  mode: 'pairwise' | 'pointwise';
+  position_prior: 'none' | 'batch' | number;
+  disagreement: Disagreement;
+  margin: number;
+}
+
+export interface DebiasedMetrics {
+  settings: DebiasSettings;
+  /** The smallest and largest prior P(A) taken out (a batch prior differs per label batch); null when none was. */
+  prior_a: { min: number; max: number } | null;
+  /** Pairs with a label (both responses read, in any order). */
+  labelled: number;
+  /** Pairs training keeps, and the ones it drops by reason. */
+  kept: number;
+  dropped: { orders_disagree: number; below_margin: number };
+  /** Over kept pairs, their label after the rules (a tie, exactly 0.5, counts half). */
+  accuracy: { accuracy: number | null; correct: number; wrong: number; ties: number };
+  /** Over labelled pairs, a dropped pair counted as a tie: comparable between settings that drop different shares. */
+  accuracy_drops_as_ties: number | null;
+  /** Mean debiased P(the response shown first is better) − 0.5 over decided pairwise comparisons (the prior of each pair taken out). */
+  position_bias: number | null;
+  /** Share of labelled pairs with both orders whose debiased orders pick the same response. */
+  order_agreement: number | null;
+  /** Kept pairs whose label is exactly 0.5 (a disagreement made a tie, say), over kept pairs. */
+  tie_rate: number | null;
+  ece: number | null;
+  brier: number | null;
 }
 
 export interface RaterEvaluation {
@@ -106,14 +158,18 @@ function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, 
   return groups;
 }
 
-/** The metrics of a set of decisions (all of one principle, say). */
-export function raterMetrics(decisions: readonly EvalDecision[]): RaterMetrics {
-  // A comparison counts once: decided by its readable answer (first ask or a repair), else abstained.
-  const comparisons = [...groupBy(decisions, (d) => d.comparison).values()].map((calls) => {
+/** A comparison counts once: decided by its readable answer (first ask or a repair), else abstained. */
+function readComparisons(decisions: readonly EvalDecision[]): { decided: (EvalDecision & { probabilityA: number }) | undefined; repaired: boolean }[] {
+  return [...groupBy(decisions, (d) => d.comparison).values()].map((calls) => {
     const ordered = [...calls].sort((a, b) => a.attempt - b.attempt);
     const decided = ordered.find((c): c is EvalDecision & { probabilityA: number } => c.probabilityA !== undefined);
     return { decided, repaired: decided !== undefined && decided !== ordered[0] };
   });
+}
+
+/** The metrics of a set of decisions (all of one principle, say). */
+export function raterMetrics(decisions: readonly EvalDecision[]): RaterMetrics {
+  const comparisons = readComparisons(decisions);
   const decided = comparisons.flatMap((c) => (c.decided ? [c.decided] : []));
   const orderAccuracy = (order: Order): OrderAccuracy => {
     const inOrder = decided.filter((d) => d.order === order);
@@ -149,9 +205,49 @@ export function raterMetrics(decisions: readonly EvalDecision[]): RaterMetrics {
   };
 }
 
-/** Overall, per principle and per category. A pair judged under several principles counts under each, with only that principle's answers. */
-export function evaluateRater(decisions: readonly EvalDecision[]): RaterEvaluation {
-  const per = (key: (d: EvalDecision) => string) =>
-    Object.fromEntries([...groupBy(decisions, key).entries()].sort(([a], [b]) => a.localeCompare(b)).map(([name, group]) => [name, raterMetrics(group)]));
-  return { overall: raterMetrics(decisions), principles: per((d) => d.principle), categories: per((d) => d.category) };
+/**
+ * The figures of the labels the label stage made under `settings`, with the training rules
+ * (disagreement, margin) applied as training applies them; `decisions` (of the same pairs) give the
+ * position bias left after each pair's prior is taken out.
+ */
+export function debiasedMetrics(labels: readonly EvalLabel[], decisions: readonly EvalDecision[], settings: DebiasSettings): DebiasedMetrics {
+  const outcomes = labels.map((label) => applyTrainingPolicy({ softLabel: label.combined, ordersAgree: label.ordersAgree }, settings));
+  const kept = outcomes.flatMap((o) => (o.keep ? [o.softLabel] : []));
+  const dropped = (reason: string) => outcomes.filter((o) => !o.keep && o.reason === reason).length;
+  const count = (score: number) => kept.filter((p) => credit(p) === score).length;
+  const [correct, wrong, ties] = [count(1), count(0), count(0.5)];
+  const priors = labels.flatMap((l) => (l.priorA === null ? [] : [l.priorA]));
+  const priorOf = new Map(labels.map((l) => [l.pair, l.priorA ?? 0.5]));
+  const shownFirst = readComparisons(decisions).flatMap(({ decided: d }) => (d && priorOf.has(d.pair) ? [sigmoid(logit(d.probabilityA) - logit(priorOf.get(d.pair)!))] : []));
+  const bothOrders = labels.filter((l) => l.ordersAgree !== undefined);
+  return {
+    settings,
+    prior_a: priors.length === 0 ? null : { min: Math.min(...priors), max: Math.max(...priors) },
+    labelled: labels.length,
+    kept: kept.length,
+    dropped: { orders_disagree: dropped('orders-disagree'), below_margin: dropped('below-margin') },
+    accuracy: { accuracy: ratio(correct + ties / 2, kept.length), correct, wrong, ties },
+    accuracy_drops_as_ties: ratio(correct + (ties + labels.length - kept.length) / 2, labels.length),
+    position_bias: shownFirst.length === 0 ? null : shownFirst.reduce((sum, p) => sum + p, 0) / shownFirst.length - 0.5,
+    order_agreement: ratio(bothOrders.filter((l) => l.ordersAgree).length, bothOrders.length),
+    tie_rate: ratio(ties, kept.length),
+    ece: expectedCalibrationError(kept),
+    brier: brierScore(kept),
+  };
+}
+
+/**
+ * Overall, per principle and per category. A pair judged under several principles counts under each, with only that principle's answers
+ * (its debiased label, which combines every principle, counts under each). With `labels` and `settings`, each group also has its figures
+ * after the configured debiasing.
+ */
+export function evaluateRater(decisions: readonly EvalDecision[], debiased?: { labels: readonly EvalLabel[]; settings: DebiasSettings }): RaterEvaluation {
+  const metrics = (group: readonly EvalDecision[], labels: readonly EvalLabel[]): RaterMetrics =>
+    debiased ? { ...raterMetrics(group), debiased: debiasedMetrics(labels, group, debiased.settings) } : raterMetrics(group);
+  const labels = debiased?.labels ?? [];
+  const per = (decisionKey: (d: EvalDecision) => string, labelKeys: (l: EvalLabel) => readonly string[]) => {
+    const names = [...new Set([...decisions.map(decisionKey), ...labels.flatMap(labelKeys)])].sort((a, b) => a.localeCompare(b));
+    return Object.fromEntries(names.map((name) => [name, metrics(decisions.filter((d) => decisionKey(d) === name), labels.filter((l) => labelKeys(l).includes(name)))]));
+  };
+  return { overall: metrics(decisions, labels), principles: per((d) => d.principle, (l) => l.principles), categories: per((d) => d.category, (l) => [l.category]) };
 }

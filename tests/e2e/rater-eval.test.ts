@@ -1,6 +1,8 @@
 // `tenet rater eval|show|list|agreement` as a user runs them, against a real Temporal dev server, a
 // worker, the machine's Postgres and the scripted endpoint acting as a rater whose every answer is
-// known in advance: right but position-biased on most pairs, wrong on `trap-*`, unreadable on `mute-*`.
+// known in advance: right but position-biased on most pairs, wrong on `trap-*`, unreadable on `mute-*`;
+// as `biased-rater`, mostly position prior (logit P(A) = logit 0.86 ± 0.4 of content), which the
+// configured debiasing must take out.
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -31,9 +33,25 @@ function raterScript(request: RecordedRequest): ScriptedReply | undefined {
   if (!pair) return undefined;
   if (pair.id.startsWith('mute')) return { content: 'I would rather not say.' };
   const chosenIsA = pair.chosen === a;
+  if (request.body.model === 'biased-rater') return biasedAnswer(pair.id, chosenIsA);
   // Right with a lean towards A (0.9 / 0.4); on traps, wrong (P(chosen) = 0.1 in both orders).
   const pA = pair.id.startsWith('trap') ? (chosenIsA ? 0.1 : 0.9) : chosenIsA ? 0.9 : 0.4;
-  return { content: pA >= 0.5 ? 'A' : 'B', topLogprobs: [{ token: 'A', logprob: Math.log(pA) }, { token: 'B', logprob: Math.log(1 - pA) }] };
+  return letter(pA);
+}
+
+const letter = (pA: number): ScriptedReply => ({ content: pA >= 0.5 ? 'A' : 'B', topLogprobs: [{ token: 'A', logprob: Math.log(pA) }, { token: 'B', logprob: Math.log(1 - pA) }] });
+const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
+const priorLogit = Math.log(0.86 / 0.14);
+
+/**
+ * Says "A" whatever the order: logit P(A) = logit 0.86 + 0.4 when the better response is A, − 0.4
+ * when it is B (reversed on traps); style-001 is unreadable when its better response is A, so only
+ * its BA order is decided (P(A) = 0.80: wrong as it stands, right once the prior is out).
+ */
+function biasedAnswer(id: string, chosenIsA: boolean): ScriptedReply {
+  if (id === 'style-001' && chosenIsA) return { content: 'Both have merit.' };
+  const content = (chosenIsA ? 0.4 : -0.4) * (id.startsWith('trap') ? -1 : 1);
+  return letter(sigmoid(priorLogit + content));
 }
 
 const close = (actual: number | null | undefined, expected: number) => assert.ok(typeof actual === 'number' && Math.abs(actual - expected) < 1e-9, `${actual} != ${expected}`);
@@ -122,6 +140,11 @@ describe('tenet rater', () => {
     close(o.ece, (4 / 5) * 0.25 + (1 / 5) * 0.9);
     close(o.brier, (4 * 0.25 ** 2 + 0.9 ** 2) / 5);
     assert.ok(o.tokens.prompt > 0 && o.tokens.completion > 0);
+    // The default settings take nothing out and drop nothing: the labels training gets score as the raw figures.
+    assert.deepEqual(o.debiased!.settings, { mode: 'pairwise', position_prior: 'none', disagreement: 'keep', margin: 0 });
+    assert.equal(o.debiased!.prior_a, null);
+    assert.deepEqual(o.debiased!.accuracy, { accuracy: 0.8, correct: 4, wrong: 1, ties: 0 });
+    close(o.debiased!.brier, o.brier!);
     // Pinned principles judge their own pairs; the two unpinned pairs take the usual draw.
     close(view.metrics.principles['honest-no-fabrication']!.accuracy.combined.accuracy, 2 / 3);
     assert.equal(view.metrics.principles['honest-no-fabrication']!.pairs, 3);
@@ -172,6 +195,47 @@ describe('tenet rater', () => {
     assert.equal(other.metrics.overall.position_bias, 0);
     close(other.metrics.overall.ece, 0.2);
     close(other.metrics.overall.brier, 0.2);
+  });
+
+  it('reports the figures after the configured debiasing beside the raw ones: a batch prior takes a position-biased rater from 0.6 to 0.8', async () => {
+    const biased = path.join(dir, 'biased.yaml');
+    writeFileSync(
+      biased,
+      `endpoints:\n  policy: { base_url: "${endpoint.url}", model: scripted }\n  rater: { base_url: "${endpoint.url}", model: biased-rater }\nlabel: { repair_limit: 1, position_prior: batch }\nscale: { batch_size: 10 }\n`,
+    );
+    const result = await runCli(['rater', 'eval', '--gold', goldFile, '--config', biased, '--json'], cli);
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    const view = JSON.parse(result.stdout) as { id: number; metrics: RaterEvaluation };
+    const o = view.metrics.overall;
+    // Raw: arith-001, arith-002, style-002 right ((σ(1.815 + 0.4) + 1 − σ(1.815 − 0.4)) / 2 = 0.55), trap-001 wrong,
+    // style-001 (BA only, P(A) 0.80) wrong; mute-001 abstains.
+    assert.deepEqual(o.accuracy.combined, { accuracy: 0.6, correct: 3, wrong: 2, ties: 0, decided: 5 });
+    assert.deepEqual([o.accuracy.ab, o.accuracy.ba], [{ accuracy: 1, decided: 4 }, { accuracy: 0, decided: 5 }]);
+    // One batch: the median logit of its eight both-order answers (four at ±0.4 each) is the prior, 0.86; with it out
+    // every pair's label is σ(±0.4): style-001 turns right, the trap stays wrong.
+    const d = o.debiased!;
+    assert.deepEqual(d.settings, { mode: 'pairwise', position_prior: 'batch', disagreement: 'keep', margin: 0 });
+    close(d.prior_a!.min, 0.86);
+    close(d.prior_a!.max, 0.86);
+    assert.deepEqual([d.labelled, d.kept, d.dropped], [5, 5, { orders_disagree: 0, below_margin: 0 }]);
+    assert.deepEqual(d.accuracy, { accuracy: 0.8, correct: 4, wrong: 1, ties: 0 });
+    assert.equal(d.order_agreement, 1);
+    close(d.brier, (4 * (1 - sigmoid(0.4)) ** 2 + (1 - sigmoid(-0.4)) ** 2) / 5);
+    // Nine answers with the prior out: four at +0.4, five at −0.4 (style-001's one order among them).
+    close(d.position_bias, (4 * sigmoid(0.4) + 5 * sigmoid(-0.4)) / 9 - 0.5);
+    close(view.metrics.categories.concise!.debiased!.accuracy.accuracy, 1);
+    assert.equal(view.metrics.categories.concise!.accuracy.combined.accuracy, 0.5);
+    // What is measured is what the label stage wrote: the evaluation's preferences carry the same prior.
+    const priors = await db.execute<{ prior_a: number }>(sql`select (f.debias ->> 'prior_a')::float8 as prior_a from preferences f join rater_evaluations e on e.run_id = f.run_id where e.id = ${view.id}`);
+    assert.equal(priors.rows.length, 5);
+    for (const row of priors.rows) close(row.prior_a, d.prior_a!.min);
+
+    const text = await runCli(['rater', 'show', String(view.id)], cli);
+    assert.match(text.stdout, /after debiasing \(mode pairwise, position_prior batch, disagreement keep, margin 0; prior P\(A\) 0\.860 taken out\)/);
+    assert.match(text.stdout, /^overall\s+6\s+1\.00\s+0\.00\s+0\.60\s/m);
+    assert.match(text.stdout, /^overall\s+5\s+5\s+0\s+0\s+0\.80\s+0\.80\s+0\.00\s/m);
+    const list = await runCli(['rater', 'list'], cli);
+    assert.match(list.stdout, new RegExp(`^\\s+${view.id}\\s+completed\\s+biased-rater .* acc 0\\.60 .* debiased acc 0\\.80`, 'm'));
   });
 
   it('reports AI–human agreement per principle on the pairs humans reviewed', async () => {

@@ -2,7 +2,9 @@
 // and the gold-set reader's refusals (each bad line named file:line).
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { brierScore, evaluateRater, expectedCalibrationError, raterMetrics, type EvalDecision } from '../../core/rater/evaluation.js';
+import { combineDebiased, estimatePositionPrior, logit, sigmoid } from '../../core/rater/calibration.js';
+import { combineDecisions } from '../../core/rater/labels.js';
+import { brierScore, evaluateRater, expectedCalibrationError, raterMetrics, type DebiasSettings, type EvalDecision, type EvalLabel } from '../../core/rater/evaluation.js';
 import { parseGoldJsonl } from '../../core/rater/gold.js';
 
 const close = (a: number | null, b: number) => assert.ok(a !== null && Math.abs(a - b) < 1e-9, `${a} != ${b}`);
@@ -105,6 +107,126 @@ describe('rater metrics', () => {
     close(brierScore([0.95, 0.05]), (0.05 ** 2 + 0.95 ** 2) / 2);
   });
 });
+
+/**
+ * A position-biased rater: logit P(A) = logit(0.86) + s·δ, δ its content signal, s = +1 when the
+ * better response is shown as A and −1 when it is B. Per pair: δ in the AB order and in the BA order
+ * (undefined: that order unreadable).
+ */
+const prior = 0.86;
+const biased: [pair: string, category: string, ab: number | undefined, ba: number | undefined][] = [
+  ['p1', 'fact', 0.4, 0.4],
+  ['p2', 'fact', 0.4, 0.4],
+  ['p3', 'fact', 0.4, 0.4],
+  ['p4', 'fact', 0.4, 0.4],
+  ['p5', 'fact', -0.4, -0.4],
+  ['p6', 'style', 0.4, undefined],
+  ['p7', 'style', undefined, 0.4],
+  ['p8', 'style', undefined, 0.4],
+  // Orders that disagree once the prior is out: +0.8 as AB, −0.4 as BA (and the mirror image).
+  ['p9', 'style', 0.8, -0.4],
+  ['p10', 'style', -0.8, 0.4],
+];
+const biasedDecisions = biased.flatMap(([pair, category, ab, ba]) =>
+  (
+    [
+      ['AB', ab],
+      ['BA', ba],
+    ] as const
+  ).map(([order, delta]) => call(pair, category, 'x', order, delta === undefined ? undefined : sigmoid(logit(prior) + (order === 'AB' ? delta : -delta)))),
+);
+
+/** Labels as the label stage makes them (labelPairs): the batch prior out of every decision, orders combined in log-odds. */
+function stageLabels(decisions: readonly EvalDecision[], positionPrior: 'none' | 'batch'): EvalLabel[] {
+  const read = decisions.filter((d): d is EvalDecision & { probabilityA: number } => d.probabilityA !== undefined);
+  const estimated = estimatePositionPrior(read.map((d) => ({ order: d.order, comparison: d.pair, probabilityA: d.probabilityA })));
+  const priorA = positionPrior === 'batch' ? estimated!.probabilityA : null;
+  return [...new Set(read.map((d) => d.pair))].map((pair) => {
+    const made = read.filter((d) => d.pair === pair);
+    // The better response is always the pair's "first" here: AB shows it as A. Without a prior the stage averages P(first) (combineDecisions).
+    const verdict = priorA === null ? combineDecisions(made.map((d) => ({ order: d.order, probabilityFirst: d.order === 'AB' ? d.probabilityA : 1 - d.probabilityA })))! : combineDebiased(made, priorA)!;
+    return { pair, category: made[0]!.category, principles: ['x'], mode: 'pairwise', combined: verdict.softLabel, ordersAgree: verdict.ordersAgree, priorA };
+  });
+}
+
+const settings = (changes: Partial<DebiasSettings>): DebiasSettings => ({ mode: 'pairwise', position_prior: 'batch', disagreement: 'keep', margin: 0, ...changes });
+
+describe('debiased rater metrics', () => {
+  it('the batch prior of a position-biased rater is its 0.86 (the median logit of its both-order answers)', () => {
+    const read = biasedDecisions.filter((d): d is EvalDecision & { probabilityA: number } => d.probabilityA !== undefined);
+    const estimated = estimatePositionPrior(read.map((d) => ({ order: d.order, comparison: d.pair, probabilityA: d.probabilityA })))!;
+    close(estimated.probabilityA, prior);
+    assert.equal(estimated.decisions, 14);
+  });
+
+  it('raw: one-order pairs go with the prior and the orders average in probability; debiased: the content decides', () => {
+    const e = evaluateRater(biasedDecisions, { labels: stageLabels(biasedDecisions, 'batch'), settings: settings({}) });
+    const o = e.overall;
+    // Raw: p1–p4 right, p5 wrong; p6 (A only) right; p7, p8 (B only, P(A) = σ(logit 0.86 − 0.4) = 0.80) wrong;
+    // p9 (0.932 + 0.098) / 2 > 0.5 right, p10 (0.734 + 0.196) / 2 < 0.5 wrong: 6 of 10.
+    assert.deepEqual(o.accuracy.combined, { accuracy: 0.6, correct: 6, wrong: 4, ties: 0, decided: 10 });
+    // P(A) > 0.5 in every answer: right whenever the better response is A, wrong whenever it is B.
+    assert.deepEqual([o.accuracy.ab, o.accuracy.ba], [{ accuracy: 1, decided: 8 }, { accuracy: 0, decided: 9 }]);
+    const d = o.debiased!;
+    // Debiased: every pair's label is σ(mean content): p1–p4, p6–p8 σ(0.4), p5 σ(−0.4), p9 σ(0.2), p10 σ(−0.2): 8 of 10.
+    assert.deepEqual(d.accuracy, { accuracy: 0.8, correct: 8, wrong: 2, ties: 0 });
+    assert.deepEqual([d.labelled, d.kept, d.dropped], [10, 10, { orders_disagree: 0, below_margin: 0 }]);
+    close(d.accuracy_drops_as_ties, 0.8);
+    close(d.prior_a!.min, prior);
+    close(d.prior_a!.max, prior);
+    // 17 answers with the prior out: σ(±0.4) − 0.5 seven times up, eight times down; ±0.8 once each.
+    close(d.position_bias, (-(sigmoid(0.4) - 0.5)) / 17);
+    close(o.position_bias, read(biasedDecisions).reduce((sum, p) => sum + p, 0) / 17 - 0.5);
+    // Both orders read on p1–p5, p9, p10; p9 and p10 disagree.
+    close(d.order_agreement, 5 / 7);
+    const labels = [...Array.from({ length: 7 }, () => sigmoid(0.4)), sigmoid(-0.4), sigmoid(0.2), sigmoid(-0.2)];
+    close(d.brier, labels.reduce((sum, p) => sum + (1 - p) ** 2, 0) / 10);
+    // Every confidence (0.599 eight times, 0.550 twice) falls in bin 5: |0.8 right − their mean|.
+    close(d.ece, Math.abs(0.8 - (8 * sigmoid(0.4) + 2 * sigmoid(0.2)) / 10));
+    // Per category, each with its own pairs.
+    assert.deepEqual(e.categories.fact!.debiased!.accuracy, { accuracy: 0.8, correct: 4, wrong: 1, ties: 0 });
+    assert.deepEqual(e.categories.style!.debiased!.accuracy, { accuracy: 0.8, correct: 4, wrong: 1, ties: 0 });
+    assert.equal(e.categories.style!.accuracy.combined.accuracy, 0.4);
+    assert.equal(e.principles.x!.debiased!.labelled, 10);
+  });
+
+  it('disagreeing orders made ties or dropped as training would; a dropped pair counts as a tie in the comparable figure', () => {
+    const labels = stageLabels(biasedDecisions, 'batch');
+    const tie = evaluateRater(biasedDecisions, { labels, settings: settings({ disagreement: 'tie' }) }).overall.debiased!;
+    // p9 (right) and p10 (wrong) become ties: 7 right, 1 wrong, 2 ties.
+    assert.deepEqual(tie.accuracy, { accuracy: 0.8, correct: 7, wrong: 1, ties: 2 });
+    close(tie.tie_rate, 0.2);
+    const drop = evaluateRater(biasedDecisions, { labels, settings: settings({ disagreement: 'drop' }) }).overall.debiased!;
+    assert.deepEqual([drop.kept, drop.dropped], [8, { orders_disagree: 2, below_margin: 0 }]);
+    assert.deepEqual(drop.accuracy, { accuracy: 7 / 8, correct: 7, wrong: 1, ties: 0 });
+    close(drop.accuracy_drops_as_ties, 0.8);
+    // A margin of 0.06 drops σ(±0.2) = 0.45 / 0.55 too (and keeps σ(±0.4) = 0.40 / 0.60).
+    const margin = evaluateRater(biasedDecisions, { labels, settings: settings({ margin: 0.06 }) }).overall.debiased!;
+    assert.deepEqual([margin.kept, margin.dropped], [8, { orders_disagree: 0, below_margin: 2 }]);
+  });
+
+  it('without a prior the labels are the raw combination, and the bias stays', () => {
+    const e = evaluateRater(biasedDecisions, { labels: stageLabels(biasedDecisions, 'none'), settings: settings({ position_prior: 'none' }) });
+    const d = e.overall.debiased!;
+    assert.equal(d.prior_a, null);
+    assert.deepEqual(d.accuracy, { accuracy: 0.6, correct: 6, wrong: 4, ties: 0 });
+    close(d.brier, e.overall.brier!);
+    close(d.position_bias, read(biasedDecisions).reduce((sum, p) => sum + p, 0) / 17 - 0.5);
+  });
+
+  it('pointwise labels: no orders to disagree, the margin still drops', () => {
+    const labels: EvalLabel[] = [0.55, 0.7, 0.3].map((combined, i) => ({ pair: `q${i}`, category: 'c', principles: ['x'], mode: 'pointwise', combined, ordersAgree: undefined, priorA: null }));
+    const e = evaluateRater([], { labels, settings: settings({ mode: 'pointwise', position_prior: 'none', disagreement: 'drop', margin: 0.1 }) });
+    assert.equal(e.overall.pairs, 0);
+    assert.equal(e.overall.accuracy.combined.accuracy, null);
+    const d = e.overall.debiased!;
+    assert.deepEqual([d.labelled, d.kept, d.dropped, d.order_agreement, d.position_bias], [3, 2, { orders_disagree: 0, below_margin: 1 }, null, null]);
+    assert.deepEqual(d.accuracy, { accuracy: 0.5, correct: 1, wrong: 1, ties: 0 });
+    assert.equal(e.categories.c!.debiased!.kept, 2);
+  });
+});
+
+const read = (decisions: readonly EvalDecision[]) => decisions.flatMap((d) => (d.probabilityA === undefined ? [] : [d.probabilityA]));
 
 describe('gold sets', () => {
   const principles = { constitution: 'tenet-default', comparable: ['honest-no-fabrication', 'helpful-concise'], all: ['honest-no-fabrication', 'helpful-concise', 'critique-only'] };
