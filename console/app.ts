@@ -8,8 +8,8 @@ import { z } from 'zod';
 import { decisionDetail, listDecisions, nextUnreviewed, overrideDecision, ReviewRefused } from '../db/queries/audit.js';
 import { findRun, listRuns, runMetrics } from '../db/queries/runs.js';
 import type { Database } from '../db/pool.js';
-import { csrfProtection, requireToken, type ConsoleEnv } from './security.js';
-import { decisionPage, decisionsPage, errorPage, queuePage, runPage, runsPage } from './views.js';
+import { csrfProtection, rememberToken, requireToken, tokenMatches, type ConsoleEnv } from './security.js';
+import { decisionPage, decisionsPage, errorPage, loginPage, queuePage, runPage, runsPage } from './views.js';
 
 export interface ConsoleOptions {
   db: Database;
@@ -18,8 +18,6 @@ export interface ConsoleOptions {
   /** The reviewer name forms start with. */
   reviewer: string;
 }
-
-const pageSize = 50;
 
 const staticTypes = { 'queue.js': 'text/javascript; charset=utf-8', 'console.css': 'text/css; charset=utf-8' };
 const staticFiles = new Map(Object.entries(staticTypes).map(([name, type]) => [name, { type, body: readFileSync(new URL(`static/${name}`, import.meta.url), 'utf8') }]));
@@ -36,6 +34,7 @@ const decisionsQuery = z.object({
   flagged: flag,
   overridden: flag,
   page: z.coerce.number({ error: 'expected a page number' }).int().min(1).max(100_000).default(1),
+  size: z.coerce.number({ error: 'expected a page size' }).int().min(1).max(200).default(50),
 });
 
 const skipList = z
@@ -72,7 +71,6 @@ const refuse = (c: Context<ConsoleEnv>, status: 400 | 403 | 404 | 409, message: 
 export function consoleApp(options: ConsoleOptions): Hono<ConsoleEnv> {
   const { db } = options;
   const app = new Hono<ConsoleEnv>();
-  app.use(requireToken(options.token));
   app.use(
     secureHeaders({
       contentSecurityPolicy: { defaultSrc: ["'none'"], scriptSrc: ["'self'"], styleSrc: ["'self'"], imgSrc: ["'self'"], formAction: ["'self'"], frameAncestors: ["'none'"], baseUri: ["'none'"] },
@@ -80,12 +78,22 @@ export function consoleApp(options: ConsoleOptions): Hono<ConsoleEnv> {
     }),
   );
   app.use(csrfProtection((c, message) => refuse(c, 403, message)));
+  app.use(requireToken(options.token, (c) => c.html(loginPage(c.get('csrf'), 'This page needs the console\'s token.'), 401)));
 
   app.get('/static/:name', (c) => {
     const file = staticFiles.get(c.req.param('name'));
     return file ? c.body(file.body, 200, { 'Content-Type': file.type, 'Cache-Control': 'no-cache' }) : refuse(c, 404, 'no such file');
   });
   app.get('/', (c) => c.redirect('/runs'));
+  app.get('/login', (c) => (options.token === undefined ? c.redirect('/runs') : c.html(loginPage(c.get('csrf')))));
+  app.post('/login', (c) => {
+    const { token } = options;
+    const given = c.get('form').token ?? '';
+    if (token === undefined) return c.redirect('/runs', 303);
+    if (!tokenMatches(given, token)) return c.html(loginPage(c.get('csrf'), 'That is not the token.'), 401);
+    rememberToken(c, token);
+    return c.redirect('/runs', 303);
+  });
   app.get('/runs', async (c) => c.html(runsPage(await listRuns(db, { limit: 200 }))));
   app.get('/runs/:id', async (c) => {
     const runId = parse(z.object({ id: id('run') }), { id: c.req.param('id') }).id;
@@ -96,8 +104,8 @@ export function consoleApp(options: ConsoleOptions): Hono<ConsoleEnv> {
 
   app.get('/decisions', async (c) => {
     const filter = parse(decisionsQuery, c.req.query());
-    const rows = await listDecisions(db, { ...filter, limit: pageSize + 1, offset: (filter.page - 1) * pageSize });
-    return c.html(decisionsPage({ filter, rows: rows.slice(0, pageSize), more: rows.length > pageSize }));
+    const rows = await listDecisions(db, { ...filter, limit: filter.size + 1, offset: (filter.page - 1) * filter.size });
+    return c.html(decisionsPage({ filter, rows: rows.slice(0, filter.size), more: rows.length > filter.size }));
   });
   app.get('/decisions/:id', async (c) => {
     const decisionId = parse(z.object({ id: id('decision') }), { id: c.req.param('id') }).id;

@@ -1,5 +1,5 @@
-// The console's request guards: the bearer token of tenet's HTTP servers (worker/http-guard.ts) when
-// it listens beyond loopback, and a CSRF token on every state-changing request (double submit: a
+// The console's request guards: the token of tenet's HTTP servers (worker/http-guard.ts) when it
+// listens beyond loopback (a bearer header, or a cookie set by the login page), and a CSRF token on every state-changing request (double submit: a
 // random per-browser value in an HttpOnly, SameSite=Strict cookie, echoed by each form's hidden field).
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { HttpBindings } from '@hono/node-server';
@@ -15,12 +15,27 @@ export interface ConsoleEnv {
 export const csrfCookie = 'tenet_csrf';
 export const csrfField = 'csrf';
 
-/** Requests must carry the token (when one is configured), as `Authorization: Bearer <token>`. */
-export function requireToken(token: string | undefined): MiddlewareHandler<ConsoleEnv> {
+export const tokenCookie = 'tenet_ui_token';
+
+/**
+ * Requests must carry the token (when one is configured): as `Authorization: Bearer <token>`, or in
+ * the HttpOnly cookie the login page sets. The login page and the static files are open.
+ */
+export function requireToken(token: string | undefined, denied: (c: Context<ConsoleEnv>) => Response | Promise<Response>): MiddlewareHandler<ConsoleEnv> {
   return async (c, next) => {
-    if (!authorized(c.env.incoming, token)) return c.text('unauthorized: send "Authorization: Bearer <TENET_UI_TOKEN>"', 401, { 'WWW-Authenticate': 'Bearer' });
-    await next();
+    const open = token === undefined || c.req.path === '/login' || c.req.path.startsWith('/static/');
+    const cookie = getCookie(c, tokenCookie);
+    if (open || authorized(c.env.incoming, token) || (cookie !== undefined && sameToken(cookie, token))) return next();
+    return denied(c);
   };
+}
+
+/** Whether a token typed into the login page is the configured one. */
+export const tokenMatches = (given: string, token: string) => sameToken(given, token);
+
+/** Keeps the token in an HttpOnly, SameSite=Strict cookie, so a browser can use a console beyond loopback. */
+export function rememberToken(c: Context<ConsoleEnv>, token: string): void {
+  setCookie(c, tokenCookie, token, { httpOnly: true, sameSite: 'Strict', path: '/' });
 }
 
 function sameToken(given: string, expected: string): boolean {

@@ -82,7 +82,7 @@ ${table}`,
 }
 
 export interface DecisionsView {
-  filter: { run?: number; principle?: string; stage?: string; disagree: boolean; flagged: boolean; overridden: boolean; page: number };
+  filter: { run?: number; principle?: string; stage?: string; disagree: boolean; flagged: boolean; overridden: boolean; page: number; size: number };
   rows: { id: number; run_id: number; stage: string; principle_key: string; order: string | null; outcome: string; parsed_choice: string | null; confidence: number | null; flags: string[]; human_prefer_a_b: string | null }[];
   more: boolean;
 }
@@ -197,5 +197,17 @@ ${csrfInput(view.csrf)}<input type="hidden" name="key" value="${view.key}"><inpu
 <a id="skip" data-key="s" href="${query([...view.skip, row.id])}">Skip</a>
 </form>
 <script src="/static/queue.js"></script>`,
+  );
+}
+
+export function loginPage(csrf: string, message?: string): Html {
+  return layout(
+    'Log in',
+    html`${message ? html`<p class="error">${message}</p>` : ''}
+<p>This console listens beyond 127.0.0.1, so it needs the token it was started with (TENET_UI_TOKEN).</p>
+<form method="post" action="/login" class="login">${csrfInput(csrf)}
+<label>token <input type="password" name="token" required autocomplete="current-password"></label>
+<button type="submit">Log in</button>
+</form>`,
   );
 }

@@ -41,11 +41,12 @@ describe('tenet ui in a browser', () => {
   let runId: number;
 
   const rows = async <T>(text: string, values: unknown[] = []) => (await db.$client.query(text, values)).rows as T[];
-  const shownPair = async (): Promise<Pair> => ({
-    decision: Number(await page.locator('input[name="decision"]').inputValue()),
-    a: Number(/completion (\d+)/.exec(await page.locator('#completion-a h2').innerText())![1]),
-    b: Number(/completion (\d+)/.exec(await page.locator('#completion-b h2').innerText())![1]),
+  const shownPairOn = async (on: Page): Promise<Pair> => ({
+    decision: Number(await on.locator('input[name="decision"]').inputValue()),
+    a: Number(/completion (\d+)/.exec(await on.locator('#completion-a h2').innerText())![1]),
+    b: Number(/completion (\d+)/.exec(await on.locator('#completion-b h2').innerText())![1]),
   });
+  const shownPair = () => shownPairOn(page);
   const effective = (pair: Pair) => rows<{ chosen_id: string; source: string }>('select chosen_id, source from effective_preferences where run_id = $1 and least(chosen_id, rejected_id) = $2 and greatest(chosen_id, rejected_id) = $3', [runId, Math.min(pair.a, pair.b), Math.max(pair.a, pair.b)]);
 
   before(async () => {
@@ -124,6 +125,23 @@ describe('tenet ui in a browser', () => {
     assert.notEqual(next?.decision, pair.decision, 'the queue moved on');
   });
 
+  it('a queue label for a pair reviewed meanwhile is refused with 409', async () => {
+    await page.goto(`${server.url}/queue?run=${runId}`);
+    const pair = await shownPair();
+    const other = await browser.newPage();
+    try {
+      await other.goto(`${server.url}/queue?run=${runId}`);
+      assert.equal((await shownPairOn(other)).decision, pair.decision, 'both tabs show the same next decision');
+      await Promise.all([other.waitForResponse((r) => r.request().method() === 'POST'), other.keyboard.press('a')]);
+    } finally {
+      await other.close();
+    }
+    const [response] = await Promise.all([page.waitForResponse((r) => r.request().method() === 'POST'), page.keyboard.press('t')]);
+    assert.equal(response.status(), 409);
+    assert.match(await page.locator('.error').innerText(), /reviewed meanwhile/);
+    assert.deepEqual(await rows('select prefer from human_reviews where decision_id = $1', [pair.decision]), [{ prefer: 'A' }]);
+  });
+
   it('overrides a decision with a reason; the AI row stays as it was', async () => {
     const [decision] = await rows<{ id: string }>('select id from audit_decisions where run_id = $1 and completion_b_id is not null and human_prefer_a_b is null order by id limit 1', [runId]);
     const before = await rows('select * from rater_decisions where id = $1', [decision!.id]);
@@ -146,6 +164,12 @@ describe('tenet ui in a browser', () => {
     const expected = (await rows<{ id: string }>('select id from audit_decisions where run_id = $1 and human_prefer_a_b is not null order by id', [runId])).map((r) => Number(r.id));
     assert.ok(expected.length >= 2, 'both reviews above are overrides');
     assert.deepEqual(shown, expected);
+    // Paging: page 2 of 5 is the database's rows 6 to 10, and links on.
+    const all = (await rows<{ id: string }>('select id from audit_decisions where run_id = $1 order by id', [runId])).map((r) => Number(r.id));
+    await page.goto(`${server.url}/decisions?run=${runId}&size=5&page=2`);
+    assert.deepEqual((await page.locator('table.decisions tbody tr td:first-child').allInnerTexts()).map(Number), all.slice(5, 10));
+    await page.click('a[rel="next"]');
+    assert.deepEqual((await page.locator('table.decisions tbody tr td:first-child').allInnerTexts()).map(Number), all.slice(10, 15));
     const bad = await page.goto(`${server.url}/decisions?run=abc`);
     assert.equal(bad!.status(), 400);
     assert.match(await page.locator('.error').innerText(), /run: expected a run id/);
@@ -170,12 +194,26 @@ describe('tenet ui in a browser', () => {
     assert.match(refused.stderr, /refusing to listen on 0\.0\.0\.0 without a token: set TENET_UI_TOKEN/);
     const token = 'a-long-enough-console-token';
     const guarded = await startConsole({ db, token, reviewer: 'tester', host: '127.0.0.1', port: 0 });
+    const other = await browser.newPage();
     try {
-      assert.equal((await fetch(`${guarded.url}/runs`)).status, 401);
+      const denied = await fetch(`${guarded.url}/runs`);
+      assert.equal(denied.status, 401);
+      assert.match(denied.headers.get('content-security-policy') ?? '', /script-src 'self'/);
       const ok = await fetch(`${guarded.url}/runs`, { headers: { authorization: `Bearer ${token}` } });
       assert.equal(ok.status, 200);
       assert.doesNotMatch(await ok.text(), new RegExp(token));
+      // In a browser: the login page keeps the token in an HttpOnly cookie.
+      assert.equal((await other.goto(`${guarded.url}/runs`))!.status(), 401);
+      await other.fill('input[name="token"]', 'not-the-console-token');
+      const [wrong] = await Promise.all([other.waitForResponse((r) => r.request().method() === 'POST'), other.click('form.login button')]);
+      assert.equal(wrong.status(), 401);
+      await other.fill('input[name="token"]', token);
+      await Promise.all([other.waitForURL(/\/runs$/), other.click('form.login button')]);
+      assert.equal(await other.locator('h1').innerText(), 'Runs');
+      assert.doesNotMatch(await other.content(), new RegExp(token));
+      assert.equal(await other.evaluate(() => (globalThis as unknown as { document: { cookie: string } }).document.cookie), '', 'the cookies are HttpOnly');
     } finally {
+      await other.close();
       await guarded.close();
     }
   });
