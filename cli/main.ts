@@ -26,7 +26,7 @@ Exit codes: 0 ok; 1 invalid input (bad file, flag value or id); 2 usage error;
 Environment: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, DATABASE_URL point at your own cluster and database;
              TENET_HOME (state folder, default .tenet), TENET_TEMPORAL_PORT, TENET_TEMPORAL_UI_PORT, TENET_PG_PORT,
              TEMPORAL_CLI, TENET_PYTHON, TENET_ARTIFACTS (trainer jobs' data, checkpoints and models);
-             TENET_CODEC_KEYS (payload encryption keys, id:base64,…), TENET_UI_TOKEN (codec server beyond 127.0.0.1).`,
+             TENET_CODEC_KEYS (payload encryption keys, id:base64,…), TENET_UI_TOKEN (codec server and console beyond 127.0.0.1).`,
   )
   .addCommand(devCommand)
   .addCommand(statusCommand)
