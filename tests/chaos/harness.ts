@@ -66,10 +66,13 @@ class WorkerProcess {
   child: ChildProcess | undefined;
   output = '';
 
-  constructor(private readonly env: Record<string, string>) {}
+  constructor(
+    private readonly env: Record<string, string>,
+    private readonly queue: 'cpu' | 'all',
+  ) {}
 
   async start(): Promise<void> {
-    const child = spawn(process.execPath, [cliEntry, 'worker', '--queue', 'cpu'], { env: cliEnv(this.env), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [cliEntry, 'worker', '--queue', this.queue], { env: cliEnv(this.env), stdio: ['ignore', 'pipe', 'pipe'] });
     this.child = child;
     let output = '';
     const collect = (chunk: Buffer) => {
@@ -123,6 +126,9 @@ export class ChaosStack {
   private triggers: Trigger[] = [];
   private readonly log = () => undefined;
 
+  /** `queue: 'all'` runs the worker on the GPU queue too, for trainer jobs (on CPU here). */
+  constructor(private readonly options: { queue: 'cpu' | 'all' } = { queue: 'cpu' }) {}
+
   async start(): Promise<void> {
     mkdirSync(path.join(this.home, 'logs'), { recursive: true });
     this.ports = { temporal: await freePort(), ui: await freePort(), postgres: await freePort(), endpoint: await freePort() };
@@ -132,7 +138,7 @@ export class ChaosStack {
     this.connection = await Connection.connect({ address: this.temporal.address });
     // The worker's failure converter, so the failures it reports read as their messages.
     this.client = new Client({ connection: this.connection, namespace, dataConverter: dataConverterFor(undefined) });
-    this.worker = new WorkerProcess({ TEMPORAL_ADDRESS: this.temporal.address, TEMPORAL_NAMESPACE: namespace, DATABASE_URL: this.postgres.url, TENET_HOME: this.home });
+    this.worker = new WorkerProcess({ TEMPORAL_ADDRESS: this.temporal.address, TEMPORAL_NAMESPACE: namespace, DATABASE_URL: this.postgres.url, TENET_HOME: this.home }, this.options.queue);
     await this.worker.start();
   }
 
