@@ -94,7 +94,7 @@ describe('tenet constitution load: versions in Postgres', () => {
 });
 
 describe('tenet: usage, help and exit codes', () => {
-  const commands = [[], ['dev'], ['status'], ['demo'], ['worker'], ['migrate'], ['constitution'], ['constitution', 'validate'], ['constitution', 'show'], ['constitution', 'diff'], ['constitution', 'load'], ['constitution', 'list']];
+  const commands = [[], ['dev'], ['status'], ['demo'], ['worker'], ['migrate'], ['constitution'], ['constitution', 'validate'], ['constitution', 'show'], ['constitution', 'diff'], ['constitution', 'load'], ['constitution', 'list'], ['constitution', 'import']];
   for (const command of commands) {
     it(`tenet ${command.join(' ')} --help`, async () => {
       const result = await runCli([...command, '--help']);

@@ -6,15 +6,8 @@ import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
-import { createCpuActivities } from '../../activities/index.js';
-import { taskQueues } from '../../core/queues.js';
-import { applyMigrations } from '../../db/migrate.js';
-import { createDatabase, type Database } from '../../db/pool.js';
-import { startScriptedEndpoint, type ScriptedEndpoint } from '../../worker/scripted-endpoint.js';
-import { bundleWorkflows } from '../../worker/worker.js';
-import { cliEntry, cliEnv, createTestDatabase, freePort, runCli, temporalCli, tempDir, type TestDatabase } from '../helpers.js';
+import { cliEntry, cliEnv, freePort, runCli } from '../helpers.js';
+import { startRunStack, type RunStack } from '../run-stack.js';
 
 interface ProgressEvent {
   event: string;
@@ -32,40 +25,22 @@ interface ProgressEvent {
 }
 
 describe('tenet run --progress', () => {
-  let env: TestWorkflowEnvironment;
-  let database: TestDatabase;
-  let db: Database;
-  let endpoint: ScriptedEndpoint;
-  let worker: Worker;
-  let running: Promise<void>;
+  let stack: RunStack;
   let cli: Record<string, string>;
   let dir: string;
   let args: string[];
 
   before(async () => {
-    [env, database, endpoint] = await Promise.all([
-      TestWorkflowEnvironment.createLocal({ server: { executable: { type: 'existing-path', path: temporalCli } } }),
-      createTestDatabase('tenet_progress'),
-      startScriptedEndpoint({ latencyMs: 5 }),
-    ]);
-    await applyMigrations(database.url);
-    db = createDatabase(database.url);
-    worker = await Worker.create({ connection: env.nativeConnection, taskQueue: taskQueues.cpu, workflowBundle: await bundleWorkflows(), activities: createCpuActivities({ db }) });
-    running = worker.run();
-    dir = tempDir();
-    cli = { TEMPORAL_ADDRESS: env.address, DATABASE_URL: database.url, TENET_HOME: dir };
+    stack = await startRunStack('tenet_progress');
+    ({ cli, dir } = stack);
+    const { endpoint } = stack;
     writeFileSync(path.join(dir, 'run.yaml'), `endpoints:\n  policy: { base_url: "${endpoint.url}", model: scripted }\n  rater: { base_url: "${endpoint.url}", model: scripted }\nsample: { n: 2, seed: 1 }\nscale: { batch_size: 2, shard_size: 4 }\n`);
     writeFileSync(path.join(dir, 'prompts.jsonl'), ['{"id": "a", "prompt": "Name a prime number."}', '{"id": "b", "prompt": "How far is the moon?"}', '{"id": "c", "prompt": "Define entropy."}'].join('\n'));
     args = ['run', '--constitution', 'constitutions/default.yaml', '--prompts', path.join(dir, 'prompts.jsonl'), '--config', path.join(dir, 'run.yaml')];
   });
 
   after(async () => {
-    worker?.shutdown();
-    await running;
-    await endpoint?.close();
-    await db?.$client.end();
-    await env?.teardown();
-    await database?.drop();
+    await stack?.stop();
   });
 
   it('lines: a line when a stage starts or finishes, no bars, a short log', async () => {
@@ -122,12 +97,18 @@ describe('tenet run --progress', () => {
     await runCli(['runs', 'cancel', 'progress-dead'], cli);
   });
 
-  it('refuses an unknown --progress value in one line, before anything starts', async () => {
+  it('tenet run and tenet demo refuse an unknown --progress value in one line, before anything starts', async () => {
     const result = await runCli([...args, '--progress', 'fancy'], cli);
     assert.equal(result.code, 2);
     assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
     assert.match(result.stderr, /--progress.*'fancy' is invalid\. Allowed choices are bars, lines, json/);
     const runs = JSON.parse((await runCli(['runs', 'list', '--json'], cli)).stdout) as { workflowId: string }[];
     assert.ok(!runs.some((r) => r.workflowId.startsWith('run-')), JSON.stringify(runs));
+    const demo = await runCli(['demo', '--tiny', '--progress', 'xml'], cli);
+    assert.equal(demo.code, 2);
+    assert.equal(demo.stderr.trim().split('\n').length, 1, demo.stderr);
+    assert.match(demo.stderr, /--progress.*'xml' is invalid\. Allowed choices are bars, lines, json/);
+    assert.equal(demo.stdout, '');
+    for (const command of ['run', 'demo']) assert.match((await runCli([command, '--help'])).stdout, /--progress <mode>[\s\S]*\(choices:\s+"bars",\s+"lines",\s+"json"\)/);
   });
 });

@@ -4,39 +4,24 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
-import { createCpuActivities } from '../../activities/index.js';
-import { taskQueues } from '../../core/queues.js';
-import { applyMigrations } from '../../db/migrate.js';
-import { createDatabase, type Database } from '../../db/pool.js';
-import { startScriptedEndpoint, type ScriptedEndpoint } from '../../worker/scripted-endpoint.js';
-import { bundleWorkflows } from '../../worker/worker.js';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { Database } from '../../db/pool.js';
+import type { ScriptedEndpoint } from '../../worker/scripted-endpoint.js';
 import { progressQuery } from '../../workflows/types.js';
-import { createTestDatabase, runCli, temporalCli, tempDir, type TestDatabase } from '../helpers.js';
+import { runCli } from '../helpers.js';
+import { startRunStack, type RunStack } from '../run-stack.js';
 
 describe('tenet run, runs, audit, export', () => {
+  let stack: RunStack;
   let env: TestWorkflowEnvironment;
-  let database: TestDatabase;
   let db: Database;
   let endpoint: ScriptedEndpoint;
-  let worker: Worker;
-  let running: Promise<void>;
   let cli: Record<string, string>;
   let dir: string;
 
   before(async () => {
-    [env, database, endpoint] = await Promise.all([
-      TestWorkflowEnvironment.createLocal({ server: { executable: { type: 'existing-path', path: temporalCli } } }),
-      createTestDatabase('tenet_cli_run'),
-      startScriptedEndpoint({ latencyMs: 5 }),
-    ]);
-    await applyMigrations(database.url);
-    db = createDatabase(database.url);
-    worker = await Worker.create({ connection: env.nativeConnection, taskQueue: taskQueues.cpu, workflowBundle: await bundleWorkflows(), activities: createCpuActivities({ db }) });
-    running = worker.run();
-    dir = tempDir();
-    cli = { TEMPORAL_ADDRESS: env.address, DATABASE_URL: database.url, TENET_HOME: dir };
+    stack = await startRunStack('tenet_cli_run');
+    ({ env, db, endpoint, cli, dir } = stack);
     writeFileSync(
       path.join(dir, 'run.yaml'),
       `endpoints:\n  policy: { base_url: "${endpoint.url}", model: scripted }\n  rater: { base_url: "${endpoint.url}", model: scripted, price_per_mtok: { input: 1, output: 2 } }\nsample: { n: 3, seed: 1 }\ncritique: { rounds: 1 }\nscale: { batch_size: 2, shard_size: 4 }\n`,
@@ -45,12 +30,7 @@ describe('tenet run, runs, audit, export', () => {
   });
 
   after(async () => {
-    worker?.shutdown();
-    await running;
-    await endpoint?.close();
-    await db?.$client.end();
-    await env?.teardown();
-    await database?.drop();
+    await stack?.stop();
   });
 
   it('a prompts file with a bad line names the line and starts nothing', async () => {
