@@ -1,6 +1,7 @@
 // `tenet rater eval`: a rater configuration (the run config's rater endpoint and label settings)
 // measured on a gold set. The gold file is checked before anything is written or called; the pairs
-// then go through the label stage as a `rater-eval` run, and the metrics are stored and printed.
+// then go through the label stage as a `rater-eval` run, and the metrics (raw, and after the run
+// config's debiasing as training gets the labels) are stored and printed.
 import { WorkflowExecutionAlreadyStartedError, WorkflowFailedError, type Client } from '@temporalio/client';
 import { Command } from 'commander';
 import path from 'node:path';
@@ -65,7 +66,9 @@ async function runEvaluation(client: Client, workflowId: string, args: Parameter
 }
 
 export const raterEvalCommand = new Command('eval')
-  .description("measure a rater on a gold set: accuracy per order and combined, position bias, order agreement, ties, abstentions, calibration, tokens; per principle and category")
+  .description(
+    'measure a rater on a gold set: accuracy per order and combined, position bias, order agreement, ties, abstentions, calibration, tokens; raw and after the configured debiasing (label.position_prior, disagreement, margin, mode); per principle and category',
+  )
   .requiredOption('--gold <file>', 'gold set JSONL: {"id", "category", "principle"?, "prompt" | "messages", "chosen", "rejected"} per line')
   .option('--config <file>', "run config YAML: the rater is endpoints.rater with the label: settings; default: a local endpoint on 127.0.0.1:8000")
   .option('--constitution <file>', 'constitution YAML (principles and comparison template)', 'constitutions/default.yaml')
