@@ -2,6 +2,8 @@
 // form, and the review queue. Pages read through db/queries, the same queries as the CLI.
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { Hono, type Context } from 'hono';
 import { secureHeaders } from 'hono/secure-headers';
 import { z } from 'zod';
@@ -19,8 +21,18 @@ export interface ConsoleOptions {
   reviewer: string;
 }
 
-const staticTypes = { 'queue.js': 'text/javascript; charset=utf-8', 'console.css': 'text/css; charset=utf-8' };
-const staticFiles = new Map(Object.entries(staticTypes).map(([name, type]) => [name, { type, body: readFileSync(new URL(`static/${name}`, import.meta.url), 'utf8') }]));
+// The console's own static files, and uPlot's (the run page's plots), served from here: CSP script-src 'self'.
+const require = createRequire(import.meta.url);
+const js = 'text/javascript; charset=utf-8';
+const css = 'text/css; charset=utf-8';
+const staticSources: [name: string, path: string, type: string][] = [
+  ['queue.js', fileURLToPath(new URL('static/queue.js', import.meta.url)), js],
+  ['run-plots.js', fileURLToPath(new URL('static/run-plots.js', import.meta.url)), js],
+  ['console.css', fileURLToPath(new URL('static/console.css', import.meta.url)), css],
+  ['uPlot.js', require.resolve('uplot/dist/uPlot.iife.min.js'), js],
+  ['uPlot.css', require.resolve('uplot/dist/uPlot.min.css'), css],
+];
+const staticFiles = new Map(staticSources.map(([name, path, type]) => [name, { type, body: readFileSync(path, 'utf8') }]));
 
 const id = (what: string) => z.coerce.number({ error: `expected a ${what} id (a whole number)` }).int({ error: `expected a ${what} id (a whole number)` }).positive({ error: `expected a ${what} id (a whole number)` });
 const flag = z.enum(['1', 'on', 'true']).optional().transform((v) => v !== undefined);

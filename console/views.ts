@@ -7,13 +7,14 @@ import { csrfField } from './security.js';
 
 type Html = ReturnType<typeof html>;
 
-export function layout(title: string, body: Html): Html {
+export function layout(title: string, body: Html, head: Html | '' = ''): Html {
   return html`<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <title>${title} · tenet</title>
 <link rel="stylesheet" href="/static/console.css">
+${head}
 </head>
 <body>
 <nav><strong>tenet</strong> <a href="/runs">Runs</a> <a href="/decisions">Decisions</a> <a href="/queue">Review queue</a></nav>
@@ -77,8 +78,18 @@ ${run.error ? html`<dt>error</dt><dd>${run.error}</dd>` : ''}
 </dl>
 <p><a href="/decisions?run=${run.id}">Decisions of this run</a> · <a href="/queue?run=${run.id}">Review its pairs</a></p>
 <h2>Metrics per iteration</h2>
+${plots(names, metricRows)}
 ${table}`,
+    metricRows.length === 0 ? '' : html`<link rel="stylesheet" href="/static/uPlot.css"><script src="/static/uPlot.js" defer></script><script src="/static/run-plots.js" defer></script>`,
   );
+}
+
+/** One plot per metric, drawn by static/run-plots.js from its data attribute (escaped JSON, no inline script). */
+function plots(names: string[], metricRows: { iteration: number; name: string; value: number }[]): Html {
+  return html`<div class="plots">${names.map((name) => {
+    const points = metricRows.filter((m) => m.name === name).map((m) => [m.iteration, m.value]);
+    return html`<div class="plot" data-name="${name}" data-points="${JSON.stringify(points)}"></div>`;
+  })}</div>`;
 }
 
 export interface DecisionsView {

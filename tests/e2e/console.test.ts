@@ -13,6 +13,7 @@ import { startConsole, type ConsoleServer } from '../../console/server.js';
 import { taskQueues } from '../../core/queues.js';
 import { applyMigrations } from '../../db/migrate.js';
 import { createDatabase, type Database } from '../../db/pool.js';
+import { recordMetrics } from '../../db/runs.js';
 import { startScriptedEndpoint, type ScriptedEndpoint } from '../../worker/scripted-endpoint.js';
 import { bundleWorkflows } from '../../worker/worker.js';
 import { createTestDatabase, runCli, temporalCli, tempDir, type TestDatabase } from '../helpers.js';
@@ -83,12 +84,25 @@ describe('tenet ui in a browser', () => {
     await database?.drop();
   });
 
-  it('lists the run and shows its page', async () => {
+  it('lists the run and shows its page, with a plot per metric drawn from its values', async () => {
+    for (const [iteration, winRate] of [0.5, 0.62, 0.71].entries()) await recordMetrics(db, runId, iteration, { 'eval.win_rate': winRate, 'kl.k3': iteration * 0.01 });
     await page.goto(`${server.url}/runs`);
     assert.match(await page.locator('table').innerText(), new RegExp(`${runId}\\s+completed\\s+pipeline`));
     await page.click(`a[href="/runs/${runId}"]`);
     assert.equal(await page.locator('h1').innerText(), `Run ${runId}`);
     assert.match(await page.locator('dl').innerText(), /console-run/);
+    assert.match(await page.locator('table.metrics').innerText(), /\n2(\s+-)*\s+0\.710\s+0\.020(\s+-)*$/);
+    const names = (await rows<{ name: string }>('select distinct name from metrics where run_id = $1 order by name', [runId])).map((r) => r.name);
+    await page.locator('.plot[data-name="kl.k3"] canvas').waitFor();
+    assert.deepEqual(await page.locator('.plot .u-title').allInnerTexts(), names);
+    // The canvas has drawn pixels: axes, grid and the series line.
+    const drawn = await page.locator('.plot[data-name="eval.win_rate"] canvas').evaluate((canvas: { width: number; height: number; getContext(kind: '2d'): { getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray } } }) => {
+      const { data } = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
+      let blue = 0;
+      for (let i = 0; i < data.length; i += 4) if (data[i + 2]! > 200 && data[i]! < 80 && data[i + 3]! > 0) blue++;
+      return blue;
+    });
+    assert.ok(drawn > 50, `the series line is drawn (${drawn} blue pixels)`);
   });
 
   it('shows untrusted text as text under a CSP without inline script', async () => {
