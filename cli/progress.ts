@@ -102,15 +102,26 @@ function stageState(s: StageProgress): StageState {
   return s.total > 0 && handled >= s.total ? 'finished' : 'running';
 }
 
-/** Calls `changed(stage, state)` when a stage moves from one state to another; what it last saw per stage. */
-function stateTracker(changed: (s: StageProgress, state: StageState) => void) {
-  const states = new Map<string, StageState>();
+type Phase = 'idle' | 'started' | 'finished';
+
+/**
+ * Calls `changed(stage, phase)` when a stage starts or finishes. A stage has started once it has
+ * handled anything, or when it appears after the first listing (the loop's stages, added as they
+ * begin), or when it is back at 0 after finishing (the next iteration).
+ */
+export function phaseTracker(changed: (s: StageProgress, phase: 'started' | 'finished') => void) {
+  const phases = new Map<string, Phase>();
+  let listed = false;
   return (stages: StageProgress[]) => {
     for (const s of stages) {
+      const before = phases.get(s.stage);
       const state = stageState(s);
-      if ((states.get(s.stage) ?? 'waiting') !== state) changed(s, state);
-      states.set(s.stage, state);
+      const appeared = before === undefined && listed;
+      const phase: Phase = state === 'finished' ? 'finished' : state === 'running' || appeared || before === 'finished' || before === 'started' ? 'started' : 'idle';
+      if (phase !== 'idle' && phase !== before) changed(s, phase);
+      phases.set(s.stage, phase);
     }
+    listed ||= stages.length > 0;
   };
 }
 
@@ -122,9 +133,8 @@ function linesView(): ProgressView {
   let lastLine = Date.now();
   let shown = '';
   let latest: StageProgress[] = [];
-  const track = stateTracker((s, state) => {
-    if (state === 'waiting') return;
-    console.log(state === 'running' ? `progress: ${s.stage} started (${s.done + s.failed}/${s.total})` : `progress: ${s.stage} finished: ${s.done} done, ${s.failed} failed`);
+  const track = phaseTracker((s, phase) => {
+    console.log(phase === 'started' ? `progress: ${s.stage} started (${s.done + s.failed}/${s.total})` : `progress: ${s.stage} finished: ${s.done} done, ${s.failed} failed`);
     lastLine = Date.now();
   });
   const summary = () => latest.filter((s) => stageState(s) !== 'waiting').map(stageText).join(', ');
@@ -133,7 +143,9 @@ function linesView(): ProgressView {
       latest = stages;
       track(stages);
       const now = summary();
-      if (now && now !== shown && Date.now() - lastLine >= summaryEveryMs) {
+      // A summary says how running stages move; finished ones were each said once already.
+      const moving = stages.some((s) => stageState(s) === 'running');
+      if (moving && now !== shown && Date.now() - lastLine >= summaryEveryMs) {
         console.log(`progress: ${now}`);
         lastLine = Date.now();
         shown = now;
@@ -148,7 +160,7 @@ function linesView(): ProgressView {
 
 function jsonView(): ProgressView {
   let shown = '';
-  const track = stateTracker((s, state) => emitEvent('stage', { ...s, state }));
+  const track = phaseTracker((s, phase) => emitEvent('stage', { ...s, state: phase }));
   return {
     update(stages) {
       track(stages);
