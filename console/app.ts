@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { Hono, type Context } from 'hono';
 import { secureHeaders } from 'hono/secure-headers';
 import { z } from 'zod';
-import { decisionDetail, listDecisions, nextUnreviewed, overrideDecision, ReviewRefused } from '../db/queries/audit.js';
+import { decisionDetail, listDecisions, nextUnreviewed, overrideDecision, principleStats, ReviewRefused } from '../db/queries/audit.js';
 import { findRun, listRuns, runMetrics } from '../db/queries/runs.js';
 import type { Database } from '../db/pool.js';
 import { csrfProtection, rememberToken, requireToken, tokenMatches, type ConsoleEnv } from './security.js';
@@ -111,7 +111,7 @@ export function consoleApp(options: ConsoleOptions): Hono<ConsoleEnv> {
     const runId = parse(z.object({ id: id('run') }), { id: c.req.param('id') }).id;
     const run = await findRun(db, runId);
     if (!run) return refuse(c, 404, `no run ${runId}`);
-    return c.html(runPage(run, await runMetrics(db, run.id)));
+    return c.html(runPage(run, await runMetrics(db, run.id), (await principleStats(db, run.id)) ?? []));
   });
 
   app.get('/decisions', async (c) => {

@@ -2,7 +2,7 @@
 // which escapes it (& < > " '); nothing untrusted is ever passed to `raw`. Scripts are static files
 // (CSP: script-src 'self'), so no page carries inline script or event-handler attributes.
 import { html } from 'hono/html';
-import type { DecisionDetail, Review } from '../db/queries/audit.js';
+import type { DecisionDetail, PrincipleStats, Review } from '../db/queries/audit.js';
 import { csrfField } from './security.js';
 
 type Html = ReturnType<typeof html>;
@@ -54,7 +54,7 @@ export function runsPage(rows: RunListRow[]): Html {
   );
 }
 
-export function runPage(run: RunListRow & { startedAt: Date | null }, metricRows: { iteration: number; name: string; value: number }[]): Html {
+export function runPage(run: RunListRow & { startedAt: Date | null }, metricRows: { iteration: number; name: string; value: number }[], stats: PrincipleStats[]): Html {
   const names = [...new Set(metricRows.map((m) => m.name))].sort();
   const iterations = [...new Set(metricRows.map((m) => m.iteration))].sort((a, b) => a - b);
   const value = (iteration: number, name: string) => metricRows.find((m) => m.iteration === iteration && m.name === name)?.value;
@@ -77,11 +77,23 @@ export function runPage(run: RunListRow & { startedAt: Date | null }, metricRows
 ${run.error ? html`<dt>error</dt><dd>${run.error}</dd>` : ''}
 </dl>
 <p><a href="/decisions?run=${run.id}">Decisions of this run</a> · <a href="/queue?run=${run.id}">Review its pairs</a></p>
+<h2>Principles</h2>
+${principleTable(run.id, stats)}
 <h2>Metrics per iteration</h2>
 ${plots(names, metricRows)}
 ${table}`,
     metricRows.length === 0 ? '' : html`<link rel="stylesheet" href="/static/uPlot.css"><script src="/static/uPlot.js" defer></script><script src="/static/run-plots.js" defer></script>`,
   );
+}
+
+function principleTable(runId: number, stats: PrincipleStats[]): Html {
+  if (stats.length === 0) return html`<p>No label decisions yet.</p>`;
+  return html`<table class="principles">
+<thead><tr><th>principle</th><th>decisions</th><th>A</th><th>B</th><th>unparseable</th><th>order agreement</th><th>confidence</th><th>tokens in/out</th><th>cost</th><th>from cache</th><th>flagged</th></tr></thead>
+<tbody>${stats.map(
+    (s) => html`<tr><td><a href="/decisions?run=${runId}&amp;principle=${encodeURIComponent(s.principle)}">${s.principle}</a></td><td>${s.decisions}</td><td>${s.chose_a}</td><td>${s.chose_b}</td><td>${s.unparseable}</td><td>${fmt(s.order_agreement)}</td><td>${fmt(s.mean_confidence)}</td><td>${s.prompt_tokens}/${s.completion_tokens}</td><td>${s.cost === null ? '-' : s.cost.toFixed(4)}</td><td>${s.from_cache}</td><td>${s.flagged}</td></tr>`,
+  )}</tbody>
+</table>`;
 }
 
 /** One plot per metric, drawn by static/run-plots.js from its data attribute (escaped JSON, no inline script). */

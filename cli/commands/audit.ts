@@ -4,10 +4,9 @@ import { userInfo } from 'node:os';
 import { Command } from 'commander';
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import { z } from 'zod';
-import { runConfigSchema } from '../../core/run-config.js';
 import type { ArithmeticCheck } from '../../core/verifiers/arithmetic.js';
-import { decisionDetail, listDecisions, overrideDecision, ReviewRefused, writeReview } from '../../db/queries/audit.js';
-import { completions, preferenceDrops, raterDecisions, runs, stepChecks } from '../../db/schema.js';
+import { decisionDetail, listDecisions, overrideDecision, principleStats, ReviewRefused, writeReview } from '../../db/queries/audit.js';
+import { completions, preferenceDrops, raterDecisions, stepChecks } from '../../db/schema.js';
 import { closeAll, openDatabase } from '../context.js';
 import { UserError } from '../errors.js';
 import { parseOptions, printJson } from '../options.js';
@@ -220,20 +219,6 @@ const labelCommand = new Command('label')
     }
   });
 
-interface StatsRow extends Record<string, unknown> {
-  principle_key: string;
-  decisions: string;
-  chose_a: string;
-  chose_b: string;
-  unparseable: string;
-  mean_confidence: number | null;
-  order_agreement: string | null;
-  prompt_tokens: string | null;
-  completion_tokens: string | null;
-  from_cache: string;
-  flagged: string;
-}
-
 const statsCommand = new Command('stats')
   .description('per principle: label distribution, order agreement (position bias), mean confidence, tokens and cost')
   .argument('<run>', 'run id')
@@ -243,28 +228,8 @@ const statsCommand = new Command('stats')
     const runId = parseOptions(id('run'), ref);
     const db = await openDatabase();
     try {
-      const [run] = await db.select({ config: runs.config }).from(runs).where(eq(runs.id, runId));
-      if (!run) throw new UserError(`no run ${runId}`);
-      const price = runConfigSchema.safeParse(run.config).data?.endpoints.rater.price_per_mtok;
-      const rows = (await db.execute<StatsRow>(sql`select * from principle_stats where run_id = ${runId} order by principle_key`)).rows;
-      const stats = rows.map((r) => {
-        const promptTokens = Number(r.prompt_tokens ?? 0);
-        const completionTokens = Number(r.completion_tokens ?? 0);
-        return {
-          principle: r.principle_key,
-          decisions: Number(r.decisions),
-          chose_a: Number(r.chose_a),
-          chose_b: Number(r.chose_b),
-          unparseable: Number(r.unparseable),
-          order_agreement: r.order_agreement === null ? null : Number(r.order_agreement),
-          mean_confidence: r.mean_confidence === null ? null : Number(r.mean_confidence),
-          prompt_tokens: promptTokens,
-          completion_tokens: completionTokens,
-          cost: price ? (promptTokens * price.input + completionTokens * price.output) / 1e6 : null,
-          from_cache: Number(r.from_cache),
-          flagged: Number(r.flagged),
-        };
-      });
+      const stats = await principleStats(db, runId);
+      if (!stats) throw new UserError(`no run ${runId}`);
       if (options.json) return printJson(stats);
       if (stats.length === 0) return console.log(`run ${runId} has no label decisions yet`);
       const drops = await db

@@ -4,7 +4,8 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq, sql, type SQL } from 'drizzle-orm';
 import type { Database } from '../pool.js';
-import { humanReviews, raterDecisions } from '../schema.js';
+import { runConfigSchema } from '../../core/run-config.js';
+import { humanReviews, raterDecisions, runs } from '../schema.js';
 
 /** The filters of `tenet audit list` and the console's decisions page. */
 export interface DecisionFilter {
@@ -174,4 +175,61 @@ export async function nextUnreviewed(db: Database, options: { run?: number; skip
   if (options.skip.length > 0) where.push(sql`id not in (${sql.join(options.skip.map((id) => sql`${id}`), sql`, `)})`);
   const [row] = (await db.execute<{ id: string }>(sql`select id from audit_decisions where ${sql.join(where, sql` and `)} order by confidence asc nulls last, id limit 1`)).rows;
   return row ? Number(row.id) : undefined;
+}
+
+interface StatsRow extends Record<string, unknown> {
+  principle_key: string;
+  decisions: string;
+  chose_a: string;
+  chose_b: string;
+  unparseable: string;
+  mean_confidence: number | null;
+  order_agreement: string | null;
+  prompt_tokens: string | null;
+  completion_tokens: string | null;
+  from_cache: string;
+  flagged: string;
+}
+
+export interface PrincipleStats {
+  principle: string;
+  decisions: number;
+  chose_a: number;
+  chose_b: number;
+  unparseable: number;
+  order_agreement: number | null;
+  mean_confidence: number | null;
+  prompt_tokens: number;
+  completion_tokens: number;
+  /** From the run config's rater price per million tokens; null without one. */
+  cost: number | null;
+  from_cache: number;
+  flagged: number;
+}
+
+/** Per principle of a run (the principle_stats view): label split, order agreement, confidence, tokens, cost, flags; undefined for an unknown run. */
+export async function principleStats(db: Database, runId: number): Promise<PrincipleStats[] | undefined> {
+  const [run] = await db.select({ config: runs.config }).from(runs).where(eq(runs.id, runId));
+  if (!run) return undefined;
+  const price = runConfigSchema.safeParse(run.config).data?.endpoints.rater.price_per_mtok;
+  const rows = (await db.execute<StatsRow>(sql`select * from principle_stats where run_id = ${runId} order by principle_key`)).rows;
+  const count = (value: string | null) => (value === null ? null : Number(value));
+  return rows.map((r) => {
+    const promptTokens = Number(r.prompt_tokens ?? 0);
+    const completionTokens = Number(r.completion_tokens ?? 0);
+    return {
+      principle: r.principle_key,
+      decisions: Number(r.decisions),
+      chose_a: Number(r.chose_a),
+      chose_b: Number(r.chose_b),
+      unparseable: Number(r.unparseable),
+      order_agreement: count(r.order_agreement),
+      mean_confidence: r.mean_confidence === null ? null : Number(r.mean_confidence),
+      prompt_tokens: promptTokens,
+      completion_tokens: completionTokens,
+      cost: price ? (promptTokens * price.input + completionTokens * price.output) / 1e6 : null,
+      from_cache: Number(r.from_cache),
+      flagged: Number(r.flagged),
+    };
+  });
 }

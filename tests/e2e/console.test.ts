@@ -92,6 +92,11 @@ describe('tenet ui in a browser', () => {
     assert.equal(await page.locator('h1').innerText(), `Run ${runId}`);
     assert.match(await page.locator('dl').innerText(), /console-run/);
     assert.match(await page.locator('table.metrics').innerText(), /\n2(\s+-)*\s+0\.710\s+0\.020(\s+-)*$/);
+    // The principle table is `tenet audit stats` (one query for both).
+    const stats = JSON.parse((await runCli(['audit', 'stats', String(runId), '--json'], { DATABASE_URL: database.url })).stdout) as { principle: string; decisions: number }[];
+    assert.ok(stats.length > 0);
+    const principleRows = await page.locator('table.principles tbody tr').allInnerTexts();
+    assert.deepEqual(principleRows.map((r) => r.split('\t').slice(0, 2)), stats.map((s) => [s.principle, String(s.decisions)]));
     const names = (await rows<{ name: string }>('select distinct name from metrics where run_id = $1 order by name', [runId])).map((r) => r.name);
     await page.locator('.plot[data-name="kl.k3"] canvas').waitFor();
     assert.deepEqual(await page.locator('.plot .u-title').allInnerTexts(), names);
