@@ -106,21 +106,23 @@ type Phase = 'idle' | 'started' | 'finished';
 
 /**
  * Calls `changed(stage, phase)` when a stage starts or finishes. A stage has started once it has
- * handled anything, or when it appears after the first listing (the loop's stages, added as they
- * begin), or when it is back at 0 after finishing (the next iteration).
+ * handled anything, when every stage listed before it has finished (the loop's steps report only
+ * when done), or when it appears after the first listing. A finished stage back at 0 (the next
+ * iteration resets every stage) waits to start again by the same rules.
  */
 export function phaseTracker(changed: (s: StageProgress, phase: 'started' | 'finished') => void) {
   const phases = new Map<string, Phase>();
   let listed = false;
   return (stages: StageProgress[]) => {
-    for (const s of stages) {
+    stages.forEach((s, index) => {
       const before = phases.get(s.stage);
       const state = stageState(s);
       const appeared = before === undefined && listed;
-      const phase: Phase = state === 'finished' ? 'finished' : state === 'running' || appeared || before === 'finished' || before === 'started' ? 'started' : 'idle';
+      const next = index > 0 && stages.slice(0, index).every((p) => stageState(p) === 'finished');
+      const phase: Phase = state === 'finished' ? 'finished' : state === 'running' || next || appeared || before === 'started' ? 'started' : 'idle';
       if (phase !== 'idle' && phase !== before) changed(s, phase);
       phases.set(s.stage, phase);
-    }
+    });
     listed ||= stages.length > 0;
   };
 }

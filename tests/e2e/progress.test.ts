@@ -73,6 +73,16 @@ describe('tenet run --progress', () => {
     assert.deepEqual(progress.at(-1)!.stages!.map((s) => s.done), [6, 6, 6]);
   });
 
+  it('--json without --detach: the started run, then progress, as NDJSON events; --progress lines overrides it', async () => {
+    const result = await runCli([...args, '--json', '--workflow-id', 'progress-json-flag'], cli);
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    const events = result.stdout.trim().split('\n').map((line) => JSON.parse(line) as ProgressEvent);
+    assert.deepEqual([events[0]!.event, events.at(-1)!.event], ['started', 'finished']);
+    const lines = await runCli([...args, '--json', '--progress', 'lines', '--workflow-id', 'progress-json-lines'], cli);
+    assert.equal(lines.code, 0, lines.stdout + lines.stderr);
+    assert.match(lines.stdout, /^progress: label finished: 6 done, 0 failed$/m);
+  });
+
   it('json: an activity that keeps failing is an event naming it, its attempt and why', async () => {
     const deadUrl = `http://127.0.0.1:${await freePort()}/v1`;
     const config = path.join(dir, 'dead.yaml');
