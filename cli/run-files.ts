@@ -18,7 +18,7 @@ export function readText(file: string, what: string): string {
 export function readRunConfig(file: string | undefined, fallback: unknown): RunConfig {
   if (!file) return runConfigSchema.parse(fallback);
   const parsed = parseYamlSource(readText(file, 'run config'), file, runConfigSchema, { value: {} });
-  if (!parsed.ok) throw new UserError(`${file} is not a valid run config; nothing was started:\n${parsed.problems.map(formatProblem).join('\n')}`);
+  if (!parsed.ok) throw new UserError(`${file} is not a valid run config:\n${parsed.problems.map(formatProblem).join('\n')}`);
   return parsed.data;
 }
 
