@@ -59,4 +59,13 @@ test-node: setup
 test-python: $(VENV_STAMP)
 	@if ls trainer/tests/test_*.py >/dev/null 2>&1; then .venv/bin/python -m pytest -q trainer/tests; else echo "no trainer tests yet"; fi
 
-test: setup lint typecheck test-node test-python
+# The two suites run side by side: the Node tests mostly wait on Temporal, Postgres and child
+# processes, the Python tests keep one core busy (one torch thread each). The Python log follows
+# the Node results, so each runner's closing line stays whole; either failing fails the target.
+test: setup lint typecheck
+	@log=$$(mktemp); \
+	TENET_TORCH_THREADS=$${TENET_TORCH_THREADS:-1} $(MAKE) --no-print-directory test-python >"$$log" 2>&1 & python_pid=$$!; \
+	$(MAKE) --no-print-directory test-node; node_status=$$?; \
+	wait $$python_pid; python_status=$$?; \
+	echo "--- trainer tests (pytest) ---"; cat "$$log"; rm -f "$$log"; \
+	[ $$node_status -eq 0 ] && [ $$python_status -eq 0 ]
