@@ -7,11 +7,11 @@ import { fileURLToPath } from 'node:url';
 import { Hono, type Context } from 'hono';
 import { secureHeaders } from 'hono/secure-headers';
 import { z } from 'zod';
-import { decisionDetail, listDecisions, nextUnreviewed, overrideDecision, principleStats, ReviewRefused } from '../db/queries/audit.js';
+import { decisionDetail, listDecisions, nextUnreviewed, overrideDecision, principleStats, queueOrders, ReviewRefused } from '../db/queries/audit.js';
 import { findRun, listRuns, runMetrics } from '../db/queries/runs.js';
 import type { Database } from '../db/pool.js';
 import { csrfProtection, rememberToken, requireToken, tokenMatches, type ConsoleEnv } from './security.js';
-import { decisionPage, decisionsPage, errorPage, loginPage, queuePage, runPage, runsPage } from './views.js';
+import { decisionPage, decisionsPage, errorPage, loginPage, queueLink, queuePage, runPage, runsPage } from './views.js';
 
 export interface ConsoleOptions {
   db: Database;
@@ -55,7 +55,8 @@ const skipList = z
   .transform((s) => s.split(',').map(Number).slice(-500))
   .optional()
   .transform((v) => v ?? []);
-const queueQuery = z.object({ run: id('run').optional(), skip: skipList });
+const queueOrder = z.enum(queueOrders, { error: `expected one of ${queueOrders.join(', ')}` }).default('confidence');
+const queueQuery = z.object({ run: id('run').optional(), skip: skipList, order: queueOrder });
 
 const reviewForm = z.object({
   prefer: z.enum(['A', 'B', 'tie'], { error: 'expected A, B or tie' }),
@@ -63,7 +64,7 @@ const reviewForm = z.object({
   key: z.uuid({ error: 'expected the form key' }),
 });
 const overrideForm = reviewForm.extend({ reason: text });
-const queueForm = reviewForm.extend({ decision: id('decision'), run: id('run').optional(), skip: skipList });
+const queueForm = reviewForm.extend({ decision: id('decision'), run: id('run').optional(), skip: skipList, order: queueOrder });
 
 class BadRequest extends Error {}
 
@@ -141,10 +142,7 @@ export function consoleApp(options: ConsoleOptions): Hono<ConsoleEnv> {
   app.post('/queue', async (c) => {
     const form = parse(queueForm, c.get('form'));
     await overrideDecision(db, { decisionId: form.decision, prefer: form.prefer, reviewer: form.reviewer, key: form.key, reason: 'review queue', onlyIfUnreviewed: true });
-    const params = new URLSearchParams();
-    if (form.run) params.set('run', String(form.run));
-    if (form.skip.length > 0) params.set('skip', form.skip.join(','));
-    return c.redirect(`/queue?${params.toString()}`, 303);
+    return c.redirect(queueLink(form), 303);
   });
 
   app.notFound((c) => refuse(c, 404, 'no such page'));

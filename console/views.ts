@@ -2,7 +2,7 @@
 // which escapes it (& < > " '); nothing untrusted is ever passed to `raw`. Scripts are static files
 // (CSP: script-src 'self'), so no page carries inline script or event-handler attributes.
 import { html } from 'hono/html';
-import type { DecisionDetail, PrincipleStats, Review } from '../db/queries/audit.js';
+import { queueOrders, type DecisionDetail, type PrincipleStats, type QueueOrder, type Review } from '../db/queries/audit.js';
 import { csrfField } from './security.js';
 
 type Html = ReturnType<typeof html>;
@@ -188,31 +188,41 @@ ${pairView(row)}
   );
 }
 
+const orderLabels: Record<QueueOrder, string> = { confidence: 'lowest confidence first', disagreement: 'order disagreement first', flagged: 'flagged first' };
+
+/** The queue's address for a run, skip list and order. */
+export function queueLink(view: { run?: number; skip: number[]; order: QueueOrder }): string {
+  const params = new URLSearchParams();
+  if (view.run) params.set('run', String(view.run));
+  if (view.skip.length > 0) params.set('skip', view.skip.join(','));
+  if (view.order !== 'confidence') params.set('order', view.order);
+  return `/queue?${params.toString()}`;
+}
+
 export interface QueueView {
   detail?: DecisionDetail;
   run?: number;
   skip: number[];
+  order: QueueOrder;
   csrf: string;
   key: string;
   reviewer: string;
 }
 
 export function queuePage(view: QueueView): Html {
-  const query = (skip: number[]) => {
-    const params = new URLSearchParams();
-    if (view.run) params.set('run', String(view.run));
-    if (skip.length > 0) params.set('skip', skip.join(','));
-    return `/queue?${params.toString()}`;
-  };
-  if (!view.detail) return layout('Review queue', html`<p class="empty">Nothing left to review${view.run ? html` in run ${view.run}` : ''}.</p>${view.skip.length > 0 ? html`<p><a href="${query([])}">Start again with the skipped ones</a></p>` : ''}`);
+  const query = (skip: number[]) => queueLink({ ...view, skip });
+  const orders = html`<form method="get" action="/queue" class="order"><input type="hidden" name="run" value="${view.run ?? ''}">
+<label>order <select name="order">${queueOrders.map((o) => html`<option value="${o}" ${o === view.order ? 'selected' : ''}>${orderLabels[o]}</option>`)}</select></label>
+<button type="submit">Go</button></form>`;
+  if (!view.detail) return layout('Review queue', html`${orders}<p class="empty">Nothing left to review${view.run ? html` in run ${view.run}` : ''}.</p>${view.skip.length > 0 ? html`<p><a href="${query([])}">Start again with the skipped ones</a></p>` : ''}`);
   const { row } = view.detail;
   return layout(
     'Review queue',
-    html`<p>Decision <a href="/decisions/${row.id}">${row.id}</a> · run ${row.run_id} · rater chose <strong>${fmt(row.parsed_choice)}</strong> with confidence ${fmt(row.confidence)}. Keys: <kbd>A</kbd> <kbd>B</kbd> <kbd>T</kbd> (tie) <kbd>S</kbd> (skip).</p>
+    html`${orders}<p>Decision <a href="/decisions/${row.id}">${row.id}</a> · run ${row.run_id} · rater chose <strong>${fmt(row.parsed_choice)}</strong> with confidence ${fmt(row.confidence)}. Keys: <kbd>A</kbd> <kbd>B</kbd> <kbd>T</kbd> (tie) <kbd>S</kbd> (skip).</p>
 ${pairView(row)}
 <form method="post" action="/queue" class="label" id="label-form">
 ${csrfInput(view.csrf)}<input type="hidden" name="key" value="${view.key}"><input type="hidden" name="decision" value="${row.id}">
-<input type="hidden" name="run" value="${view.run ?? ''}"><input type="hidden" name="skip" value="${view.skip.join(',')}">
+<input type="hidden" name="run" value="${view.run ?? ''}"><input type="hidden" name="skip" value="${view.skip.join(',')}"><input type="hidden" name="order" value="${view.order}">
 <label>reviewer <input name="reviewer" required value="${view.reviewer}"></label>
 <button type="submit" name="prefer" value="A" data-key="a">A is better</button>
 <button type="submit" name="prefer" value="B" data-key="b">B is better</button>

@@ -48,6 +48,11 @@ export function numericIds<T extends Record<string, unknown>>(row: T): T {
   return out as T;
 }
 
+/** The decision's pair got different answers in its two orders (position bias). */
+const ordersDisagree = sql`exists (select 1 from preferences p where p.run_id = audit_decisions.run_id and p.orders_agree = false
+      and p.completion_low_id = least(audit_decisions.completion_a_id, audit_decisions.completion_b_id)
+      and p.completion_high_id = greatest(audit_decisions.completion_a_id, audit_decisions.completion_b_id))`;
+
 function filterConditions(filter: Omit<DecisionFilter, 'limit' | 'offset'>): SQL {
   const where: SQL[] = [sql`true`];
   if (filter.run) where.push(sql`run_id = ${filter.run}`);
@@ -60,11 +65,7 @@ function filterConditions(filter: Omit<DecisionFilter, 'limit' | 'offset'>): SQL
   if (filter.lowConfidence !== undefined) where.push(sql`confidence < ${filter.lowConfidence}`);
   if (filter.since) where.push(sql`created_at >= ${filter.since}::timestamptz`);
   if (filter.until) where.push(sql`created_at < ${filter.until}::timestamptz`);
-  if (filter.disagree) {
-    where.push(sql`exists (select 1 from preferences p where p.run_id = audit_decisions.run_id and p.orders_agree = false
-      and p.completion_low_id = least(audit_decisions.completion_a_id, audit_decisions.completion_b_id)
-      and p.completion_high_id = greatest(audit_decisions.completion_a_id, audit_decisions.completion_b_id))`);
-  }
+  if (filter.disagree) where.push(ordersDisagree);
   return sql.join(where, sql` and `);
 }
 
@@ -165,15 +166,25 @@ export async function overrideDecision(db: Database, override: Override): Promis
   });
 }
 
+/** The review queue's orders: lowest confidence first, order disagreement first, flagged first (then by confidence). */
+export const queueOrders = ['confidence', 'disagreement', 'flagged'] as const;
+export type QueueOrder = (typeof queueOrders)[number];
+const queueOrderBy: Record<QueueOrder, SQL> = {
+  confidence: sql`confidence asc nulls last, id`,
+  disagreement: sql`${ordersDisagree} desc, confidence asc nulls last, id`,
+  flagged: sql`jsonb_array_length(flags) > 0 desc, confidence asc nulls last, id`,
+};
+
 /**
- * The review queue's next decision: a readable pairwise one whose pair no human has reviewed, lowest
- * confidence first (then oldest), leaving out the ids in `skip`.
+ * The review queue's next decision: a readable pairwise one whose pair no human has reviewed, in the
+ * chosen order, leaving out the ids in `skip`.
  */
-export async function nextUnreviewed(db: Database, options: { run?: number; skip: number[] }): Promise<number | undefined> {
+export async function nextUnreviewed(db: Database, options: { run?: number; skip: number[]; order?: QueueOrder }): Promise<number | undefined> {
   const where: SQL[] = [sql`human_prefer_a_b is null`, sql`completion_b_id is not null`, sql`outcome = 'ok'`];
   if (options.run) where.push(sql`run_id = ${options.run}`);
   if (options.skip.length > 0) where.push(sql`id not in (${sql.join(options.skip.map((id) => sql`${id}`), sql`, `)})`);
-  const [row] = (await db.execute<{ id: string }>(sql`select id from audit_decisions where ${sql.join(where, sql` and `)} order by confidence asc nulls last, id limit 1`)).rows;
+  const orderBy = queueOrderBy[options.order ?? 'confidence'];
+  const [row] = (await db.execute<{ id: string }>(sql`select id from audit_decisions where ${sql.join(where, sql` and `)} order by ${orderBy} limit 1`)).rows;
   return row ? Number(row.id) : undefined;
 }
 

@@ -48,6 +48,15 @@ describe('tenet ui in a browser', () => {
     b: Number(/completion (\d+)/.exec(await on.locator('#completion-b h2').innerText())![1]),
   });
   const shownPair = () => shownPairOn(page);
+  /** Presses a review-queue key and waits for the page it leads to; the status of the label's POST (none for S). */
+  const press = async (key: string, on = page) => {
+    const old = await on.locator('input[name="key"]').inputValue();
+    const post = key === 's' ? undefined : on.waitForResponse((r) => r.request().method() === 'POST');
+    await on.keyboard.press(key);
+    const status = (await post)?.status();
+    await on.locator(`input[name="key"]:not([value="${old}"]), p.empty, p.error`).first().waitFor({ state: 'attached' });
+    return status;
+  };
   const effective = (pair: Pair) => rows<{ chosen_id: string; source: string }>('select chosen_id, source from effective_preferences where run_id = $1 and least(chosen_id, rejected_id) = $2 and greatest(chosen_id, rejected_id) = $3', [runId, Math.min(pair.a, pair.b), Math.max(pair.a, pair.b)]);
 
   before(async () => {
@@ -130,13 +139,12 @@ describe('tenet ui in a browser', () => {
     // Skip to a decision whose pair the AI decided for A as shown, so "B" overrules it.
     for (let i = 0; i < 40 && String((await effective(pair))[0]?.chosen_id) !== String(pair.a); i++) {
       skipped.push(pair.decision);
-      await Promise.all([page.waitForURL(/skip=/), page.keyboard.press('s')]);
+      await press('s');
       pair = await shownPair();
       assert.ok(!skipped.includes(pair.decision), 'a skipped decision does not come back');
     }
     assert.deepEqual(await effective(pair), [{ chosen_id: String(pair.a), source: 'ai' }]);
-    await Promise.all([page.waitForResponse((r) => r.request().method() === 'POST' && r.url().endsWith('/queue')), page.keyboard.press('b')]);
-    await page.waitForLoadState();
+    assert.equal(await press('b'), 303);
     const reviews = await rows<{ prefer: string; reviewer: string; reason: string }>('select prefer, reviewer, reason from human_reviews where decision_id = $1', [pair.decision]);
     assert.deepEqual(reviews, [{ prefer: 'B', reviewer: 'tester', reason: 'review queue' }]);
     assert.deepEqual(await effective(pair), [{ chosen_id: String(pair.b), source: 'human' }]);
@@ -151,14 +159,34 @@ describe('tenet ui in a browser', () => {
     try {
       await other.goto(`${server.url}/queue?run=${runId}`);
       assert.equal((await shownPairOn(other)).decision, pair.decision, 'both tabs show the same next decision');
-      await Promise.all([other.waitForResponse((r) => r.request().method() === 'POST'), other.keyboard.press('a')]);
+      assert.equal(await press('a', other), 303);
     } finally {
       await other.close();
     }
-    const [response] = await Promise.all([page.waitForResponse((r) => r.request().method() === 'POST'), page.keyboard.press('t')]);
-    assert.equal(response.status(), 409);
+    assert.equal(await press('t'), 409);
     assert.match(await page.locator('.error').innerText(), /reviewed meanwhile/);
     assert.deepEqual(await rows('select prefer from human_reviews where decision_id = $1', [pair.decision]), [{ prefer: 'A' }]);
+  });
+
+  it('the queue orders: lowest confidence first by default, flagged first on request, kept across labels', async () => {
+    const unreviewed = "from audit_decisions where run_id = $1 and human_prefer_a_b is null and completion_b_id is not null and outcome = 'ok'";
+    const [lowest] = await rows<{ id: string }>(`select id ${unreviewed} order by confidence asc nulls last, id limit 1`, [runId]);
+    await page.goto(`${server.url}/queue?run=${runId}`);
+    assert.equal((await shownPair()).decision, Number(lowest!.id));
+    const flaggedLeft = async () => Number((await rows<{ n: string }>(`select count(*) as n ${unreviewed} and jsonb_array_length(flags) > 0`, [runId]))[0]!.n);
+    assert.ok((await flaggedLeft()) >= 2, 'the XSS prompt (it carries fence characters) gives flagged decisions');
+    const isFlagged = async (decision: number) => (await rows<{ n: number }>('select jsonb_array_length(flags) as n from rater_decisions where id = $1', [decision]))[0]!.n > 0;
+    await page.selectOption('form.order select', 'flagged');
+    await Promise.all([page.waitForURL(/order=flagged/), page.click('form.order button')]);
+    const first = await shownPair();
+    assert.ok(await isFlagged(first.decision), 'the first decision in "flagged first" is flagged');
+    assert.equal(await press('t'), 303);
+    assert.match(page.url(), /order=flagged/);
+    assert.deepEqual(await rows('select prefer from human_reviews where decision_id = $1', [first.decision]), [{ prefer: 'tie' }]);
+    const second = await shownPair();
+    assert.notEqual(second.decision, first.decision);
+    assert.ok(await isFlagged(second.decision), 'the order holds after a label');
+    assert.equal((await page.goto(`${server.url}/queue?order=loudest`))!.status(), 400);
   });
 
   it('overrides a decision with a reason; the AI row stays as it was', async () => {
