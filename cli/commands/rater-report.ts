@@ -9,41 +9,44 @@ const signed = (value: number | null) => (value === null ? '-' : `${value >= 0 ?
 
 const header = `${'group'.padEnd(36)} ${'pairs'.padStart(5)}  acc-AB  acc-BA  acc-both  ties  p-bias  agree  abstain    ECE  Brier  tokens in/out`;
 
+/** A group's name and its cells, each right-aligned to its width. */
+function row(name: string, cells: [text: string, width: number][]): string {
+  return [name.slice(0, 36).padEnd(36), ...cells.map(([text, width]) => text.padStart(width))].join(' ');
+}
+
 function metricsLine(name: string, m: RaterMetrics): string {
-  return [
-    name.slice(0, 36).padEnd(36),
-    String(m.pairs).padStart(5),
-    ' ',
-    fixed(m.accuracy.ab.accuracy).padStart(6),
-    fixed(m.accuracy.ba.accuracy).padStart(7),
-    fixed(m.accuracy.combined.accuracy).padStart(9),
-    fixed(m.tie_rate).padStart(5),
-    signed(m.position_bias).padStart(7),
-    fixed(m.order_agreement).padStart(6),
-    fixed(m.abstain_rate).padStart(8),
-    fixed(m.ece, 3).padStart(6),
-    fixed(m.brier, 3).padStart(6),
-    ` ${m.tokens.prompt}/${m.tokens.completion}`,
-  ].join(' ');
+  return row(name, [
+    [String(m.pairs), 5],
+    [' ', 1],
+    [fixed(m.accuracy.ab.accuracy), 6],
+    [fixed(m.accuracy.ba.accuracy), 7],
+    [fixed(m.accuracy.combined.accuracy), 9],
+    [fixed(m.tie_rate), 5],
+    [signed(m.position_bias), 7],
+    [fixed(m.order_agreement), 6],
+    [fixed(m.abstain_rate), 8],
+    [fixed(m.ece, 3), 6],
+    [fixed(m.brier, 3), 6],
+    [` ${m.tokens.prompt}/${m.tokens.completion}`, 0],
+  ]);
 }
 
 const debiasedHeader = `${'group'.padEnd(36)} ${'pairs'.padStart(5)}  kept  drop-disagree  drop-margin  acc-kept  acc-all  ties  p-bias  agree    ECE  Brier`;
 
 function debiasedLine(name: string, d: DebiasedMetrics): string {
-  return [
-    name.slice(0, 36).padEnd(36),
-    String(d.labelled).padStart(5),
-    String(d.kept).padStart(5),
-    String(d.dropped.orders_disagree).padStart(14),
-    String(d.dropped.below_margin).padStart(12),
-    fixed(d.accuracy.accuracy).padStart(9),
-    fixed(d.accuracy_drops_as_ties).padStart(8),
-    fixed(d.tie_rate).padStart(5),
-    signed(d.position_bias).padStart(7),
-    fixed(d.order_agreement).padStart(6),
-    fixed(d.ece, 3).padStart(6),
-    fixed(d.brier, 3).padStart(6),
-  ].join(' ');
+  return row(name, [
+    [String(d.labelled), 5],
+    [String(d.kept), 5],
+    [String(d.dropped.orders_disagree), 14],
+    [String(d.dropped.below_margin), 12],
+    [fixed(d.accuracy.accuracy), 9],
+    [fixed(d.accuracy_drops_as_ties), 8],
+    [fixed(d.tie_rate), 5],
+    [signed(d.position_bias), 7],
+    [fixed(d.order_agreement), 6],
+    [fixed(d.ece, 3), 6],
+    [fixed(d.brier, 3), 6],
+  ]);
 }
 
 /** Each group's line: overall, per principle, per category. */
