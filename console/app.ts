@@ -42,9 +42,14 @@ const decisionsQuery = z.object({
   run: id('run').optional(),
   principle: text.optional(),
   stage: text.optional(),
+  model: text.optional(),
+  low: z.coerce.number({ error: 'expected a confidence between 0.5 and 1' }).gt(0.5, { error: 'expected a confidence between 0.5 and 1' }).max(1, { error: 'expected a confidence between 0.5 and 1' }).optional(),
+  since: z.iso.date({ error: 'expected a date such as 2026-11-27' }).optional(),
+  until: z.iso.date({ error: 'expected a date such as 2026-11-27' }).optional(),
   disagree: flag,
   flagged: flag,
   overridden: flag,
+  unparseable: flag,
   page: z.coerce.number({ error: 'expected a page number' }).int().min(1).max(100_000).default(1),
   size: z.coerce.number({ error: 'expected a page size' }).int().min(1).max(200).default(50),
 });
@@ -117,7 +122,7 @@ export function consoleApp(options: ConsoleOptions): Hono<ConsoleEnv> {
 
   app.get('/decisions', async (c) => {
     const filter = parse(decisionsQuery, c.req.query());
-    const rows = await listDecisions(db, { ...filter, limit: filter.size + 1, offset: (filter.page - 1) * filter.size });
+    const rows = await listDecisions(db, { ...filter, lowConfidence: filter.low, limit: filter.size + 1, offset: (filter.page - 1) * filter.size });
     return c.html(decisionsPage({ filter, rows: rows.slice(0, filter.size), more: rows.length > filter.size }));
   });
   app.get('/decisions/:id', async (c) => {

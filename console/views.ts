@@ -105,7 +105,7 @@ function plots(names: string[], metricRows: { iteration: number; name: string; v
 }
 
 export interface DecisionsView {
-  filter: { run?: number; principle?: string; stage?: string; disagree: boolean; flagged: boolean; overridden: boolean; page: number; size: number };
+  filter: { run?: number; principle?: string; stage?: string; model?: string; low?: number; since?: string; until?: string; disagree: boolean; flagged: boolean; overridden: boolean; unparseable: boolean; page: number; size: number };
   rows: { id: number; run_id: number; stage: string; principle_key: string; order: string | null; outcome: string; parsed_choice: string | null; confidence: number | null; flags: string[]; human_prefer_a_b: string | null }[];
   more: boolean;
 }
@@ -123,7 +123,11 @@ export function decisionsPage({ filter, rows, more }: DecisionsView): Html {
 <label>run <input name="run" size="5" value="${filter.run ?? ''}"></label>
 <label>principle <input name="principle" value="${filter.principle ?? ''}"></label>
 <label>stage <input name="stage" size="8" value="${filter.stage ?? ''}"></label>
-${checkbox('disagree', 'orders disagree', filter.disagree)} ${checkbox('flagged', 'flagged', filter.flagged)} ${checkbox('overridden', 'overridden', filter.overridden)}
+<label>rater model <input name="model" size="12" value="${filter.model ?? ''}"></label>
+<label>confidence below <input name="low" size="4" value="${filter.low ?? ''}"></label>
+<label>from <input type="date" name="since" value="${filter.since ?? ''}"></label>
+<label>before <input type="date" name="until" value="${filter.until ?? ''}"></label>
+${checkbox('disagree', 'orders disagree', filter.disagree)} ${checkbox('flagged', 'flagged', filter.flagged)} ${checkbox('overridden', 'overridden', filter.overridden)} ${checkbox('unparseable', 'unparseable', filter.unparseable)}
 <button type="submit">Filter</button>
 </form>`;
   const table =

@@ -211,6 +211,17 @@ describe('tenet ui in a browser', () => {
     const expected = (await rows<{ id: string }>('select id from audit_decisions where run_id = $1 and human_prefer_a_b is not null order by id', [runId])).map((r) => Number(r.id));
     assert.ok(expected.length >= 2, 'both reviews above are overrides');
     assert.deepEqual(shown, expected);
+    // Confidence below a threshold, typed into the form; a threshold out of range is a 400 naming it.
+    await page.goto(`${server.url}/decisions?run=${runId}`);
+    await page.fill('input[name="low"]', '0.9');
+    await Promise.all([page.waitForURL(/low=0\.9/), page.click('form.filters button')]);
+    const low = (await rows<{ id: string }>('select id from audit_decisions where run_id = $1 and confidence < 0.9 order by id', [runId])).map((r) => Number(r.id));
+    const total = Number((await rows<{ n: string }>('select count(*) as n from audit_decisions where run_id = $1', [runId]))[0]!.n);
+    assert.ok(low.length > 0 && low.length < total, `the threshold splits the decisions (${low.length} of ${total})`);
+    assert.deepEqual((await page.locator('table.decisions tbody tr td:first-child').allInnerTexts()).map(Number), low.slice(0, 50));
+    const lowBad = await page.goto(`${server.url}/decisions?low=0.2`);
+    assert.equal(lowBad!.status(), 400);
+    assert.match(await page.locator('.error').innerText(), /low: expected a confidence between 0\.5 and 1/);
     // Paging: page 2 of 5 is the database's rows 6 to 10, and links on.
     const all = (await rows<{ id: string }>('select id from audit_decisions where run_id = $1 order by id', [runId])).map((r) => Number(r.id));
     await page.goto(`${server.url}/decisions?run=${runId}&size=5&page=2`);
