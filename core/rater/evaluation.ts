@@ -5,8 +5,9 @@
 // and margin rules, or pointwise labels): read from the labels the label stage itself made, with the
 // training rules applied by the functions training uses, so what is measured is what training gets.
 // Pure: the activity reads decision and preference rows and hands them here.
-import { applyTrainingPolicy, logit, sigmoid, type Disagreement } from './calibration.js';
+import { applyTrainingPolicy, logit, sigmoid } from './calibration.js';
 import { combineDecisions, type Order } from './labels.js';
+import type { DebiasRecord, LabelPolicy } from './pairwise.js';
 
 /** One rater call on a pair whose better response is known. */
 export interface EvalDecision {
@@ -70,7 +71,7 @@ export interface EvalLabel {
   category: string;
   /** The principles its decisions were asked under. */
   principles: readonly string[];
-  mode: 'pairwise' | 'pointwise';
+  mode: DebiasRecord['mode'];
   /** P(the better response wins) after the position prior (or pointwise), before the disagreement and margin rules. */
   combined: number;
   /** Whether its debiased AB and BA sides pick the same response; undefined with one order (or pointwise). */
@@ -80,11 +81,8 @@ export interface EvalLabel {
 }
 
 /** The run config's debiasing settings an evaluation is read under (`label:`). */
-export interface DebiasSettings {
-  mode: 'pairwise' | 'pointwise';
-  position_prior: 'none' | 'batch' | number;
-  disagreement: Disagreement;
-  margin: number;
+export interface DebiasSettings extends LabelPolicy {
+  mode: DebiasRecord['mode'];
 }
 
 export interface DebiasedMetrics {
