@@ -18,7 +18,7 @@ import { requireConstitution } from '../constitution-file.js';
 import { closeAll, openDatabase, openTemporal } from '../context.js';
 import { UserError } from '../errors.js';
 import { parseOptions, printJson } from '../options.js';
-import { followRun } from '../progress.js';
+import { followRun, progressMode, type ProgressMode } from '../progress.js';
 import { readRunConfig, readText } from '../run-files.js';
 import { localEndpoints } from './run.js';
 import { evaluationView, printEvaluation } from './rater-report.js';
@@ -49,7 +49,7 @@ function plannedComparisons(pairs: readonly GoldPair[], config: RunConfig, const
   return pairs.reduce((sum, p) => sum + 2 * (p.principle ? 1 : drawn), 0);
 }
 
-async function runEvaluation(client: Client, workflowId: string, args: Parameters<typeof raterEvaluation>[0]) {
+async function runEvaluation(client: Client, workflowId: string, args: Parameters<typeof raterEvaluation>[0], progress: ProgressMode) {
   try {
     await client.workflow.start<typeof raterEvaluation>('raterEvaluation', { taskQueue: taskQueues.cpu, workflowId, args: [args] });
   } catch (error) {
@@ -58,7 +58,7 @@ async function runEvaluation(client: Client, workflowId: string, args: Parameter
   }
   const handle = client.workflow.getHandle<typeof raterEvaluation>(workflowId);
   try {
-    return await followRun(handle, () => handle.result());
+    return await followRun(handle, () => handle.result(), progress);
   } catch (error) {
     if (error instanceof WorkflowFailedError) throw new UserError(`the evaluation failed (run it again once this is fixed; answers so far are kept): ${rootCauseMessage(error)}`);
     throw error;
@@ -89,7 +89,9 @@ export const raterEvalCommand = new Command('eval')
         if (!options.json) console.log(`rater evaluation ${setup.evaluationId} started: run ${setup.runId}, workflow ${setup.workflowId}, ${gold.pairs.length} pairs`);
         const scale = config.scale;
         const comparisons = plannedComparisons(gold.pairs, config, constitution.constitution);
-        await runEvaluation(client, setup.workflowId, { runId: setup.runId, pairs: gold.pairs.length, comparisons, batchSize: scale.batch_size, maxBatchesInFlight: scale.max_batches_in_flight });
+        // With --json, stdout is the evaluation alone: bars (stderr, and only on a terminal) rather than progress lines.
+        const progress = progressMode(options.json ? 'bars' : undefined);
+        await runEvaluation(client, setup.workflowId, { runId: setup.runId, pairs: gold.pairs.length, comparisons, batchSize: scale.batch_size, maxBatchesInFlight: scale.max_batches_in_flight }, progress);
       }
       const view = evaluationView((await findRaterEvaluation(db, setup.evaluationId))!, 'completed');
       if (options.json) printJson(view);
