@@ -5,18 +5,12 @@ import assert from 'node:assert/strict';
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { createCpuActivities } from '../../activities/index.js';
 import { startConsole, type ConsoleServer } from '../../console/server.js';
-import { taskQueues } from '../../core/queues.js';
-import { applyMigrations } from '../../db/migrate.js';
-import { createDatabase, type Database } from '../../db/pool.js';
+import type { Database } from '../../db/pool.js';
 import { recordMetrics } from '../../db/runs.js';
-import { startScriptedEndpoint, type ScriptedEndpoint } from '../../worker/scripted-endpoint.js';
-import { bundleWorkflows } from '../../worker/worker.js';
-import { createTestDatabase, runCli, temporalCli, tempDir, type TestDatabase } from '../helpers.js';
+import { runCli, tempDir } from '../helpers.js';
+import { startRunStack, type RunStack } from '../run-stack.js';
 
 const chromiumPath = '/usr/bin/chromium';
 const chromiumArgs = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
@@ -30,12 +24,8 @@ interface Pair {
 }
 
 describe('tenet ui in a browser', () => {
-  let env: TestWorkflowEnvironment;
-  let database: TestDatabase;
+  let stack: RunStack;
   let db: Database;
-  let endpoint: ScriptedEndpoint;
-  let worker: Worker;
-  let running: Promise<void>;
   let server: ConsoleServer;
   let browser: BrowserContext;
   let page: Page;
@@ -61,19 +51,11 @@ describe('tenet ui in a browser', () => {
 
   before(async () => {
     assert.ok(existsSync(chromiumPath), `Chromium is missing at ${chromiumPath}: run \`make setup\` (as root it installs Debian's chromium) or \`apt-get install chromium\``);
-    [env, database, endpoint] = await Promise.all([
-      TestWorkflowEnvironment.createLocal({ server: { executable: { type: 'existing-path', path: temporalCli } } }),
-      createTestDatabase('tenet_console'),
-      startScriptedEndpoint({ latencyMs: 2 }),
-    ]);
-    await applyMigrations(database.url);
-    db = createDatabase(database.url);
-    worker = await Worker.create({ connection: env.nativeConnection, taskQueue: taskQueues.cpu, workflowBundle: await bundleWorkflows(), activities: createCpuActivities({ db }) });
-    running = worker.run();
-    const dir = tempDir();
+    stack = await startRunStack('tenet_console');
+    ({ db } = stack);
+    const { dir, cli, endpoint } = stack;
     writeFileSync(path.join(dir, 'run.yaml'), `endpoints:\n  policy: { base_url: "${endpoint.url}", model: scripted }\n  rater: { base_url: "${endpoint.url}", model: scripted }\nsample: { n: 3, seed: 1 }\ncritique: { rounds: 1 }\nscale: { batch_size: 2, shard_size: 4 }\n`);
     writeFileSync(path.join(dir, 'prompts.jsonl'), [JSON.stringify({ id: 'xss', prompt: xssPrompt }), '{"id": "moon", "prompt": "How far is the moon?"}'].join('\n'));
-    const cli = { TEMPORAL_ADDRESS: env.address, DATABASE_URL: database.url, TENET_HOME: dir };
     const result = await runCli(['run', '--constitution', 'constitutions/default.yaml', '--prompts', path.join(dir, 'prompts.jsonl'), '--config', path.join(dir, 'run.yaml'), '--workflow-id', 'console-run'], cli);
     assert.equal(result.code, 0, result.stdout + result.stderr);
     runId = Number(/run (\d+) started/.exec(result.stdout)![1]);
@@ -85,12 +67,7 @@ describe('tenet ui in a browser', () => {
   after(async () => {
     await browser?.close();
     await server?.close();
-    worker?.shutdown();
-    await running;
-    await endpoint?.close();
-    await db?.$client.end();
-    await env?.teardown();
-    await database?.drop();
+    await stack?.stop();
   });
 
   it('lists the run and shows its page, with a plot per metric drawn from its values', async () => {
@@ -102,7 +79,7 @@ describe('tenet ui in a browser', () => {
     assert.match(await page.locator('dl').innerText(), /console-run/);
     assert.match(await page.locator('table.metrics').innerText(), /\n2(\s+-)*\s+0\.710\s+0\.020(\s+-)*$/);
     // The principle table is `tenet audit stats` (one query for both).
-    const stats = JSON.parse((await runCli(['audit', 'stats', String(runId), '--json'], { DATABASE_URL: database.url })).stdout) as { principle: string; decisions: number }[];
+    const stats = JSON.parse((await runCli(['audit', 'stats', String(runId), '--json'], { DATABASE_URL: stack.database.url })).stdout) as { principle: string; decisions: number }[];
     assert.ok(stats.length > 0);
     const principleRows = await page.locator('table.principles tbody tr').allInnerTexts();
     assert.deepEqual(principleRows.map((r) => r.split('\t').slice(0, 2)), stats.map((s) => [s.principle, String(s.decisions)]));
