@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { Hono, type Context } from 'hono';
 import { secureHeaders } from 'hono/secure-headers';
 import { z } from 'zod';
-import { decisionDetail, listDecisions, nextUnreviewed, overrideDecision, principleStats, queueOrders, ReviewRefused } from '../db/queries/audit.js';
+import { decisionDetail, decisionSorts, listDecisions, nextUnreviewed, overrideDecision, principleStats, queueOrders, ReviewRefused } from '../db/queries/audit.js';
 import { findRun, listRuns, runMetrics } from '../db/queries/runs.js';
 import type { Database } from '../db/pool.js';
 import { csrfProtection, rememberToken, requireToken, tokenMatches, type ConsoleEnv } from './security.js';
@@ -50,6 +50,7 @@ const decisionsQuery = z.object({
   flagged: flag,
   overridden: flag,
   unparseable: flag,
+  sort: z.enum(decisionSorts, { error: `expected one of ${decisionSorts.join(', ')}` }).default('id'),
   page: z.coerce.number({ error: 'expected a page number' }).int().min(1).max(100_000).default(1),
   size: z.coerce.number({ error: 'expected a page size' }).int().min(1).max(200).default(50),
 });

@@ -2,7 +2,7 @@
 // which escapes it (& < > " '); nothing untrusted is ever passed to `raw`. Scripts are static files
 // (CSP: script-src 'self'), so no page carries inline script or event-handler attributes.
 import { html } from 'hono/html';
-import { queueOrders, type DecisionDetail, type PrincipleStats, type QueueOrder, type Review } from '../db/queries/audit.js';
+import { queueOrders, type DecisionDetail, type DecisionSort, type PrincipleStats, type QueueOrder, type Review } from '../db/queries/audit.js';
 import { csrfField } from './security.js';
 
 type Html = ReturnType<typeof html>;
@@ -105,16 +105,23 @@ function plots(names: string[], metricRows: { iteration: number; name: string; v
 }
 
 export interface DecisionsView {
-  filter: { run?: number; principle?: string; stage?: string; model?: string; low?: number; since?: string; until?: string; disagree: boolean; flagged: boolean; overridden: boolean; unparseable: boolean; page: number; size: number };
+  filter: { run?: number; principle?: string; stage?: string; model?: string; low?: number; since?: string; until?: string; disagree: boolean; flagged: boolean; overridden: boolean; unparseable: boolean; sort: DecisionSort; page: number; size: number };
   rows: { id: number; run_id: number; stage: string; principle_key: string; order: string | null; outcome: string; parsed_choice: string | null; confidence: number | null; flags: string[]; human_prefer_a_b: string | null }[];
   more: boolean;
 }
 
-function pageLink(filter: DecisionsView['filter'], page: number): string {
+function pageLink(filter: DecisionsView['filter'], page: number, sort = filter.sort): string {
   const params = new URLSearchParams();
-  for (const [key, value] of Object.entries({ ...filter, page })) if (value !== undefined && value !== false) params.set(key, value === true ? '1' : String(value));
+  for (const [key, value] of Object.entries({ ...filter, page, sort })) if (value !== undefined && value !== false) params.set(key, value === true ? '1' : String(value));
   return `/decisions?${params.toString()}`;
 }
+
+/** A column header that sorts by its column, ascending first, then the other way. */
+const sortHeader = (filter: DecisionsView['filter'], column: 'id' | 'confidence') => {
+  const next: DecisionSort = filter.sort === column ? `-${column}` : column;
+  const mark = filter.sort === column ? ' ▲' : filter.sort === `-${column}` ? ' ▼' : '';
+  return html`<th><a class="sort" href="${pageLink(filter, 1, next)}">${column}${mark}</a></th>`;
+};
 
 const checkbox = (name: string, label: string, checked: boolean) => html`<label><input type="checkbox" name="${name}" value="1" ${checked ? 'checked' : ''}> ${label}</label>`;
 
@@ -134,7 +141,7 @@ ${checkbox('disagree', 'orders disagree', filter.disagree)} ${checkbox('flagged'
     rows.length === 0
       ? html`<p class="empty">No decisions match.</p>`
       : html`<table class="decisions">
-<thead><tr><th>id</th><th>run</th><th>stage</th><th>principle</th><th>order</th><th>outcome</th><th>choice</th><th>confidence</th><th>human</th><th>flags</th></tr></thead>
+<thead><tr>${sortHeader(filter, 'id')}<th>run</th><th>stage</th><th>principle</th><th>order</th><th>outcome</th><th>choice</th>${sortHeader(filter, 'confidence')}<th>human</th><th>flags</th></tr></thead>
 <tbody>${rows.map(
           (r) => html`<tr><td><a href="/decisions/${r.id}">${r.id}</a></td><td>${r.run_id}</td><td>${r.stage}</td><td>${r.principle_key}</td><td>${r.order ?? ''}</td><td>${r.outcome}</td><td>${r.parsed_choice ?? '-'}</td><td>${fmt(r.confidence)}</td><td>${r.human_prefer_a_b ?? ''}</td><td>${r.flags.join(', ')}</td></tr>`,
         )}</tbody>

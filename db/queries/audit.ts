@@ -21,9 +21,20 @@ export interface DecisionFilter {
   unparseable?: boolean;
   since?: string;
   until?: string;
+  /** Order of the page (default id); '-' in front for descending. */
+  sort?: DecisionSort;
   limit: number;
   offset: number;
 }
+
+export const decisionSorts = ['id', '-id', 'confidence', '-confidence'] as const;
+export type DecisionSort = (typeof decisionSorts)[number];
+const sortBy: Record<DecisionSort, SQL> = {
+  id: sql`id`,
+  '-id': sql`id desc`,
+  confidence: sql`confidence asc nulls last, id`,
+  '-confidence': sql`confidence desc nulls last, id`,
+};
 
 export interface AuditRow extends Record<string, unknown> {
   id: number;
@@ -53,7 +64,7 @@ const ordersDisagree = sql`exists (select 1 from preferences p where p.run_id = 
       and p.completion_low_id = least(audit_decisions.completion_a_id, audit_decisions.completion_b_id)
       and p.completion_high_id = greatest(audit_decisions.completion_a_id, audit_decisions.completion_b_id))`;
 
-function filterConditions(filter: Omit<DecisionFilter, 'limit' | 'offset'>): SQL {
+function filterConditions(filter: Omit<DecisionFilter, 'limit' | 'offset' | 'sort'>): SQL {
   const where: SQL[] = [sql`true`];
   if (filter.run) where.push(sql`run_id = ${filter.run}`);
   if (filter.principle) where.push(sql`principle_key = ${filter.principle}`);
@@ -69,11 +80,11 @@ function filterConditions(filter: Omit<DecisionFilter, 'limit' | 'offset'>): SQL
   return sql.join(where, sql` and `);
 }
 
-/** Decisions matching `filter`, by id, one page. */
+/** Decisions matching `filter`, one page in the chosen order. */
 export async function listDecisions(db: Database, filter: DecisionFilter): Promise<AuditRow[]> {
   const query = sql`select id, run_id, stage, principle_key, "order", attempt, outcome, parsed_choice, confidence, rater_model, flags, from_cache,
       human_prefer_a_b, created_at from audit_decisions where ${filterConditions(filter)}
-      order by id limit ${filter.limit} offset ${filter.offset}`;
+      order by ${sortBy[filter.sort ?? 'id']} limit ${filter.limit} offset ${filter.offset}`;
   return (await db.execute<AuditRow>(query)).rows.map(numericIds);
 }
 

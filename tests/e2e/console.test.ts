@@ -199,6 +199,14 @@ describe('tenet ui in a browser', () => {
     const lowBad = await page.goto(`${server.url}/decisions?low=0.2`);
     assert.equal(lowBad!.status(), 400);
     assert.match(await page.locator('.error').innerText(), /low: expected a confidence between 0\.5 and 1/);
+    // Sorting by a column header: confidence ascending, then descending.
+    const byConfidence = (await rows<{ id: string }>('select id from audit_decisions where run_id = $1 order by confidence asc nulls last, id', [runId])).map((r) => Number(r.id));
+    await page.goto(`${server.url}/decisions?run=${runId}`);
+    await Promise.all([page.waitForURL(/sort=confidence/), page.click('a.sort:has-text("confidence")')]);
+    assert.deepEqual((await page.locator('table.decisions tbody tr td:first-child').allInnerTexts()).map(Number), byConfidence.slice(0, 50));
+    await Promise.all([page.waitForURL(/sort=-confidence/), page.click('a.sort:has-text("confidence")')]);
+    const descending = (await rows<{ id: string }>('select id from audit_decisions where run_id = $1 order by confidence desc nulls last, id', [runId])).map((r) => Number(r.id));
+    assert.deepEqual((await page.locator('table.decisions tbody tr td:first-child').allInnerTexts()).map(Number), descending.slice(0, 50));
     // Paging: page 2 of 5 is the database's rows 6 to 10, and links on.
     const all = (await rows<{ id: string }>('select id from audit_decisions where run_id = $1 order by id', [runId])).map((r) => Number(r.id));
     await page.goto(`${server.url}/decisions?run=${runId}&size=5&page=2`);
