@@ -23,17 +23,24 @@ function optionOf(token: string): Choice | undefined {
   return cleaned === 'A' || cleaned === 'B' ? cleaned : undefined;
 }
 
+/**
+ * P(first) of a two-way answer from the top log-probabilities of its token: the mass of the tokens
+ * that stand for `first` over the mass of both; undefined when neither is there.
+ */
+export function twoWayProbability<T>(top: readonly TopLogprob[], meaning: (token: string) => T | undefined, first: T, second: T): number | undefined {
+  let p = 0;
+  let q = 0;
+  for (const entry of top) {
+    const option = meaning(entry.token);
+    if (option === first) p += Math.exp(entry.logprob);
+    else if (option === second) q += Math.exp(entry.logprob);
+  }
+  return p + q === 0 ? undefined : p / (p + q);
+}
+
 /** P(A) from the top log-probabilities of the answer token; undefined when neither option is there. */
 export function probabilityFromLogprobs(top: readonly TopLogprob[]): number | undefined {
-  let a = 0;
-  let b = 0;
-  for (const entry of top) {
-    const option = optionOf(entry.token);
-    if (option === 'A') a += Math.exp(entry.logprob);
-    else if (option === 'B') b += Math.exp(entry.logprob);
-  }
-  if (a + b === 0) return undefined;
-  return a / (a + b);
+  return twoWayProbability(top, optionOf, 'A', 'B');
 }
 
 /**

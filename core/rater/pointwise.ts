@@ -4,7 +4,7 @@
 //   sigmoid(mean over its questions of logit P_yes(first) − logit P_yes(second)).
 // A completion shared by several pairs is asked once per question (one decision key).
 import { applyTrainingPolicy, logit, sigmoid, type PolicyOutcome, type TrainingPolicy } from './calibration.js';
-import type { TopLogprob } from './labels.js';
+import { twoWayProbability, type TopLogprob } from './labels.js';
 import { addOutcome, repair, type BatchLabels, type StoredAttempt, type PairPlan, type PlanCompletion, type PlanPrinciple, type RaterMessage } from './pairwise.js';
 import { renderTemplate } from './prompt.js';
 
@@ -32,14 +32,7 @@ const wordOf = (token: string) => token.replace(/[\s().:*"'`!,]/g, '').toLowerCa
 
 /** P(yes) from the top log-probabilities of the first answer token; undefined when neither word is there. */
 export function probabilityYesFromLogprobs(top: readonly TopLogprob[]): number | undefined {
-  let yes = 0;
-  let no = 0;
-  for (const entry of top) {
-    const word = wordOf(entry.token);
-    if (word === 'yes') yes += Math.exp(entry.logprob);
-    else if (word === 'no') no += Math.exp(entry.logprob);
-  }
-  return yes + no === 0 ? undefined : yes / (yes + no);
+  return twoWayProbability(top, wordOf, 'yes', 'no');
 }
 
 export function readYesNo(text: string, top: readonly TopLogprob[] | undefined): YesNoAnswer {
