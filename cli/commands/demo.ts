@@ -13,6 +13,7 @@ import { z } from 'zod';
 import { runConfigSchema } from '../../core/run-config.js';
 import { eq } from 'drizzle-orm';
 import { closeDatabase, getDatabase, redactUrl, type Database } from '../../db/pool.js';
+import { principleStats } from '../../db/queries/audit.js';
 import { metrics } from '../../db/schema.js';
 import type { pipeline } from '../../workflows/pipeline.js';
 import { startScriptedEndpoint } from '../../worker/scripted-endpoint.js';
@@ -244,6 +245,7 @@ async function runPipelineDemo(input: {
     const stages = result.progress.map((p) => `${p.stage} ${p.done} done / ${p.failed} failed`).join(', ');
     log(`run ${started.runId} completed: ${stages}${result.iterations ? ` (last iteration); ${result.iterations} iteration(s), newest policy "${result.policy?.name}"` : ''}`);
     if (options.mode !== 'none') await printMetricsTable(getDatabase(databaseUrl), started.runId);
+    await printRaterSummary(getDatabase(databaseUrl), started.runId);
     console.log('');
     console.log('Audit the results:');
     console.log(`  npx tenet audit list --run ${started.runId}          every rater decision`);
@@ -285,6 +287,22 @@ async function printMetricsTable(db: Database, runId: number): Promise<void> {
   iterations.forEach((iteration, row) => console.log([String(iteration).padStart(9), ...table[row]!.map((c, i) => c.padStart(widths[i]!))].join('  ')));
   const prompts = value(iterations.at(-1) ?? 0, 'eval.prompts');
   if (prompts !== undefined) console.log(`(win rate: P(the new policy's answer is better than the previous one's) on ${prompts} held-out prompts, rater in both orders; 95% Wilson interval)`);
+}
+
+/** The rater beside the table: a judge whose labels are position bias shows it here before anyone trusts the win rate. */
+async function printRaterSummary(db: Database, runId: number): Promise<void> {
+  const stats = (await principleStats(db, runId)) ?? [];
+  const decisions = stats.reduce((sum, s) => sum + s.decisions, 0);
+  if (decisions === 0) return;
+  const choseA = stats.reduce((sum, s) => sum + s.chose_a, 0);
+  const weighed = stats.filter((s) => s.order_agreement !== null);
+  const weight = weighed.reduce((sum, s) => sum + s.decisions, 0);
+  const agreement = weight === 0 ? undefined : weighed.reduce((sum, s) => sum + s.order_agreement! * s.decisions, 0) / weight;
+  console.log(
+    `rater on this run's labels: ${decisions} decisions, "A" in ${((100 * choseA) / decisions).toFixed(0)}%, order agreement ${agreement === undefined ? '-' : agreement.toFixed(2)}` +
+      ' (0.00 for a judge that picks by position, such as one that always answers "A")',
+  );
+  console.log('rater accuracy on the gold set: `npx tenet rater eval --gold constitutions/gold/default.jsonl --config RUN.yaml` (README, "Rater evaluation")');
 }
 
 /** Three decimals, or three significant digits for a small non-zero value (a KL of 1e-4 is not 0.000). */
