@@ -9,7 +9,7 @@ import { recordMetrics, setRunStatus, upsertPrompts, upsertRun } from '../../db/
 import * as schema from '../../db/schema.js';
 import { createTestDatabase, defaultConstitution, type TestDatabase } from '../helpers.js';
 
-const expectedTables = ['completions', 'constitutions', 'critiques', 'human_reviews', 'metrics', 'models', 'preferences', 'principles', 'prompts', 'rater_decisions', 'request_cache', 'rollout_rewards', 'runs', 'step_checks'];
+const expectedTables = ['completions', 'constitutions', 'critiques', 'human_reviews', 'metrics', 'models', 'preference_drops', 'preferences', 'principles', 'prompts', 'rater_decisions', 'rater_evaluations', 'request_cache', 'rollout_rewards', 'runs', 'step_checks'];
 
 describe('migrations', () => {
   let database: TestDatabase;
