@@ -6,46 +6,25 @@ import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { Worker } from '@temporalio/worker';
-import { createCpuActivities } from '../../activities/index.js';
-import { taskQueues } from '../../core/queues.js';
-import { applyMigrations } from '../../db/migrate.js';
-import { createDatabase, type Database } from '../../db/pool.js';
-import { bundleWorkflows } from '../../worker/worker.js';
-import { cliEntry, cliEnv, createTestDatabase, freePort, runCli, temporalCli, tempDir, type TestDatabase } from '../helpers.js';
+import { cliEntry, cliEnv, freePort, runCli } from '../helpers.js';
+import { startRunStack, type RunStack } from '../run-stack.js';
 
 describe('failure reasons of a run that cannot progress', () => {
-  let env: TestWorkflowEnvironment;
-  let database: TestDatabase;
-  let db: Database;
-  let worker: Worker;
-  let running: Promise<void>;
+  let stack: RunStack;
   let cli: Record<string, string>;
   let args: string[];
   let deadUrl: string;
 
   before(async () => {
-    [env, database] = await Promise.all([TestWorkflowEnvironment.createLocal({ server: { executable: { type: 'existing-path', path: temporalCli } } }), createTestDatabase('tenet_failures')]);
-    await applyMigrations(database.url);
-    db = createDatabase(database.url);
-    worker = await Worker.create({ connection: env.nativeConnection, taskQueue: taskQueues.cpu, workflowBundle: await bundleWorkflows(), activities: createCpuActivities({ db }) });
-    running = worker.run();
-    const dir = tempDir();
-    cli = { TEMPORAL_ADDRESS: env.address, DATABASE_URL: database.url, TENET_HOME: dir };
+    stack = await startRunStack('tenet_failures');
+    cli = stack.cli;
     deadUrl = `http://127.0.0.1:${await freePort()}/v1`;
-    writeFileSync(path.join(dir, 'run.yaml'), `endpoints:\n  policy: { base_url: "${deadUrl}", model: gone, max_retries: 0, timeout_s: 2 }\n  rater: { base_url: "${deadUrl}", model: gone }\nsample: { n: 2 }\n`);
-    writeFileSync(path.join(dir, 'prompts.jsonl'), '{"id": "a", "prompt": "Name a prime number."}\n');
-    args = ['run', '--constitution', 'constitutions/default.yaml', '--prompts', path.join(dir, 'prompts.jsonl'), '--config', path.join(dir, 'run.yaml')];
+    writeFileSync(path.join(stack.dir, 'run.yaml'), `endpoints:\n  policy: { base_url: "${deadUrl}", model: gone, max_retries: 0, timeout_s: 2 }\n  rater: { base_url: "${deadUrl}", model: gone }\nsample: { n: 2 }\n`);
+    writeFileSync(path.join(stack.dir, 'prompts.jsonl'), '{"id": "a", "prompt": "Name a prime number."}\n');
+    args = ['run', '--constitution', 'constitutions/default.yaml', '--prompts', path.join(stack.dir, 'prompts.jsonl'), '--config', path.join(stack.dir, 'run.yaml')];
   });
 
-  after(async () => {
-    worker?.shutdown();
-    await running;
-    await db?.$client.end();
-    await env?.teardown();
-    await database?.drop();
-  });
+  after(async () => stack?.stop());
 
   const unreachable = (attempt: string) => new RegExp(`runStageBatch retrying \\(attempt ${attempt}\\): ${deadUrl.replace(/[.]/g, '\\.')} \\(model gone\\) is unreachable`);
 
