@@ -13,7 +13,7 @@ const ioPackages = ['pg', 'drizzle-orm', 'drizzle-orm/*', 'openai', 'onnxruntime
   '@temporalio/client', '@temporalio/worker', '@temporalio/activity', 'yaml', 'commander'];
 
 export default tseslint.config(
-  { ignores: ['node_modules/', '.venv/', '.tenet/', 'trainer/', 'db/migrations/', 'tests/histories/'] },
+  { ignores: ['node_modules/', '.venv/', '.tenet/', 'build/', 'dist/', 'trainer/', 'db/migrations/', 'tests/histories/'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
