@@ -10,7 +10,9 @@ import {
   index,
   integer,
   jsonb,
+  numeric,
   pgTable,
+  pgView,
   text,
   timestamp,
   uniqueIndex,
@@ -188,9 +190,18 @@ export const raterDecisions = pgTable(
     promptTokens: integer('prompt_tokens'),
     completionTokens: integer('completion_tokens'),
     ...createdAt,
+    /** The larger of P(A) and P(B) of a pairwise decision; null for pointwise ones. */
+    confidence: doublePrecision('confidence').generatedAlwaysAs(sql`greatest((probabilities ->> 'A')::float8, (probabilities ->> 'B')::float8)`),
   },
   (t) => [
     uniqueIndex('rater_decisions_key').on(t.runId, t.decisionKey),
+    // Keyset paging and the review queue (db/queries/audit.ts): confidence with nulls as 2 (ascending,
+    // nulls last) or -1 (descending, nulls last), then id; flagged decisions apart, as they are few.
+    index('rater_decisions_confidence_asc_idx').on(sql`coalesce(${t.confidence}, 2)`, t.id),
+    index('rater_decisions_confidence_desc_idx').on(sql`coalesce(${t.confidence}, -1)`, t.id),
+    index('rater_decisions_flagged_idx').on(sql`coalesce(${t.confidence}, 2)`, t.id).where(sql`jsonb_array_length(${t.flags}) > 0`),
+    // A pair in either order, as human_reviews and preferences name it.
+    index('rater_decisions_pair_either_idx').on(t.runId, sql`least(${t.completionAId}, ${t.completionBId})`, sql`greatest(${t.completionAId}, ${t.completionBId})`),
     index('rater_decisions_run_idx').on(t.runId, t.stage, t.iteration),
     index('rater_decisions_principle_idx').on(t.principleKey),
     index('rater_decisions_model_idx').on(t.raterModel),
@@ -225,6 +236,8 @@ export const preferences = pgTable(
   },
   (t) => [
     uniqueIndex('preferences_pair_key').on(t.runId, t.iteration, t.completionLowId, t.completionHighId, t.source),
+    // The review queue's "order disagreement first".
+    index('preferences_disagree_idx').on(t.runId, t.completionLowId, t.completionHighId).where(sql`${t.ordersAgree} = false`),
     index('preferences_prompt_idx').on(t.promptId),
     check('preferences_pair_ordered', sql`${t.completionLowId} < ${t.completionHighId}`),
     check('preferences_soft_label_range', sql`${t.softLabel} >= 0 and ${t.softLabel} <= 1`),
@@ -281,6 +294,8 @@ export const humanReviews = pgTable(
     uniqueIndex('human_reviews_key').on(t.reviewKey),
     index('human_reviews_decision_idx').on(t.decisionId),
     index('human_reviews_pair_idx').on(t.completionAId, t.completionBId),
+    // The latest review of a pair in either order (decision listings, the review queue).
+    index('human_reviews_pair_either_idx').on(t.runId, sql`least(${t.completionAId}, ${t.completionBId})`, sql`greatest(${t.completionAId}, ${t.completionBId})`, t.createdAt, t.id),
     check('human_reviews_prefer_known', sql`${t.prefer} in ('A', 'B', 'tie')`),
   ],
 );
@@ -452,3 +467,87 @@ export const raterEvaluations = pgTable(
   },
   (t) => [uniqueIndex('rater_evaluations_key').on(t.evalKey), index('rater_evaluations_run_idx').on(t.runId)],
 );
+
+// The audit views (their SQL is migration 0002_audit_views.sql; drizzle-kit leaves `.existing()` views
+// alone). Declared here so that queries over them are typed. The AI's rows are never updated; human
+// reviews sit beside them and win where they exist.
+
+/** The newest human review of each pair (in either order). */
+export const latestHumanReviews = pgView('latest_human_reviews', {
+  id: bigint('id', { mode: 'number' }).notNull(),
+  reviewKey: text('review_key').notNull(),
+  decisionId: ref('decision_id'),
+  runId: ref('run_id').notNull(),
+  promptId: ref('prompt_id').notNull(),
+  completionAId: ref('completion_a_id').notNull(),
+  completionBId: ref('completion_b_id').notNull(),
+  prefer: text('prefer').$type<'A' | 'B' | 'tie'>().notNull(),
+  reason: text('reason').notNull(),
+  reviewer: text('reviewer').notNull(),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull(),
+}).existing();
+
+/** Every rater decision with the texts it judged and its override, if any. */
+export const auditDecisions = pgView('audit_decisions', {
+  id: bigint('id', { mode: 'number' }).notNull(),
+  runId: ref('run_id').notNull(),
+  stage: text('stage').notNull(),
+  iteration: integer('iteration').notNull(),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull(),
+  principleKey: text('principle_key').notNull(),
+  principleText: text('principle_text').notNull(),
+  constitutionHash: text('constitution_hash').notNull(),
+  raterEndpoint: text('rater_endpoint').notNull(),
+  raterModel: text('rater_model').notNull(),
+  order: text('order'),
+  attempt: integer('attempt').notNull(),
+  outcome: text('outcome').notNull(),
+  parsedChoice: text('parsed_choice'),
+  pA: doublePrecision('p_a'),
+  pB: doublePrecision('p_b'),
+  confidence: doublePrecision('confidence'),
+  flags: jsonb('flags').$type<string[]>().notNull(),
+  fromCache: boolean('from_cache').notNull(),
+  latencyMs: integer('latency_ms').notNull(),
+  promptTokens: integer('prompt_tokens'),
+  completionTokens: integer('completion_tokens'),
+  prompt: jsonb('prompt').$type<{ role: string; content: string }[]>().notNull(),
+  completionAId: ref('completion_a_id').notNull(),
+  completionA: text('completion_a').notNull(),
+  completionBId: ref('completion_b_id'),
+  completionB: text('completion_b'),
+  humanPreferAB: text('human_prefer_a_b').$type<'A' | 'B' | 'tie'>(),
+  humanReason: text('human_reason'),
+  humanReviewer: text('human_reviewer'),
+  humanCompletionAId: ref('human_completion_a_id'),
+}).existing();
+
+/** The preferences training reads: the AI's, unless a human reviewed the pair; a human "tie" drops it. */
+export const effectivePreferences = pgView('effective_preferences', {
+  runId: ref('run_id').notNull(),
+  iteration: integer('iteration').notNull(),
+  promptId: ref('prompt_id').notNull(),
+  chosenId: ref('chosen_id').notNull(),
+  rejectedId: ref('rejected_id').notNull(),
+  softLabel: doublePrecision('soft_label').notNull(),
+  ordersAgree: boolean('orders_agree'),
+  source: text('source').$type<'ai' | 'human'>().notNull(),
+  decisionIds: jsonb('decision_ids').$type<number[]>().notNull(),
+  reviewId: ref('review_id'),
+}).existing();
+
+/** Per run and principle of the label stage: label split, order agreement, confidence, tokens, cache, flags. */
+export const principleStatsView = pgView('principle_stats', {
+  runId: ref('run_id').notNull(),
+  principleKey: text('principle_key').notNull(),
+  decisions: bigint('decisions', { mode: 'number' }).notNull(),
+  choseA: bigint('chose_a', { mode: 'number' }).notNull(),
+  choseB: bigint('chose_b', { mode: 'number' }).notNull(),
+  unparseable: bigint('unparseable', { mode: 'number' }).notNull(),
+  meanConfidence: doublePrecision('mean_confidence'),
+  orderAgreement: numeric('order_agreement', { mode: 'number' }),
+  promptTokens: bigint('prompt_tokens', { mode: 'number' }),
+  completionTokens: bigint('completion_tokens', { mode: 'number' }),
+  fromCache: bigint('from_cache', { mode: 'number' }).notNull(),
+  flagged: bigint('flagged', { mode: 'number' }).notNull(),
+}).existing();
