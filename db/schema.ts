@@ -195,10 +195,10 @@ export const raterDecisions = pgTable(
   },
   (t) => [
     uniqueIndex('rater_decisions_key').on(t.runId, t.decisionKey),
-    // Keyset paging and the review queue (db/queries/audit.ts): confidence with nulls as 2 (ascending,
-    // nulls last) or -1 (descending, nulls last), then id; flagged decisions apart, as they are few.
+    // Keyset paging and the review queue (db/queries/audit.ts): ascending confidence as coalesce(confidence, 2)
+    // and descending as coalesce(-confidence, 1) (nulls last both ways), then id; flagged decisions apart, as they are few.
     index('rater_decisions_confidence_asc_idx').on(sql`coalesce(${t.confidence}, 2)`, t.id),
-    index('rater_decisions_confidence_desc_idx').on(sql`coalesce(${t.confidence}, -1)`, t.id),
+    index('rater_decisions_confidence_desc_idx').on(sql`coalesce(-${t.confidence}, 1)`, t.id),
     index('rater_decisions_flagged_idx').on(sql`coalesce(${t.confidence}, 2)`, t.id).where(sql`jsonb_array_length(${t.flags}) > 0`),
     // A pair in either order, as human_reviews and preferences name it.
     index('rater_decisions_pair_either_idx').on(t.runId, sql`least(${t.completionAId}, ${t.completionBId})`, sql`greatest(${t.completionAId}, ${t.completionBId})`),

@@ -2,6 +2,6 @@ ALTER TABLE "rater_decisions" ADD COLUMN "confidence" double precision GENERATED
 CREATE INDEX "human_reviews_pair_either_idx" ON "human_reviews" USING btree ("run_id",least("completion_a_id", "completion_b_id"),greatest("completion_a_id", "completion_b_id"),"created_at","id");--> statement-breakpoint
 CREATE INDEX "preferences_disagree_idx" ON "preferences" USING btree ("run_id","completion_low_id","completion_high_id") WHERE "preferences"."orders_agree" = false;--> statement-breakpoint
 CREATE INDEX "rater_decisions_confidence_asc_idx" ON "rater_decisions" USING btree (coalesce("confidence", 2),"id");--> statement-breakpoint
-CREATE INDEX "rater_decisions_confidence_desc_idx" ON "rater_decisions" USING btree (coalesce("confidence", -1),"id");--> statement-breakpoint
+CREATE INDEX "rater_decisions_confidence_desc_idx" ON "rater_decisions" USING btree (coalesce(-"confidence", 1),"id");--> statement-breakpoint
 CREATE INDEX "rater_decisions_flagged_idx" ON "rater_decisions" USING btree (coalesce("confidence", 2),"id") WHERE jsonb_array_length("rater_decisions"."flags") > 0;--> statement-breakpoint
 CREATE INDEX "rater_decisions_pair_either_idx" ON "rater_decisions" USING btree ("run_id",least("completion_a_id", "completion_b_id"),greatest("completion_a_id", "completion_b_id"));
