@@ -2,7 +2,7 @@
 // which escapes it (& < > " '); nothing untrusted is ever passed to `raw`. Scripts are static files
 // (CSP: script-src 'self'), so no page carries inline script or event-handler attributes.
 import { html } from 'hono/html';
-import { queueOrders, type DecisionDetail, type DecisionSort, type PrincipleStats, type QueueOrder, type Review } from '../db/queries/audit.js';
+import { decisionCursor, queueOrders, type DecisionDetail, type DecisionSort, type PrincipleStats, type QueueOrder, type Review } from '../db/queries/audit.js';
 import { csrfField } from './security.js';
 
 type Html = ReturnType<typeof html>;
@@ -105,14 +105,14 @@ function plots(names: string[], metricRows: { iteration: number; name: string; v
 }
 
 export interface DecisionsView {
-  filter: { run?: number; principle?: string; stage?: string; model?: string; low?: number; since?: string; until?: string; disagree: boolean; flagged: boolean; overridden: boolean; unparseable: boolean; sort: DecisionSort; page: number; size: number };
+  filter: { run?: number; principle?: string; stage?: string; model?: string; low?: number; since?: string; until?: string; disagree: boolean; flagged: boolean; overridden: boolean; unparseable: boolean; sort: DecisionSort; page: number; size: number; after?: string; before?: string };
   rows: { id: number; run_id: number; stage: string; principle_key: string; order: string | null; outcome: string; parsed_choice: string | null; confidence: number | null; flags: string[]; human_prefer_a_b: string | null }[];
   more: boolean;
 }
 
-function pageLink(filter: DecisionsView['filter'], page: number, sort = filter.sort): string {
+function pageLink(filter: DecisionsView['filter'], page: number, sort = filter.sort, cursor: { after?: string; before?: string } = {}): string {
   const params = new URLSearchParams();
-  for (const [key, value] of Object.entries({ ...filter, page, sort })) if (value !== undefined && value !== false) params.set(key, value === true ? '1' : String(value));
+  for (const [key, value] of Object.entries({ ...filter, page, sort, after: cursor.after, before: cursor.before })) if (value !== undefined && value !== false) params.set(key, value === true ? '1' : String(value));
   return `/decisions?${params.toString()}`;
 }
 
@@ -146,7 +146,9 @@ ${checkbox('disagree', 'orders disagree', filter.disagree)} ${checkbox('flagged'
           (r) => html`<tr><td><a href="/decisions/${r.id}">${r.id}</a></td><td>${r.run_id}</td><td>${r.stage}</td><td>${r.principle_key}</td><td>${r.order ?? ''}</td><td>${r.outcome}</td><td>${r.parsed_choice ?? '-'}</td><td>${fmt(r.confidence)}</td><td>${r.human_prefer_a_b ?? ''}</td><td>${r.flags.join(', ')}</td></tr>`,
         )}</tbody>
 </table>`;
-  const paging = html`<p class="paging">page ${filter.page} ${filter.page > 1 ? html`<a rel="prev" href="${pageLink(filter, filter.page - 1)}">previous</a>` : ''} ${more ? html`<a rel="next" href="${pageLink(filter, filter.page + 1)}">next</a>` : ''}</p>`;
+  // Keyset cursors: the next page starts after this page's last row, the previous one ends before its first.
+  const previous = filter.page <= 2 || rows.length === 0 ? pageLink(filter, filter.page - 1) : pageLink(filter, filter.page - 1, filter.sort, { before: decisionCursor(rows[0]!, filter.sort) });
+  const paging = html`<p class="paging">page ${filter.page} ${filter.page > 1 ? html`<a rel="prev" href="${previous}">previous</a>` : ''} ${more && rows.length > 0 ? html`<a rel="next" href="${pageLink(filter, filter.page + 1, filter.sort, { after: decisionCursor(rows.at(-1)!, filter.sort) })}">next</a>` : ''}</p>`;
   return layout('Decisions', html`${form}${table}${paging}`);
 }
 

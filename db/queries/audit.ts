@@ -2,10 +2,10 @@
 // decision with its reviews, the review queue's next pair, and the human review a person writes.
 // A review goes to human_reviews only; the AI's rows are never touched (effective_preferences follows).
 import { randomUUID } from 'node:crypto';
-import { and, eq, sql, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, isNotNull, notInArray, sql, type SQL } from 'drizzle-orm';
 import type { Database } from '../pool.js';
 import { runConfigSchema } from '../../core/run-config.js';
-import { humanReviews, raterDecisions, runs } from '../schema.js';
+import { humanReviews, preferences, principleStatsView, raterDecisions, runs } from '../schema.js';
 
 /** The filters of `tenet audit list` and the console's decisions page. */
 export interface DecisionFilter {
@@ -24,17 +24,56 @@ export interface DecisionFilter {
   /** Order of the page (default id); '-' in front for descending. */
   sort?: DecisionSort;
   limit: number;
-  offset: number;
+  /** Keyset paging: the page after this cursor (decisionCursor of the previous page's last row)… */
+  after?: string;
+  /** …or the page before this one (decisionCursor of the next page's first row), still in the chosen order. */
+  before?: string;
+  /** Rows to skip when no cursor is given (slow on deep pages; cursors are not). */
+  offset?: number;
 }
 
 export const decisionSorts = ['id', '-id', 'confidence', '-confidence'] as const;
 export type DecisionSort = (typeof decisionSorts)[number];
-const sortBy: Record<DecisionSort, SQL> = {
-  id: sql`id`,
-  '-id': sql`id desc`,
-  confidence: sql`confidence asc nulls last, id`,
-  '-confidence': sql`confidence desc nulls last, id`,
+
+const d = raterDecisions;
+const h = humanReviews;
+/**
+ * The confidence orders are ascending on (key, id), so that one row comparison pages them and one index serves each
+ * (db/schema.ts). Confidence is null for pointwise decisions: ascending it counts as 2 and descending
+ * as 1 after negating, so nulls come last both ways; these expressions must match the indexes'.
+ */
+const confidenceKeys = {
+  confidence: sql`coalesce(${d.confidence}, 2)`,
+  '-confidence': sql`coalesce(-${d.confidence}, 1)`,
 };
+
+/** The keyset cursor of a row in the order `sort`: its sort key and id. */
+export function decisionCursor(row: { id: number; confidence: number | null }, sort: DecisionSort = 'id'): string {
+  if (sort === 'id' || sort === '-id') return String(row.id);
+  const key = sort === 'confidence' ? (row.confidence ?? 2) : row.confidence === null ? 1 : -row.confidence;
+  return `${key}_${row.id}`;
+}
+
+/** A cursor as decisionCursor writes it (for validating request parameters). */
+export const decisionCursorPattern = /^(?:-?\d+(?:\.\d+)?(?:e-?\d+)?_)?\d+$/;
+
+/** Why a listing was refused: a cursor that no listing wrote. */
+export class BadCursor extends Error {
+  override name = 'BadCursor';
+}
+
+function cursorBound(cursor: string, sort: DecisionSort, direction: 'after' | 'before'): SQL {
+  if (!decisionCursorPattern.test(cursor)) throw new BadCursor(`${direction}: expected a cursor such as 1234 or 0.75_1234`);
+  const parts = cursor.split('_');
+  const idPart = Number(parts.at(-1));
+  const compare = direction === 'after' ? sql`>` : sql`<`;
+  if (sort === 'id' || sort === '-id') {
+    if (parts.length !== 1) throw new BadCursor(`${direction}: expected a decision id for sort ${sort}`);
+    return sort === 'id' ? sql`${d.id} ${compare} ${idPart}` : sql`${d.id} ${direction === 'after' ? sql`<` : sql`>`} ${idPart}`;
+  }
+  if (parts.length !== 2) throw new BadCursor(`${direction}: expected a cursor such as 0.75_1234 for sort ${sort}`);
+  return sql`(${confidenceKeys[sort]}, ${d.id}) ${compare} (${Number(parts[0])}::float8, ${idPart}::bigint)`;
+}
 
 export interface AuditRow extends Record<string, unknown> {
   id: number;
@@ -42,6 +81,7 @@ export interface AuditRow extends Record<string, unknown> {
   stage: string;
   principle_key: string;
   order: string | null;
+  attempt: number;
   outcome: string;
   parsed_choice: string | null;
   confidence: number | null;
@@ -49,7 +89,7 @@ export interface AuditRow extends Record<string, unknown> {
   flags: string[];
   from_cache: boolean;
   human_prefer_a_b: string | null;
-  created_at: string;
+  created_at: Date;
 }
 
 /** Postgres returns bigint columns as strings; ids are numbers. */
@@ -59,33 +99,74 @@ export function numericIds<T extends Record<string, unknown>>(row: T): T {
   return out as T;
 }
 
+// The pair of a decision in either order, as human_reviews and preferences name it (indexed both sides).
+const pairLow = sql`least(${d.completionAId}, ${d.completionBId})`;
+const pairHigh = sql`greatest(${d.completionAId}, ${d.completionBId})`;
+const reviewOfPair = sql`${h.runId} = ${d.runId} and least(${h.completionAId}, ${h.completionBId}) = ${pairLow} and greatest(${h.completionAId}, ${h.completionBId}) = ${pairHigh}`;
+/** The latest human verdict on the decision's pair (A/B as that review showed them), or null. */
+const latestVerdict = sql<string | null>`(select ${h.prefer} from ${h} where ${reviewOfPair} order by ${h.createdAt} desc, ${h.id} desc limit 1)`;
+const reviewed = sql`exists (select 1 from ${h} where ${reviewOfPair})`;
 /** The decision's pair got different answers in its two orders (position bias). */
-const ordersDisagree = sql`exists (select 1 from preferences p where p.run_id = audit_decisions.run_id and p.orders_agree = false
-      and p.completion_low_id = least(audit_decisions.completion_a_id, audit_decisions.completion_b_id)
-      and p.completion_high_id = greatest(audit_decisions.completion_a_id, audit_decisions.completion_b_id))`;
+const ordersDisagree = sql`exists (select 1 from ${preferences} where ${preferences.runId} = ${d.runId} and ${preferences.ordersAgree} = false
+      and ${preferences.completionLowId} = ${pairLow} and ${preferences.completionHighId} = ${pairHigh})`;
+/** Must read as the flagged index's predicate. */
+const isFlagged = sql`jsonb_array_length(${d.flags}) > 0`;
 
-function filterConditions(filter: Omit<DecisionFilter, 'limit' | 'offset' | 'sort'>): SQL {
-  const where: SQL[] = [sql`true`];
-  if (filter.run) where.push(sql`run_id = ${filter.run}`);
-  if (filter.principle) where.push(sql`principle_key = ${filter.principle}`);
-  if (filter.stage) where.push(sql`stage = ${filter.stage}`);
-  if (filter.model) where.push(sql`rater_model = ${filter.model}`);
-  if (filter.overridden) where.push(sql`human_prefer_a_b is not null`);
-  if (filter.flagged) where.push(sql`jsonb_array_length(flags) > 0`);
-  if (filter.unparseable) where.push(sql`outcome = 'unparseable'`);
-  if (filter.lowConfidence !== undefined) where.push(sql`confidence < ${filter.lowConfidence}`);
-  if (filter.since) where.push(sql`created_at >= ${filter.since}::timestamptz`);
-  if (filter.until) where.push(sql`created_at < ${filter.until}::timestamptz`);
+function filterConditions(filter: Omit<DecisionFilter, 'limit' | 'offset' | 'sort' | 'after' | 'before'>): SQL[] {
+  const where: SQL[] = [];
+  if (filter.run) where.push(eq(d.runId, filter.run));
+  if (filter.principle) where.push(eq(d.principleKey, filter.principle));
+  if (filter.stage) where.push(eq(d.stage, filter.stage));
+  if (filter.model) where.push(eq(d.raterModel, filter.model));
+  if (filter.overridden) where.push(reviewed);
+  if (filter.flagged) where.push(isFlagged);
+  if (filter.unparseable) where.push(eq(d.outcome, 'unparseable'));
+  if (filter.lowConfidence !== undefined) where.push(sql`${d.confidence} < ${filter.lowConfidence}`);
+  if (filter.since) where.push(sql`${d.createdAt} >= ${filter.since}::timestamptz`);
+  if (filter.until) where.push(sql`${d.createdAt} < ${filter.until}::timestamptz`);
   if (filter.disagree) where.push(ordersDisagree);
-  return sql.join(where, sql` and `);
+  return where;
 }
 
-/** Decisions matching `filter`, one page in the chosen order. */
+/**
+ * Decisions matching `filter`, one page in the chosen order. Paged by keyset (`after` / `before` a
+ * cursor): each page is an index range whatever its depth; `offset` remains for page numbers without one.
+ */
 export async function listDecisions(db: Database, filter: DecisionFilter): Promise<AuditRow[]> {
-  const query = sql`select id, run_id, stage, principle_key, "order", attempt, outcome, parsed_choice, confidence, rater_model, flags, from_cache,
-      human_prefer_a_b, created_at from audit_decisions where ${filterConditions(filter)}
-      order by ${sortBy[filter.sort ?? 'id']} limit ${filter.limit} offset ${filter.offset}`;
-  return (await db.execute<AuditRow>(query)).rows.map(numericIds);
+  const sort = filter.sort ?? 'id';
+  const where = filterConditions(filter);
+  if (filter.after !== undefined) where.push(cursorBound(filter.after, sort, 'after'));
+  if (filter.before !== undefined) where.push(cursorBound(filter.before, sort, 'before'));
+  // A page before a cursor is read in the reverse order, then turned round.
+  const backwards = filter.before !== undefined && filter.after === undefined;
+  const direction = backwards ? sql`desc` : sql`asc`;
+  const orderBy =
+    sort === 'id' || sort === '-id'
+      ? [(sort === '-id') !== backwards ? desc(d.id) : asc(d.id)]
+      : [sql`${confidenceKeys[sort]} ${direction}`, sql`${d.id} ${direction}`];
+  const query = db
+    .select({
+      id: d.id,
+      run_id: d.runId,
+      stage: d.stage,
+      principle_key: d.principleKey,
+      order: d.order,
+      attempt: d.attempt,
+      outcome: d.outcome,
+      parsed_choice: d.parsedChoice,
+      confidence: d.confidence,
+      rater_model: d.raterModel,
+      flags: d.flags,
+      from_cache: d.fromCache,
+      human_prefer_a_b: latestVerdict,
+      created_at: d.createdAt,
+    })
+    .from(d)
+    .where(and(...where))
+    .orderBy(...orderBy)
+    .limit(filter.limit);
+  const rows = filter.after === undefined && filter.before === undefined && filter.offset ? await query.offset(filter.offset) : await query;
+  return backwards ? rows.reverse() : rows;
 }
 
 export type Review = typeof humanReviews.$inferSelect;
@@ -180,37 +261,29 @@ export async function overrideDecision(db: Database, override: Override): Promis
 /** The review queue's orders: lowest confidence first, order disagreement first, flagged first (then by confidence). */
 export const queueOrders = ['confidence', 'disagreement', 'flagged'] as const;
 export type QueueOrder = (typeof queueOrders)[number];
-const queueOrderBy: Record<QueueOrder, SQL> = {
-  confidence: sql`confidence asc nulls last, id`,
-  disagreement: sql`${ordersDisagree} desc, confidence asc nulls last, id`,
-  flagged: sql`jsonb_array_length(flags) > 0 desc, confidence asc nulls last, id`,
-};
 
 /**
  * The review queue's next decision: a readable pairwise one whose pair no human has reviewed, in the
- * chosen order, leaving out the ids in `skip`.
+ * chosen order, leaving out the ids in `skip`. "Disagreement first" and "flagged first" look among those
+ * decisions first and then among all, each by the confidence index (lowest first, then id).
  */
 export async function nextUnreviewed(db: Database, options: { run?: number; skip: number[]; order?: QueueOrder }): Promise<number | undefined> {
-  const where: SQL[] = [sql`human_prefer_a_b is null`, sql`completion_b_id is not null`, sql`outcome = 'ok'`];
-  if (options.run) where.push(sql`run_id = ${options.run}`);
-  if (options.skip.length > 0) where.push(sql`id not in (${sql.join(options.skip.map((id) => sql`${id}`), sql`, `)})`);
-  const orderBy = queueOrderBy[options.order ?? 'confidence'];
-  const [row] = (await db.execute<{ id: string }>(sql`select id from audit_decisions where ${sql.join(where, sql` and `)} order by ${orderBy} limit 1`)).rows;
-  return row ? Number(row.id) : undefined;
-}
-
-interface StatsRow extends Record<string, unknown> {
-  principle_key: string;
-  decisions: string;
-  chose_a: string;
-  chose_b: string;
-  unparseable: string;
-  mean_confidence: number | null;
-  order_agreement: string | null;
-  prompt_tokens: string | null;
-  completion_tokens: string | null;
-  from_cache: string;
-  flagged: string;
+  const where: SQL[] = [isNotNull(d.completionBId), eq(d.outcome, 'ok'), sql`not ${reviewed}`];
+  if (options.run) where.push(eq(d.runId, options.run));
+  if (options.skip.length > 0) where.push(notInArray(d.id, options.skip));
+  const first = async (extra: SQL[]) => {
+    const [row] = await db
+      .select({ id: d.id })
+      .from(d)
+      .where(and(...where, ...extra))
+      .orderBy(sql`${confidenceKeys.confidence}`, asc(d.id))
+      .limit(1);
+    return row?.id;
+  };
+  const order = options.order ?? 'confidence';
+  if (order === 'disagreement') return (await first([ordersDisagree])) ?? first([]);
+  if (order === 'flagged') return (await first([isFlagged])) ?? first([]);
+  return first([]);
 }
 
 export interface PrincipleStats {
@@ -234,24 +307,23 @@ export async function principleStats(db: Database, runId: number): Promise<Princ
   const [run] = await db.select({ config: runs.config }).from(runs).where(eq(runs.id, runId));
   if (!run) return undefined;
   const price = runConfigSchema.safeParse(run.config).data?.endpoints.rater.price_per_mtok;
-  const rows = (await db.execute<StatsRow>(sql`select * from principle_stats where run_id = ${runId} order by principle_key`)).rows;
-  const count = (value: string | null) => (value === null ? null : Number(value));
+  const rows = await db.select().from(principleStatsView).where(eq(principleStatsView.runId, runId)).orderBy(principleStatsView.principleKey);
   return rows.map((r) => {
-    const promptTokens = Number(r.prompt_tokens ?? 0);
-    const completionTokens = Number(r.completion_tokens ?? 0);
+    const promptTokens = r.promptTokens ?? 0;
+    const completionTokens = r.completionTokens ?? 0;
     return {
-      principle: r.principle_key,
-      decisions: Number(r.decisions),
-      chose_a: Number(r.chose_a),
-      chose_b: Number(r.chose_b),
-      unparseable: Number(r.unparseable),
-      order_agreement: count(r.order_agreement),
-      mean_confidence: r.mean_confidence === null ? null : Number(r.mean_confidence),
+      principle: r.principleKey,
+      decisions: r.decisions,
+      chose_a: r.choseA,
+      chose_b: r.choseB,
+      unparseable: r.unparseable,
+      order_agreement: r.orderAgreement,
+      mean_confidence: r.meanConfidence,
       prompt_tokens: promptTokens,
       completion_tokens: completionTokens,
       cost: price ? (promptTokens * price.input + completionTokens * price.output) / 1e6 : null,
-      from_cache: Number(r.from_cache),
-      flagged: Number(r.flagged),
+      from_cache: r.fromCache,
+      flagged: r.flagged,
     };
   });
 }
