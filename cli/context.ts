@@ -5,6 +5,7 @@ import { closeDatabase, getDatabase, redactUrl, type Database } from '../db/pool
 import { temporalDataConverter } from '../worker/data-converter.js';
 import { resolveEndpoints } from '../worker/dev-stack.js';
 import { readSettings, type Settings } from '../worker/settings.js';
+import { connectHint, describeTemporal, temporalConnectOptions } from '../worker/temporal-connection.js';
 import { exitCodes, UserError } from './errors.js';
 
 let settings: Settings | undefined;
@@ -32,11 +33,12 @@ export async function openTemporal(): Promise<Client> {
   const s = getSettings();
   const { temporalAddress } = resolveEndpoints(s);
   const { dataConverter } = temporalDataConverter(s, temporalAddress);
+  const connect = temporalConnectOptions(s, temporalAddress);
   try {
-    const connection = await Connection.connect({ address: temporalAddress, connectTimeout: 5_000 });
+    const connection = await Connection.connect({ ...connect, connectTimeout: 5_000 });
     return new Client({ connection, namespace: s.namespace, dataConverter });
   } catch (error) {
-    throw new UserError(`cannot reach Temporal at ${temporalAddress}: ${(error as Error).message}`, exitCodes.unavailable);
+    throw new UserError(`cannot reach Temporal at ${describeTemporal(connect)}: ${(error as Error).message}${connectHint(connect)}`, exitCodes.unavailable);
   }
 }
 

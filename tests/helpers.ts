@@ -85,7 +85,7 @@ export function runCli(args: string[], env: Record<string, string | undefined> =
 
 export function cliEnv(env: Record<string, string | undefined>): NodeJS.ProcessEnv {
   const base: NodeJS.ProcessEnv = { ...process.env };
-  for (const key of ['TEMPORAL_ADDRESS', 'DATABASE_URL', 'TENET_HOME', 'TENET_TEMPORAL_PORT', 'TENET_TEMPORAL_UI_PORT', 'TENET_PG_PORT', 'TENET_CODEC_KEYS', 'TENET_CODEC_KEY', 'TENET_CODEC_KEY_ID', 'TENET_UI_TOKEN']) delete base[key];
+  for (const key of ['TEMPORAL_ADDRESS', 'DATABASE_URL', 'TENET_HOME', 'TENET_TEMPORAL_PORT', 'TENET_TEMPORAL_UI_PORT', 'TENET_PG_PORT', 'TENET_CODEC_KEYS', 'TENET_CODEC_KEY', 'TENET_CODEC_KEY_ID', 'TENET_UI_TOKEN', 'TEMPORAL_TLS', 'TEMPORAL_TLS_CA', 'TEMPORAL_TLS_CERT', 'TEMPORAL_TLS_KEY', 'TEMPORAL_TLS_SERVER_NAME', 'TEMPORAL_API_KEY']) delete base[key];
   for (const [key, value] of Object.entries(env)) {
     if (value === undefined) delete base[key];
     else base[key] = value;

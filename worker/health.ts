@@ -5,6 +5,7 @@ import pg from 'pg';
 import { taskQueues } from '../core/queues.js';
 import { readMigrationState, type MigrationState } from '../db/migrate.js';
 import { redactUrl } from '../db/pool.js';
+import { connectHint, describeTemporal, type TemporalConnectOptions } from './temporal-connection.js';
 
 const { temporal } = proto;
 type TaskQueueType = proto.temporal.api.enums.v1.TaskQueueType;
@@ -18,21 +19,29 @@ export interface PartHealth {
 // A poller long-polls for up to ~70 s, and its last access time is when the poll began.
 const pollerFreshMs = 90_000;
 
-export async function checkHealth(options: { temporalAddress: string; namespace: string; databaseUrl: string | undefined }): Promise<PartHealth[]> {
-  const [temporalParts, postgresPart] = await Promise.all([checkTemporal(options.temporalAddress, options.namespace), checkPostgres(options.databaseUrl)]);
+export async function checkHealth(options: {
+  temporalAddress: string;
+  /** TLS and API key for `temporalAddress` (worker/temporal-connection.ts); plain gRPC without. */
+  connectOptions?: TemporalConnectOptions;
+  namespace: string;
+  databaseUrl: string | undefined;
+}): Promise<PartHealth[]> {
+  const connect = { ...options.connectOptions, address: options.temporalAddress };
+  const [temporalParts, postgresPart] = await Promise.all([checkTemporal(connect, options.namespace), checkPostgres(options.databaseUrl)]);
   return [temporalParts[0]!, postgresPart, ...temporalParts.slice(1)];
 }
 
-async function checkTemporal(address: string, namespace: string): Promise<PartHealth[]> {
+async function checkTemporal(connect: TemporalConnectOptions, namespace: string): Promise<PartHealth[]> {
+  const address = describeTemporal(connect);
   const queueParts = (detail: string): PartHealth[] => [
     { part: `workers ${taskQueues.cpu}`, ok: false, detail },
     { part: `workers ${taskQueues.gpu}`, ok: false, detail },
   ];
   let connection: Connection;
   try {
-    connection = await Connection.connect({ address, connectTimeout: 3_000 });
+    connection = await Connection.connect({ ...connect, connectTimeout: 3_000 });
   } catch (error) {
-    return [{ part: 'temporal', ok: false, detail: `unreachable at ${address}: ${message(error)}` }, ...queueParts('Temporal is unreachable')];
+    return [{ part: 'temporal', ok: false, detail: `unreachable at ${address}: ${message(error)}${connectHint(connect)}` }, ...queueParts('Temporal is unreachable')];
   }
   try {
     const info = await connection.workflowService.getSystemInfo({});

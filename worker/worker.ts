@@ -8,12 +8,15 @@ import { taskQueues, type QueueName } from '../core/queues.js';
 import { closeDatabase, getDatabase } from '../db/pool.js';
 import { applyMigrations } from '../db/migrate.js';
 import { failureConverterPath } from './data-converter.js';
+import { connectHint, describeTemporal, type TemporalConnectOptions } from './temporal-connection.js';
 
 export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
 export interface WorkerOptions {
   queues: QueueName[];
   temporalAddress: string;
+  /** TLS and API key for `temporalAddress` (worker/temporal-connection.ts); plain gRPC without. */
+  connectOptions?: TemporalConnectOptions;
   namespace: string;
   databaseUrl: string | undefined;
   python: string;
@@ -52,7 +55,12 @@ const quietBundlerLogger = {
 
 export async function runWorker(options: WorkerOptions): Promise<void> {
   Runtime.install({ shutdownSignals: ['SIGINT', 'SIGTERM'] });
-  const connection = await NativeConnection.connect({ address: options.temporalAddress });
+  const connect = { ...options.connectOptions, address: options.temporalAddress };
+  const connection = await NativeConnection.connect(connect).catch((error: unknown) => {
+    // Keeps the error's kind (the CLI tells a connection failure from a bug by it); names where and how.
+    if (error instanceof Error) error.message = `cannot reach Temporal at ${describeTemporal(connect)}: ${error.message}${connectHint(connect)}`;
+    throw error;
+  });
   const workers: Worker[] = [];
   try {
     if (!options.databaseUrl) throw new Error('a worker needs DATABASE_URL (or the dev stack) to reach Postgres');

@@ -21,6 +21,7 @@ import { readRunningStack, resolveEndpoints } from '../../worker/dev-stack.js';
 import { temporalDataConverter } from '../../worker/data-converter.js';
 import { ServeStartError, startServe, type ServeProcess } from '../../worker/serve-process.js';
 import { projectRoot, type Settings } from '../../worker/settings.js';
+import { temporalConnectOptions } from '../../worker/temporal-connection.js';
 import { requireConstitution, type LoadedConstitution } from '../constitution-file.js';
 import { getSettings } from '../context.js';
 import { defaultDemoModel, prepareDemoModel, type DemoModel } from '../demo-model.js';
@@ -200,7 +201,7 @@ async function runPipelineDemo(input: {
   const { settings, options, loaded, databaseUrl } = input;
   const { model, tiny } = input.demoModel;
   const { serve, rater } = input.endpoints;
-  const connection = await Connection.connect({ address: input.temporalAddress });
+  const connection = await Connection.connect(temporalConnectOptions(settings, input.temporalAddress));
   try {
     const client = new Client({ connection, namespace: settings.namespace, dataConverter: temporalDataConverter(settings, input.temporalAddress).dataConverter });
     // Sized for a 2-core CPU (≤ 15 minutes with SmolLM2-135M): the policy trains a few LoRA steps; its

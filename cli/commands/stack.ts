@@ -7,6 +7,7 @@ import { redactUrl } from '../../db/pool.js';
 import { temporalDataConverter } from '../../worker/data-converter.js';
 import { resolveEndpoints, StackRunningError } from '../../worker/dev-stack.js';
 import { checkHealth } from '../../worker/health.js';
+import { temporalConnectOptions } from '../../worker/temporal-connection.js';
 import { runWorker } from '../../worker/worker.js';
 import { getSettings } from '../context.js';
 import { exitCodes, UserError } from '../errors.js';
@@ -23,7 +24,8 @@ export const devCommand = new Command('dev')
     } catch (error) {
       if (error instanceof StackRunningError) {
         console.error(`tenet dev: ${error.message}`);
-        const health = await checkHealth({ temporalAddress: error.state.temporal.address, namespace: settings.namespace, databaseUrl: resolveEndpoints(settings).databaseUrl });
+        const address = error.state.temporal.address;
+        const health = await checkHealth({ temporalAddress: address, connectOptions: temporalConnectOptions(settings, address), namespace: settings.namespace, databaseUrl: resolveEndpoints(settings).databaseUrl });
         printHealth(health);
         process.exit(exitCodes.alreadyRunning);
       }
@@ -58,7 +60,12 @@ export const statusCommand = new Command('status')
     const options = parseOptions(z.object({ json: z.boolean().default(false) }), raw);
     const settings = getSettings();
     const endpoints = resolveEndpoints(settings);
-    const health = await checkHealth({ temporalAddress: endpoints.temporalAddress, namespace: settings.namespace, databaseUrl: endpoints.databaseUrl });
+    const health = await checkHealth({
+      temporalAddress: endpoints.temporalAddress,
+      connectOptions: temporalConnectOptions(settings, endpoints.temporalAddress),
+      namespace: settings.namespace,
+      databaseUrl: endpoints.databaseUrl,
+    });
     const healthy = health.every((part) => part.ok);
     if (options.json) printJson({ healthy, stack: endpoints.stack ? { pid: endpoints.stack.pid, startedAt: endpoints.stack.startedAt } : null, parts: health });
     else {
@@ -101,6 +108,7 @@ export const workerCommand = new Command('worker')
     await runWorker({
       queues,
       temporalAddress: endpoints.temporalAddress,
+      connectOptions: temporalConnectOptions(settings, endpoints.temporalAddress),
       namespace: settings.namespace,
       databaseUrl: endpoints.databaseUrl,
       python: settings.python,
