@@ -27,6 +27,8 @@ const envSchema = z.object({
   TENET_PYTHON: z.string().min(1).optional(),
   /** Job data, checkpoints and model artifacts; a shared volume when GPU workers run on several machines. */
   TENET_ARTIFACTS: z.string().min(1).optional(),
+  /** Threads of each trainer process (the trainer reads it; checked here so a worker refuses a bad value at start). */
+  TENET_TORCH_THREADS: z.string().regex(/^[1-9][0-9]*$/, { error: 'expected a whole number of threads, 1 or more' }).optional(),
   /** TLS to TEMPORAL_ADDRESS; implied by any of the settings below. */
   TEMPORAL_TLS: z.enum(['true', 'false', '1', '0'], { error: 'expected true or false' }).optional(),
   /** PEM file of the CA that signed the server's certificate (else the system's CAs). */

@@ -54,6 +54,7 @@ describe('settings: the plain variables', () => {
       TEMPORAL_CLI: '/usr/local/bin/temporal',
       TENET_PYTHON: '/opt/venv/bin/python',
       TENET_ARTIFACTS: '/mnt/shared/artifacts',
+      TENET_TORCH_THREADS: '4',
     });
     assert.equal(s.temporalAddress, cluster);
     assert.equal(s.namespace, 'prod.a1b2c');
@@ -75,6 +76,8 @@ describe('settings: the plain variables', () => {
     refused({ TENET_PG_PORT: 'five' }, /^bad environment: TENET_PG_PORT: /);
     refused({ TENET_TEMPORAL_UI_PORT: '0' }, /^bad environment: TENET_TEMPORAL_UI_PORT: /);
     refused({ DATABASE_URL: 'mysql://x' }, /DATABASE_URL: expected a postgres:\/\/ or postgresql:\/\/ URL/);
+    refused({ TENET_TORCH_THREADS: '0' }, /^bad environment: TENET_TORCH_THREADS: expected a whole number of threads, 1 or more$/);
+    refused({ TENET_TORCH_THREADS: 'many' }, /^bad environment: TENET_TORCH_THREADS: /);
     refused({ TEMPORAL_TLS: 'yes' }, /^bad environment: TEMPORAL_TLS: expected true or false$/);
     refused({ TEMPORAL_ADDRESS: cluster, TEMPORAL_TLS_SERVER_NAME: 'not a host!' }, /TEMPORAL_TLS_SERVER_NAME: expected a host name/);
     // Two problems, still one line.

@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m tenet_trainer {name}", description=COMMANDS[name][1])
     add_arguments(parser, module.Config)
     namespace = parser.parse_args(rest)
-    limit_cpu_threads()
     try:
+        limit_cpu_threads()
         config = load_config(module.Config, namespace)
         module.run(config)
     except UserError as err:

@@ -103,6 +103,8 @@ def seed_everything(seed: int) -> None:
 
 def limit_cpu_threads() -> None:
     """Honour TENET_TORCH_THREADS (tests on small machines set it)."""
-    threads = os.environ.get("TENET_TORCH_THREADS")
+    threads = os.environ.get("TENET_TORCH_THREADS", "").strip()
     if threads:
-        torch.set_num_threads(max(1, int(threads)))
+        if not threads.isdigit() or int(threads) < 1:
+            raise UserError(f"TENET_TORCH_THREADS: expected a whole number of threads, 1 or more, got {threads!r}")
+        torch.set_num_threads(int(threads))

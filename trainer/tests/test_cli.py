@@ -31,6 +31,13 @@ def test_bad_flag_values_are_one_line_errors(tmp_path: Path):
     assert "Traceback" not in result.stderr
 
 
+def test_a_bad_thread_count_is_a_one_line_error(tmp_path: Path):
+    result = run_cli("make-tiny", "--output", str(tmp_path / "x"), env={"TENET_TORCH_THREADS": "many"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["error: TENET_TORCH_THREADS: expected a whole number of threads, 1 or more, got 'many'"]
+    assert not (tmp_path / "x").exists()
+
+
 def test_unknown_config_key_suggests_the_right_one(tmp_path: Path):
     config = tmp_path / "c.json"
     config.write_text('{"output": "x", "vocab_sise": 600}')
