@@ -103,7 +103,16 @@ try {
   for (const policy of answers.policies) capability.set(policy, await capabilityOf(serve.url, policy));
   log(`capability guard answered by ${answers.policies.join(', ')}`);
 
-  const versusBase = await rateAgainstBase(stack.db, stack.env.client, loaded.constitution, loaded.source, config, basePolicy, policies, answers);
+  // The rater-free figures first, so a failure while rating still leaves them printed.
+  for (const policy of answers.policies) {
+    const row = describePolicy(policy);
+    log(`${policy}: checker satisfaction ${fixed(row.checker.rate)}, mean length ${fixed(row.meanLength, 1)} tokens, capability ${fixed(row.capability)}`);
+  }
+  const noVerdict = (): VersusBase => ({ wins: [], lengthDiffs: [], winRate: null, identical: 0, orderAgreement: null });
+  const versusBase = await rateAgainstBase(stack.db, started.runId, stack.env.client, loaded.constitution, loaded.source, config, basePolicy, policies, answers).catch((error: unknown) => {
+    log(`rating against the base policy failed: ${(error as Error).stack ?? String(error)}`);
+    return new Map(policies.map((policy) => [policy, noVerdict()]));
+  });
 
   console.log('');
   const base = describePolicy(basePolicy);
@@ -121,7 +130,10 @@ try {
     return row;
   });
 
-  const gold = await goldAccuracy(stack.db, stack.env.client, config);
+  const gold = await goldAccuracy(stack.db, stack.env.client, config).catch((error: unknown) => {
+    log(`the gold-set evaluation failed: ${(error as Error).stack ?? String(error)}`);
+    return { pairs: 0, raw: null, debiased: null, dropsAsTies: null, positionBias: null, orderAgreement: null };
+  });
   console.log('');
   console.log(
     `rater on the gold set (${gold.pairs} pairs, the first ${goldPerCategory} of each category of constitutions/gold/default.jsonl): accuracy raw ${fixed(gold.raw)}, with the run's debiasing ${fixed(gold.debiased)} ` +
@@ -252,6 +264,7 @@ interface VersusBase {
  */
 async function rateAgainstBase(
   db: Database,
+  runId: number,
   client: Client,
   constitution: Constitution,
   source: string,
@@ -262,6 +275,9 @@ async function rateAgainstBase(
 ): Promise<Map<string, VersusBase>> {
   const pairs: GoldPair[] = [];
   const results = new Map<string, VersusBase>();
+  // The loop's own evaluation of the first policy was against the base policy already: its labels are reused, not asked again.
+  const firstEvaluation = await evaluationLabels(db, runId, policies[0]);
+  const agreement = new Map<string, boolean[]>();
   for (const policy of policies) {
     const result: VersusBase = { wins: [], lengthDiffs: [], winRate: null, identical: 0, orderAgreement: null };
     results.set(policy, result);
@@ -275,6 +291,13 @@ async function rateAgainstBase(
         result.lengthDiffs.push(mine.tokens - theirs.tokens);
         return;
       }
+      const reused = policy === policies[0] ? firstEvaluation.get(key) : undefined;
+      if (reused) {
+        result.wins.push(reused.win);
+        result.lengthDiffs.push(mine.tokens - theirs.tokens);
+        if (reused.ordersAgree !== null) agreement.set(policy, [...(agreement.get(policy) ?? []), reused.ordersAgree]);
+        return;
+      }
       pairs.push({ id: `${policy}|${key}`, category: policy, principle: undefined, messages: [{ role: 'user', content: prompt.prompt }], chosen: mine.text, rejected: theirs.text, metadata: {} });
     });
   }
@@ -284,7 +307,6 @@ async function rateAgainstBase(
     const setup = await setUpRaterEvaluation(db, { gold: { name: 'learn-bench-vs-base', hash: goldSetHash(pairs), pairs }, constitution: stored, config });
     const drawn = Math.min(config.label.ensemble ?? constitution.defaults.principles_per_comparison, constitution.principles.length);
     await runRaterEvaluation(client, setup.workflowId, { runId: setup.runId, pairs: pairs.length, comparisons: 2 * drawn * pairs.length, batchSize: config.scale.batch_size, maxBatchesInFlight: config.scale.max_batches_in_flight });
-    const agreement = new Map<string, boolean[]>();
     for (const label of await goldLabels(db, setup.runId)) {
       const [policy, key] = label.pair.split('|') as [string, string];
       const result = results.get(policy)!;
@@ -292,10 +314,20 @@ async function rateAgainstBase(
       result.lengthDiffs.push(answers.byPolicy.get(policy)!.get(key)!.tokens - answers.byPolicy.get(basePolicy)!.get(key)!.tokens);
       if (label.ordersAgree !== undefined) agreement.set(policy, [...(agreement.get(policy) ?? []), label.ordersAgree]);
     }
-    for (const [policy, agreed] of agreement) results.get(policy)!.orderAgreement = agreed.filter(Boolean).length / agreed.length;
   }
+  for (const [policy, agreed] of agreement) results.get(policy)!.orderAgreement = agreed.filter(Boolean).length / agreed.length;
   for (const result of results.values()) result.winRate = result.wins.length === 0 ? null : result.wins.reduce((a, b) => a + b, 0) / result.wins.length;
   return results;
+}
+
+/** The loop's evaluation labels of iteration 0 (the first policy against the base), per held-out prompt key: P(`policy` wins). */
+async function evaluationLabels(db: Database, runId: number, policy: string | undefined): Promise<Map<string, { win: number; ordersAgree: boolean | null }>> {
+  if (policy === undefined) return new Map();
+  const rows = await db.execute<{ key: string; soft: number; orders_agree: boolean | null; chosen_policy: string }>(sql`
+    select p.key, f.soft_label as soft, f.orders_agree, c.policy_version as chosen_policy
+    from preferences f join completions c on c.id = f.chosen_id join prompts p on p.id = f.prompt_id
+    where f.run_id = ${runId} and f.iteration = 0 and f.source = 'ai' and c.stage = 'eval'`);
+  return new Map(rows.rows.map((r) => [r.key, { win: r.chosen_policy === policy ? Number(r.soft) : 1 - Number(r.soft), ordersAgree: r.orders_agree }]));
 }
 
 async function runRaterEvaluation(client: Client, workflowId: string, args: Parameters<typeof raterEvaluation>[0]): Promise<void> {
