@@ -23,10 +23,15 @@ const program = new Command('tenet')
 Exit codes: 0 ok; 1 invalid input (bad file, flag value or id); 2 usage error;
             3 a part of the stack is down or unreachable; 4 a dev stack is already running;
             70 internal error (a bug).
-Environment: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, DATABASE_URL point at your own cluster and database;
-             TENET_HOME (state folder, default .tenet), TENET_TEMPORAL_PORT, TENET_TEMPORAL_UI_PORT, TENET_PG_PORT,
-             TEMPORAL_CLI, TENET_PYTHON, TENET_ARTIFACTS (trainer jobs' data, checkpoints and models);
-             TENET_CODEC_KEYS (payload encryption keys, id:base64,…), TENET_UI_TOKEN (codec server and console beyond 127.0.0.1).`,
+Environment (the README's "Deployment on a cluster" describes each):
+  your own cluster   TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE; DATABASE_URL (sslmode, sslrootcert, sslcert, sslkey in the URL)
+  Temporal TLS       TEMPORAL_TLS (true|false), TEMPORAL_TLS_CA, TEMPORAL_TLS_CERT + TEMPORAL_TLS_KEY (mTLS, both or neither),
+                     TEMPORAL_TLS_SERVER_NAME, TEMPORAL_API_KEY (Temporal Cloud; implies TLS)
+  secrets            TENET_CODEC_KEYS (payload encryption keys, id:base64,…) or TENET_CODEC_KEY + TENET_CODEC_KEY_ID;
+                     TENET_UI_TOKEN (console and codec server beyond 127.0.0.1)
+  workers            TENET_ARTIFACTS (trainer jobs' data, checkpoints and models; shared by every worker), TENET_PYTHON,
+                     TENET_TORCH_THREADS, CUDA_VISIBLE_DEVICES, HF_HUB_OFFLINE
+  dev stack          TENET_HOME (state folder, default .tenet), TENET_TEMPORAL_PORT, TENET_TEMPORAL_UI_PORT, TENET_PG_PORT, TEMPORAL_CLI`,
   )
   .addCommand(devCommand)
   .addCommand(statusCommand)

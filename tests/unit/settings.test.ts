@@ -220,3 +220,30 @@ describe('settings: DATABASE_URL TLS parameters (managed Postgres)', () => {
     for (const error of errors) assert.equal(error.message.includes('S3cretPassw0rd'), false, error.message);
   });
 });
+
+describe('the README and `tenet --help` name the variables the code reads', () => {
+  const readme = readFileSync(path.join(projectRoot, 'README.md'), 'utf8');
+  const start = readme.indexOf('### Every environment variable tenet reads');
+  const table = readme.slice(start, readme.indexOf('\n## ', start));
+  const named = new Set([...table.matchAll(/^\| `([A-Z][A-Z0-9_]+)`(?:, `([A-Z][A-Z0-9_]+)`)?(?:, `([A-Z][A-Z0-9_]+)`)?/gm)].flatMap((m) => m.slice(1).filter((v): v is string => v !== undefined)));
+  const sources = ['worker/settings.ts', 'worker/codec.ts', 'worker/http-guard.ts', 'worker/worker.ts', 'cli/demo-model.ts', 'trainer/tenet_trainer/common.py', 'trainer/tenet_trainer/models.py', 'Makefile']
+    .map((file) => readFileSync(path.join(projectRoot, file), 'utf8'))
+    .join('\n');
+
+  it('every variable in the README table is read by the code', () => {
+    assert.ok(start > 0 && named.size >= 20, `found ${named.size} variables`);
+    for (const name of named) assert.ok(sources.includes(name), `${name} is in the README but no source reads it`);
+  });
+
+  it('every variable the settings schema reads is in the README table and the help text', () => {
+    const settingsSource = readFileSync(path.join(projectRoot, 'worker', 'settings.ts'), 'utf8');
+    const schema = settingsSource.slice(settingsSource.indexOf('const envSchema'), settingsSource.indexOf('});', settingsSource.indexOf('const envSchema')));
+    const keys = [...schema.matchAll(/^ {2}([A-Z][A-Z0-9_]+):/gm)].map((m) => m[1]!);
+    assert.ok(keys.length >= 16, `found ${keys.length} keys`);
+    const help = readFileSync(path.join(projectRoot, 'cli', 'main.ts'), 'utf8');
+    for (const key of [...keys, 'TENET_CODEC_KEYS', 'TENET_CODEC_KEY', 'TENET_CODEC_KEY_ID', 'TENET_UI_TOKEN']) {
+      assert.ok(named.has(key), `${key} is read but not in the README table`);
+      assert.match(help, new RegExp(`\\b${key}\\b`), `${key} is not in tenet --help`);
+    }
+  });
+});
