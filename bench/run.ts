@@ -1,6 +1,7 @@
 // `npm run bench -- NAME`: runs one benchmark from bench/. Each prints its figures and ends with
 // `ratio=<measured/baseline>` against a baseline it measures in the same run.
 const benchmarks: Record<string, () => Promise<unknown>> = {
+  attacks: () => import('./attacks.js'),
   learn: () => import('./learn.js'),
   rater: () => import('./rater.js'),
   score: () => import('./score.js'),
