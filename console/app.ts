@@ -4,14 +4,21 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import type { Client } from '@temporalio/client';
 import { Hono, type Context } from 'hono';
 import { secureHeaders } from 'hono/secure-headers';
 import { z } from 'zod';
 import { BadCursor, decisionCursorPattern, decisionDetail, decisionSorts, listDecisions, nextUnreviewed, overrideDecision, principleStats, queueOrders, ReviewRefused } from '../db/queries/audit.js';
+import { constitutionSource, listConstitutionVersions } from '../db/queries/constitutions.js';
+import { labelPair, LabelRefused } from '../db/queries/labels.js';
+import { evaluationsForRun } from '../db/queries/rater-evaluations.js';
 import { findRun, listRuns, runMetrics } from '../db/queries/runs.js';
 import type { Database } from '../db/pool.js';
+import { controlRun, runActions, RunWorkflowMissing } from '../worker/run-control.js';
+import { sideBySide } from './diff.js';
+import { liveRuns, liveStatuses } from './live.js';
 import { csrfProtection, rememberToken, requireToken, tokenMatches, type ConsoleEnv } from './security.js';
-import { decisionPage, decisionsPage, errorPage, loginPage, queueLink, queuePage, runPage, runsPage } from './views.js';
+import { constitutionDiffPage, constitutionSourcePage, constitutionsPage, decisionPage, decisionsPage, errorPage, loginPage, queueLink, queuePage, runPage, runsPage } from './views.js';
 
 export interface ConsoleOptions {
   db: Database;
@@ -19,6 +26,11 @@ export interface ConsoleOptions {
   token: string | undefined;
   /** The reviewer name forms start with. */
   reviewer: string;
+  /**
+   * Temporal, for the runs page's live progress, failure reasons and pause / resume / cancel; asked
+   * for when first needed (a console can start while Temporal is down). Absent: those parts say so.
+   */
+  temporal?: () => Promise<Client>;
 }
 
 // The console's own static files, and uPlot's (the run page's plots), served from here: CSP script-src 'self'.
@@ -28,6 +40,7 @@ const css = 'text/css; charset=utf-8';
 const staticSources: [name: string, path: string, type: string][] = [
   ['queue.js', fileURLToPath(new URL('static/queue.js', import.meta.url)), js],
   ['run-plots.js', fileURLToPath(new URL('static/run-plots.js', import.meta.url)), js],
+  ['runs-live.js', fileURLToPath(new URL('static/runs-live.js', import.meta.url)), js],
   ['console.css', fileURLToPath(new URL('static/console.css', import.meta.url)), css],
   ['uPlot.js', require.resolve('uplot/dist/uPlot.iife.min.js'), js],
   ['uPlot.css', require.resolve('uplot/dist/uPlot.min.css'), css],
@@ -72,6 +85,9 @@ const reviewForm = z.object({
   key: z.uuid({ error: 'expected the form key' }),
 });
 const overrideForm = reviewForm.extend({ reason: text });
+const labelForm = reviewForm.extend({ reason: text, seen: z.coerce.number({ error: 'expected the review the form was shown with' }).int().min(0) });
+const constitutionName = z.string().trim().min(1).max(200);
+const version = (what: string) => z.coerce.number({ error: `expected the ${what} version (a whole number)` }).int({ error: `expected the ${what} version (a whole number)` }).positive({ error: `expected the ${what} version (a whole number)` });
 const queueForm = reviewForm.extend({ decision: id('decision'), run: id('run').optional(), skip: skipList, order: queueOrder });
 
 class BadRequest extends Error {}
@@ -87,14 +103,14 @@ function parse<T extends z.ZodType>(schema: T, input: Record<string, string | un
   return result.data;
 }
 
-const refuse = (c: Context<ConsoleEnv>, status: 400 | 403 | 404 | 409, message: string) => c.html(errorPage(status, message), status);
+const refuse = (c: Context<ConsoleEnv>, status: 400 | 403 | 404 | 409 | 503, message: string) => c.html(errorPage(status, message), status);
 
 export function consoleApp(options: ConsoleOptions): Hono<ConsoleEnv> {
   const { db } = options;
   const app = new Hono<ConsoleEnv>();
   app.use(
     secureHeaders({
-      contentSecurityPolicy: { defaultSrc: ["'none'"], scriptSrc: ["'self'"], styleSrc: ["'self'"], imgSrc: ["'self'"], formAction: ["'self'"], frameAncestors: ["'none'"], baseUri: ["'none'"] },
+      contentSecurityPolicy: { defaultSrc: ["'none'"], scriptSrc: ["'self'"], connectSrc: ["'self'"], styleSrc: ["'self'"], imgSrc: ["'self'"], formAction: ["'self'"], frameAncestors: ["'none'"], baseUri: ["'none'"] },
       referrerPolicy: 'same-origin',
     }),
   );
@@ -115,12 +131,57 @@ export function consoleApp(options: ConsoleOptions): Hono<ConsoleEnv> {
     rememberToken(c, token);
     return c.redirect('/runs', 303);
   });
-  app.get('/runs', async (c) => c.html(runsPage(await listRuns(db, { limit: 200 }))));
+  app.get('/runs', async (c) => {
+    const rows = await listRuns(db, { limit: 200 });
+    return c.html(runsPage(rows, await liveRuns(options.temporal, rows), c.get('csrf')));
+  });
+  // What static/runs-live.js polls: each listed run's status, and the unfinished ones' progress and waits.
+  app.get('/runs/live.json', async (c) => {
+    const rows = await listRuns(db, { limit: 200 });
+    const live = await liveRuns(options.temporal, rows);
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    return c.json({ runs: live.map((l) => ({ ...l, finishedAt: byId.get(l.id)?.finishedAt ?? null })) }, 200, { 'Cache-Control': 'no-store' });
+  });
+  app.post('/runs/:id/:action', async (c) => {
+    const { id: runId, action } = parse(z.object({ id: id('run'), action: z.enum(runActions, { error: `expected one of ${runActions.join(', ')}` }) }), c.req.param());
+    const run = await findRun(db, runId);
+    if (!run) return refuse(c, 404, `no run ${runId}`);
+    if (!liveStatuses.has(run.status)) return refuse(c, 409, `run ${run.id} is ${run.status}: there is nothing to ${action}`);
+    if (!options.temporal) return refuse(c, 503, 'this console has no Temporal client');
+    let client: Client;
+    try {
+      client = await options.temporal();
+    } catch (error) {
+      return refuse(c, 503, `cannot reach Temporal: ${(error as Error).message}`);
+    }
+    try {
+      await controlRun(client, run, action);
+    } catch (error) {
+      if (error instanceof RunWorkflowMissing) return refuse(c, 409, error.message);
+      throw error;
+    }
+    return c.redirect('/runs', 303);
+  });
   app.get('/runs/:id', async (c) => {
     const runId = parse(z.object({ id: id('run') }), { id: c.req.param('id') }).id;
     const run = await findRun(db, runId);
     if (!run) return refuse(c, 404, `no run ${runId}`);
-    return c.html(runPage(run, await runMetrics(db, run.id), (await principleStats(db, run.id)) ?? []));
+    const [metricRows, stats, evaluations] = await Promise.all([runMetrics(db, run.id), principleStats(db, run.id), evaluationsForRun(db, run)]);
+    return c.html(runPage(run, metricRows, stats ?? [], evaluations));
+  });
+
+  app.get('/constitutions', async (c) => c.html(constitutionsPage(await listConstitutionVersions(db))));
+  app.get('/constitutions/source', async (c) => {
+    const query = parse(z.object({ name: constitutionName, version: version('') }), c.req.query());
+    const found = await constitutionSource(db, query.name, query.version);
+    if (!found) return refuse(c, 404, `no constitution ${query.name} v${query.version}`);
+    return c.html(constitutionSourcePage(found));
+  });
+  app.get('/constitutions/diff', async (c) => {
+    const query = parse(z.object({ name: constitutionName, from: version('from'), to: version('to') }), c.req.query());
+    const [from, to] = await Promise.all([constitutionSource(db, query.name, query.from), constitutionSource(db, query.name, query.to)]);
+    if (!from || !to) return refuse(c, 404, `no constitution ${query.name} v${!from ? query.from : query.to}`);
+    return c.html(constitutionDiffPage({ name: query.name, from: query.from, to: query.to, rows: sideBySide(from.source, to.source) }));
   });
 
   app.get('/decisions', async (c) => {
@@ -134,12 +195,25 @@ export function consoleApp(options: ConsoleOptions): Hono<ConsoleEnv> {
     const decisionId = parse(z.object({ id: id('decision') }), { id: c.req.param('id') }).id;
     const detail = await decisionDetail(db, decisionId);
     if (!detail) return refuse(c, 404, `no decision ${decisionId}`);
-    return c.html(decisionPage(detail, { csrf: c.get('csrf'), key: randomUUID(), reviewer: options.reviewer }));
+    return c.html(decisionPage(detail, { csrf: c.get('csrf'), key: randomUUID(), labelKey: randomUUID(), reviewer: options.reviewer }));
   });
   app.post('/decisions/:id/override', async (c) => {
     const decisionId = parse(z.object({ id: id('decision') }), { id: c.req.param('id') }).id;
     const form = parse(overrideForm, c.get('form'));
     await overrideDecision(db, { decisionId, ...form });
+    return c.redirect(`/decisions/${decisionId}`, 303);
+  });
+
+  // A direct label of the decision's pair (as `tenet audit label`): refused (409) when the pair was reviewed since the form was shown.
+  app.post('/decisions/:id/label', async (c) => {
+    const decisionId = parse(z.object({ id: id('decision') }), { id: c.req.param('id') }).id;
+    const form = parse(labelForm, c.get('form'));
+    const detail = await decisionDetail(db, decisionId);
+    if (!detail) return refuse(c, 404, `no decision ${decisionId}`);
+    const { completion_a_id: a, completion_b_id: b } = detail.row;
+    if (b === null) return refuse(c, 400, `decision ${decisionId} is pointwise (a score): it has no pair to label`);
+    const [chosen, rejected] = form.prefer === 'B' ? [b, a] : [a, b];
+    await labelPair(db, { chosen, rejected, tie: form.prefer === 'tie', reason: form.reason, reviewer: form.reviewer, key: form.key, expectLatestReview: form.seen });
     return c.redirect(`/decisions/${decisionId}`, 303);
   });
 
@@ -158,6 +232,7 @@ export function consoleApp(options: ConsoleOptions): Hono<ConsoleEnv> {
   app.notFound((c) => refuse(c, 404, 'no such page'));
   app.onError((error, c) => {
     if (error instanceof BadRequest || error instanceof BadCursor) return refuse(c, 400, error.message);
+    if (error instanceof LabelRefused) return refuse(c, error.reason === 'not-found' ? 404 : error.reason === 'stale' ? 409 : 400, error.message);
     if (error instanceof ReviewRefused) return refuse(c, error.reason === 'not-found' ? 404 : error.reason === 'already-reviewed' ? 409 : 400, error.message);
     console.error(`tenet ui: ${c.req.method} ${c.req.path}: ${error.stack ?? error.message}`);
     return c.html(errorPage(500, 'internal error (see the console log)'), 500);

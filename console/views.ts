@@ -3,6 +3,12 @@
 // (CSP: script-src 'self'), so no page carries inline script or event-handler attributes.
 import { html } from 'hono/html';
 import { decisionCursor, queueOrders, type DecisionDetail, type DecisionSort, type PrincipleStats, type QueueOrder, type Review } from '../db/queries/audit.js';
+import type { RaterEvaluation } from '../core/rater/evaluation.js';
+import type { RaterEvaluationRow } from '../db/rater-evaluations.js';
+import type { ConstitutionVersion } from '../db/queries/constitutions.js';
+import type { RunAction } from '../worker/run-control.js';
+import type { DiffRow } from './diff.js';
+import { liveStatuses, stageText, type LiveRun } from './live.js';
 import { csrfField } from './security.js';
 
 type Html = ReturnType<typeof html>;
@@ -17,7 +23,7 @@ export function layout(title: string, body: Html, head: Html | '' = ''): Html {
 ${head}
 </head>
 <body>
-<nav><strong>tenet</strong> <a href="/runs">Runs</a> <a href="/decisions">Decisions</a> <a href="/queue">Review queue</a></nav>
+<nav><strong>tenet</strong> <a href="/runs">Runs</a> <a href="/decisions">Decisions</a> <a href="/queue">Review queue</a> <a href="/constitutions">Constitutions</a></nav>
 <main>
 <h1>${title}</h1>
 ${body}
@@ -26,7 +32,8 @@ ${body}
 </html>`;
 }
 
-export const errorPage = (status: number, message: string) => layout(status === 404 ? 'Not found' : status === 409 ? 'Conflict' : status >= 500 ? 'Error' : 'Bad request', html`<p class="error">${message}</p>`);
+export const errorPage = (status: number, message: string) =>
+  layout(status === 404 ? 'Not found' : status === 409 ? 'Conflict' : status === 503 ? 'Unavailable' : status >= 500 ? 'Error' : status === 403 ? 'Forbidden' : 'Bad request', html`<p class="error">${message}</p>`);
 
 export const csrfInput = (token: string) => html`<input type="hidden" name="${csrfField}" value="${token}">`;
 
@@ -43,18 +50,35 @@ export interface RunListRow {
   error: string | null;
 }
 
-export function runsPage(rows: RunListRow[]): Html {
+/** A run's live cells: stage progress and why it waits (static/runs-live.js refreshes them from /runs/live.json). */
+const progressCell = (live: LiveRun | undefined) => html`<td class="progress">${(live?.stages ?? []).map((s) => html`<span class="stage">${stageText(s)}</span> `)}</td>`;
+const pendingCell = (live: LiveRun | undefined) => html`<td class="pending">${(live?.pending ?? []).map((line) => html`<div class="waiting">${line}</div>`)}${live?.note ? html`<div class="note">${live.note}</div>` : ''}</td>`;
+
+/** Pause / resume / cancel, each a POST with the CSRF token; shown for unfinished runs. */
+function controls(run: RunListRow, csrf: string): Html | '' {
+  if (!liveStatuses.has(run.status)) return '';
+  const button = (action: RunAction, label: string) => html`<form method="post" action="/runs/${run.id}/${action}" class="control">${csrfInput(csrf)}<button type="submit" name="action" value="${action}">${label}</button></form>`;
+  return html`${run.status === 'paused' ? button('resume', 'Resume') : button('pause', 'Pause')}${button('cancel', 'Cancel')}`;
+}
+
+export function runsPage(rows: RunListRow[], live: LiveRun[], csrf: string): Html {
   if (rows.length === 0) return layout('Runs', html`<p>No runs yet.</p>`);
+  const byId = new Map(live.map((l) => [l.id, l]));
   return layout(
     'Runs',
-    html`<table>
-<thead><tr><th>id</th><th>status</th><th>kind</th><th>created</th><th>finished</th><th>workflow</th><th>error</th></tr></thead>
-<tbody>${rows.map((r) => html`<tr><td><a href="/runs/${r.id}">${r.id}</a></td><td class="status-${r.status}">${r.status}</td><td>${r.kind}</td><td>${when(r.createdAt)}</td><td>${when(r.finishedAt)}</td><td>${r.workflowId}</td><td>${r.error ?? ''}</td></tr>`)}</tbody>
-</table>`,
+    html`<table class="runs">
+<thead><tr><th>id</th><th>status</th><th>kind</th><th>progress</th><th>waiting on</th><th>created</th><th>finished</th><th>workflow</th><th>error</th><th>control</th></tr></thead>
+<tbody>${rows.map(
+      (r) =>
+        html`<tr data-run="${r.id}"><td><a href="/runs/${r.id}">${r.id}</a></td><td class="status status-${r.status}">${r.status}</td><td>${r.kind}</td>${progressCell(byId.get(r.id))}${pendingCell(byId.get(r.id))}<td>${when(r.createdAt)}</td><td class="finished">${when(r.finishedAt)}</td><td>${r.workflowId}</td><td>${r.error ?? ''}</td><td class="controls">${controls(r, csrf)}</td></tr>`,
+    )}</tbody>
+</table>
+<p class="live-note">Status, progress and waits refresh every 2 s.</p>`,
+    html`<script src="/static/runs-live.js" defer></script>`,
   );
 }
 
-export function runPage(run: RunListRow & { startedAt: Date | null }, metricRows: { iteration: number; name: string; value: number }[], stats: PrincipleStats[]): Html {
+export function runPage(run: RunListRow & { startedAt: Date | null }, metricRows: { iteration: number; name: string; value: number }[], stats: PrincipleStats[], evaluations: RaterEvaluationRow[] = []): Html {
   const names = [...new Set(metricRows.map((m) => m.name))].sort();
   const iterations = [...new Set(metricRows.map((m) => m.iteration))].sort((a, b) => a - b);
   const value = (iteration: number, name: string) => metricRows.find((m) => m.iteration === iteration && m.name === name)?.value;
@@ -79,6 +103,8 @@ ${run.error ? html`<dt>error</dt><dd>${run.error}</dd>` : ''}
 <p><a href="/decisions?run=${run.id}">Decisions of this run</a> · <a href="/queue?run=${run.id}">Review its pairs</a></p>
 <h2>Principles</h2>
 ${principleTable(run.id, stats)}
+<h2>Rater evaluation</h2>
+${evaluationTable(evaluations)}
 <h2>Metrics per iteration</h2>
 ${plots(names, metricRows)}
 ${table}`,
@@ -93,6 +119,22 @@ function principleTable(runId: number, stats: PrincipleStats[]): Html {
 <tbody>${stats.map(
     (s) => html`<tr><td><a href="/decisions?run=${runId}&amp;principle=${encodeURIComponent(s.principle)}">${s.principle}</a></td><td>${s.decisions}</td><td>${s.chose_a}</td><td>${s.chose_b}</td><td>${s.unparseable}</td><td>${fmt(s.order_agreement)}</td><td>${fmt(s.mean_confidence)}</td><td>${s.prompt_tokens}/${s.completion_tokens}</td><td>${s.cost === null ? '-' : s.cost.toFixed(4)}</td><td>${s.from_cache}</td><td>${s.flagged}</td></tr>`,
   )}</tbody>
+</table>`;
+}
+
+/** The gold-set evaluations of the run's rater configuration (endpoint, model, label settings): how far its labels can be trusted. */
+function evaluationTable(evaluations: RaterEvaluationRow[]): Html {
+  if (evaluations.length === 0) return html`<p class="no-evaluation">No rater evaluation of this run's rater configuration yet (<code>tenet rater eval</code> measures one on a gold set).</p>`;
+  return html`<table class="evaluations">
+<thead><tr><th>evaluation</th><th>gold set</th><th>pairs</th><th>rater</th><th>accuracy (AB / BA / combined)</th><th>position bias</th><th>order agreement</th><th>tie rate</th><th>abstain rate</th><th>ECE</th><th>Brier</th><th>completed</th></tr></thead>
+<tbody>${evaluations.map((e) => {
+    const m = (e.metrics as RaterEvaluation | null)?.overall;
+    return html`<tr><td><a href="/runs/${e.runId}">${e.id}</a></td><td>${e.goldName} <code>${e.goldHash.slice(0, 12)}</code></td><td>${e.goldPairs}</td><td>${e.raterModel} at ${e.raterEndpoint}</td>${
+      m
+        ? html`<td>${fmt(m.accuracy.ab.accuracy)} / ${fmt(m.accuracy.ba.accuracy)} / ${fmt(m.accuracy.combined.accuracy)}</td><td>${fmt(m.position_bias)}</td><td>${fmt(m.order_agreement)}</td><td>${fmt(m.tie_rate)}</td><td>${fmt(m.abstain_rate)}</td><td>${fmt(m.ece)}</td><td>${fmt(m.brier)}</td>`
+        : html`<td colspan="7">not finished</td>`
+    }<td>${when(e.completedAt)}</td></tr>`;
+  })}</tbody>
 </table>`;
 }
 
@@ -170,7 +212,7 @@ const reviewsView = (reviews: Review[]) =>
     : html`<table class="reviews"><thead><tr><th>review</th><th>reviewer</th><th>prefers</th><th>reason</th><th>when</th></tr></thead>
 <tbody>${reviews.map((r) => html`<tr><td>${r.id}</td><td>${r.reviewer}</td><td>${r.prefer === 'tie' ? 'tie' : `completion ${r.prefer === 'A' ? r.completionAId : r.completionBId}`}</td><td>${r.reason}</td><td>${when(r.createdAt)}</td></tr>`)}</tbody></table>`;
 
-export function decisionPage(detail: DecisionDetail, form: { csrf: string; key: string; reviewer: string }): Html {
+export function decisionPage(detail: DecisionDetail, form: { csrf: string; key: string; labelKey: string; reviewer: string }): Html {
   const { row } = detail;
   const raw = (detail.rawResponse as { choices?: unknown[] } | null)?.choices?.[0] ?? detail.rawResponse;
   const sent = (detail.request as { messages?: unknown } | null)?.messages;
@@ -188,6 +230,22 @@ ${csrfInput(form.csrf)}<input type="hidden" name="key" value="${form.key}">
 <label>reviewer <input name="reviewer" required value="${form.reviewer}"></label>
 <button type="submit">Override</button>
 </form>`;
+  // The pair's latest review when shown: a label sent after someone else reviewed the pair is refused (409).
+  const seen = detail.reviews.reduce((latest, r) => Math.max(latest, r.id), 0);
+  const label =
+    row.completion_b_id === null
+      ? ''
+      : html`<section><h2>Direct label</h2><p>Label the pair yourself, as <code>tenet audit label</code> does: a review of the two completions, not tied to this decision.</p>
+<form method="post" action="/decisions/${row.id}/label" class="direct-label">
+${csrfInput(form.csrf)}<input type="hidden" name="key" value="${form.labelKey}"><input type="hidden" name="seen" value="${seen}">
+<fieldset><legend>Better</legend>
+<label><input type="radio" name="prefer" value="A" required> A (completion ${row.completion_a_id})</label>
+<label><input type="radio" name="prefer" value="B"> B (completion ${row.completion_b_id})</label>
+<label><input type="radio" name="prefer" value="tie"> tie</label></fieldset>
+<label>reason <input name="reason" required size="60"></label>
+<label>reviewer <input name="reviewer" required value="${form.reviewer}"></label>
+<button type="submit">Label</button>
+</form></section>`;
   return layout(
     `Decision ${row.id}`,
     html`<p>run <a href="/runs/${row.run_id}">${row.run_id}</a> · ${fmt(row.stage)} · iteration ${fmt(row.iteration)} · order ${fmt(row.order)} · attempt ${fmt(row.attempt)} · ${fmt(row.outcome)} · rater ${fmt(row.rater_model)} ${row.from_cache ? '(from cache)' : ''} · ${fmt(row.latency_ms)} ms · tokens ${fmt(row.prompt_tokens)}/${fmt(row.completion_tokens)}</p>
@@ -197,7 +255,8 @@ ${pairView(row)}
 <h3>Raw answer</h3><pre>${JSON.stringify(raw, null, 2)}</pre></section>
 <section class="sent"><h2>Prompt as sent</h2>${messages(sent)}</section>
 <section><h2>Human reviews</h2>${reviewsView(detail.reviews)}</section>
-<section><h2>Override</h2><p>A and B as shown above. The rater's rows stay as they are; the preferences training reads follow the latest review.</p>${override}</section>`,
+<section><h2>Override</h2><p>A and B as shown above. The rater's rows stay as they are; the preferences training reads follow the latest review.</p>${override}</section>
+${label}`,
   );
 }
 
@@ -255,5 +314,47 @@ export function loginPage(csrf: string, message?: string): Html {
 <label>token <input type="password" name="token" required autocomplete="current-password"></label>
 <button type="submit">Log in</button>
 </form>`,
+  );
+}
+
+export function constitutionsPage(versions: ConstitutionVersion[]): Html {
+  if (versions.length === 0) return layout('Constitutions', html`<p>No constitution stored yet.</p>`);
+  const names = [...new Set(versions.map((v) => v.name))];
+  return layout(
+    'Constitutions',
+    html`${names.map((name) => {
+      const mine = versions.filter((v) => v.name === name);
+      const newest = mine[0]!.version;
+      const compare =
+        mine.length < 2
+          ? html`<p>One version: nothing to compare.</p>`
+          : html`<form method="get" action="/constitutions/diff" class="compare"><input type="hidden" name="name" value="${name}">
+<label>from <select name="from">${mine.map((v) => html`<option value="${v.version}" ${v.version === newest - 1 ? 'selected' : ''}>v${v.version}</option>`)}</select></label>
+<label>to <select name="to">${mine.map((v) => html`<option value="${v.version}" ${v.version === newest ? 'selected' : ''}>v${v.version}</option>`)}</select></label>
+<button type="submit">Compare</button></form>`;
+      return html`<section class="constitution" data-name="${name}"><h2>${name}</h2>${compare}
+<table class="versions"><thead><tr><th>version</th><th>hash</th><th>stored</th><th>file</th><th>runs</th></tr></thead>
+<tbody>${mine.map(
+        (v) =>
+          html`<tr data-version="${v.version}"><td><a href="/constitutions/source?name=${encodeURIComponent(name)}&amp;version=${v.version}">v${v.version}</a></td><td><code>${v.contentHash.slice(0, 12)}</code></td><td>${when(v.createdAt)}</td><td>${v.sourcePath ?? ''}</td><td class="runs">${
+            v.runs.length === 0 ? html`<span class="empty">none</span>` : v.runs.map((r) => html`<a href="/runs/${r.id}" class="status-${r.status}" title="${r.kind}, ${r.status}">${r.id}</a> `)
+          }</td></tr>`,
+      )}</tbody></table></section>`;
+    })}`,
+  );
+}
+
+export function constitutionSourcePage(c: { name: string; version: number; contentHash: string; source: string }): Html {
+  return layout(`${c.name} v${c.version}`, html`<p>sha256 <code>${c.contentHash}</code> · <a href="/constitutions">all versions</a></p><pre class="source">${c.source}</pre>`);
+}
+
+export function constitutionDiffPage(view: { name: string; from: number; to: number; rows: DiffRow[] }): Html {
+  const changed = view.rows.filter((r) => r.kind !== 'same').length;
+  const cell = (side: DiffRow['left'], kind: string) => (side ? html`<td class="n">${side.n}</td><td class="text ${kind}"><pre>${side.text}</pre></td>` : html`<td class="n"></td><td class="text blank"></td>`);
+  return layout(
+    `${view.name}: v${view.from} → v${view.to}`,
+    html`<p><a href="/constitutions">all versions</a> · ${changed === 0 ? 'the two versions have the same text' : `${changed} line(s) differ`}</p>
+<table class="diff"><thead><tr><th colspan="2">v${view.from}</th><th colspan="2">v${view.to}</th></tr></thead>
+<tbody>${view.rows.map((r) => html`<tr class="${r.kind}">${cell(r.left, r.kind === 'same' ? 'same' : 'removed')}${cell(r.right, r.kind === 'same' ? 'same' : 'added')}</tr>`)}</tbody></table>`,
   );
 }

@@ -1,12 +1,12 @@
 // `tenet audit list|show|stats|override|label`: read the rater's decisions, overrule them, label pairs.
-import { randomUUID } from 'node:crypto';
 import { userInfo } from 'node:os';
 import { Command } from 'commander';
 import { and, eq, inArray, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import type { ArithmeticCheck } from '../../core/verifiers/arithmetic.js';
-import { decisionDetail, listDecisions, overrideDecision, principleStats, ReviewRefused, writeReview } from '../../db/queries/audit.js';
-import { completions, preferenceDrops, raterDecisions, stepChecks } from '../../db/schema.js';
+import { decisionDetail, listDecisions, overrideDecision, principleStats, ReviewRefused } from '../../db/queries/audit.js';
+import { labelPair, LabelRefused } from '../../db/queries/labels.js';
+import { preferenceDrops, raterDecisions, stepChecks } from '../../db/schema.js';
 import { closeAll, openDatabase } from '../context.js';
 import { UserError } from '../errors.js';
 import { parseOptions, printJson } from '../options.js';
@@ -196,24 +196,11 @@ const labelCommand = new Command('label')
     if (options.chosen === options.rejected) throw new UserError('--chosen and --rejected must be two different completions');
     const db = await openDatabase();
     try {
-      const rows = await db.select().from(completions).where(sql`${completions.id} in (${options.chosen}, ${options.rejected})`);
-      const chosen = rows.find((r) => r.id === options.chosen);
-      const rejected = rows.find((r) => r.id === options.rejected);
-      if (!chosen || !rejected) throw new UserError(`no completion ${!chosen ? options.chosen : options.rejected}`);
-      if (chosen.promptId !== rejected.promptId) throw new UserError(`completions ${chosen.id} and ${rejected.id} answer different prompts`);
-      const reviewId = await writeReview(db, {
-        reviewKey: options.key ?? randomUUID(),
-        decisionId: null,
-        runId: chosen.runId,
-        promptId: chosen.promptId,
-        completionAId: chosen.id,
-        completionBId: rejected.id,
-        prefer: 'A',
-        reason: options.reason,
-        reviewer: options.reviewer,
+      const reviewId = await labelPair(db, { chosen: options.chosen, rejected: options.rejected, reason: options.reason, reviewer: options.reviewer, key: options.key }).catch((error: unknown) => {
+        throw error instanceof LabelRefused ? new UserError(error.message) : error;
       });
       if (options.json) printJson({ reviewId });
-      else console.log(`review ${reviewId}: ${options.reviewer} prefers completion ${chosen.id} over ${rejected.id}`);
+      else console.log(`review ${reviewId}: ${options.reviewer} prefers completion ${options.chosen} over ${options.rejected}`);
     } finally {
       await closeAll();
     }

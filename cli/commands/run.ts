@@ -1,5 +1,5 @@
 // `tenet run` and `tenet runs list|show|cancel|pause|resume`
-import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import type { Client } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { Command } from 'commander';
 import { z } from 'zod';
@@ -8,8 +8,9 @@ import { findRun as findRunRow, listRuns, runMetrics } from '../../db/queries/ru
 import { runStatuses } from '../../db/schema.js';
 import { checkQueue } from '../../worker/health.js';
 import { describePending, pendingFailures, type PendingFailure } from '../../worker/pending.js';
+import { controlRun, RunWorkflowMissing, type RunAction } from '../../worker/run-control.js';
 import type { pipeline } from '../../workflows/pipeline.js';
-import { pauseSignal, progressQuery, resumeSignal } from '../../workflows/types.js';
+import { progressQuery } from '../../workflows/types.js';
 import { requireConstitution } from '../constitution-file.js';
 import { closeAll, openDatabase, openTemporal } from '../context.js';
 import { exitCodes, UserError } from '../errors.js';
@@ -100,7 +101,7 @@ async function findRun(ref: string) {
   return { db, row };
 }
 
-function signalCommand(name: 'cancel' | 'pause' | 'resume', description: string) {
+function signalCommand(name: RunAction, description: string) {
   return new Command(name)
     .description(description)
     .argument('<run>', 'run id or workflow id')
@@ -108,12 +109,9 @@ function signalCommand(name: 'cancel' | 'pause' | 'resume', description: string)
       const { row } = await findRun(ref);
       const client = await openTemporal();
       try {
-        const handle = client.workflow.getHandle(row.workflowId);
-        if (name === 'cancel') await handle.cancel();
-        else await handle.signal(name === 'pause' ? pauseSignal : resumeSignal);
-        console.log(`${name === 'cancel' ? 'cancellation requested for' : `${name}d`} run ${row.id} (${row.workflowId})`);
+        console.log(await controlRun(client, row, name));
       } catch (error) {
-        if (error instanceof WorkflowNotFoundError) throw new UserError(`run ${row.id}: its workflow ${row.workflowId} is not known to Temporal`, exitCodes.invalidInput);
+        if (error instanceof RunWorkflowMissing) throw new UserError(error.message, exitCodes.invalidInput);
         throw error;
       } finally {
         await closeAll(client);

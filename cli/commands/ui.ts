@@ -1,10 +1,11 @@
 // `tenet ui`: the audit console (console/), a web page over the same queries as `tenet audit`.
 import { userInfo } from 'node:os';
+import type { Client } from '@temporalio/client';
 import { Command } from 'commander';
 import { z } from 'zod';
 import { startConsole } from '../../console/server.js';
 import { listenToken, tokenVariable } from '../../worker/http-guard.js';
-import { closeAll, openDatabase } from '../context.js';
+import { closeAll, openDatabase, openTemporal } from '../context.js';
 import { parseOptions } from '../options.js';
 
 const uiOptions = z.object({
@@ -22,12 +23,26 @@ export const uiCommand = new Command('ui')
     const options = parseOptions(uiOptions, raw);
     const token = listenToken(options.host);
     const db = await openDatabase();
-    const server = await startConsole({ db, token, reviewer: options.reviewer, host: options.host, port: options.port });
+    const temporal = lazyTemporal();
+    const server = await startConsole({ db, token, reviewer: options.reviewer, host: options.host, port: options.port, temporal: temporal.get });
     console.log(`tenet ui: the audit console is at ${server.url}/${token ? ` (bearer token from ${tokenVariable} required)` : ''}`);
     await new Promise<void>((resolve) => {
       process.once('SIGINT', resolve);
       process.once('SIGTERM', resolve);
     });
     await server.close();
-    await closeAll();
+    await closeAll(await temporal.opened());
   });
+
+/** A Temporal client opened when the console first needs one; a failed attempt is tried again next time. */
+export function lazyTemporal(open: () => Promise<Client> = openTemporal) {
+  let client: Promise<Client> | undefined;
+  return {
+    get: () =>
+      (client ??= open().catch((error: unknown) => {
+        client = undefined;
+        throw error;
+      })),
+    opened: async () => (client ? client.catch(() => undefined) : undefined),
+  };
+}
