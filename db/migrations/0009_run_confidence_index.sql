@@ -1,0 +1,1 @@
+CREATE INDEX "rater_decisions_run_confidence_idx" ON "rater_decisions" USING btree ("run_id",coalesce("confidence", 2),"id");
