@@ -3,6 +3,7 @@
 const benchmarks: Record<string, () => Promise<unknown>> = {
   attacks: () => import('./attacks.js'),
   learn: () => import('./learn.js'),
+  console: () => import('./console.js'),
   rater: () => import('./rater.js'),
   score: () => import('./score.js'),
   serve: () => import('./serve.js'),

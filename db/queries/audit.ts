@@ -262,27 +262,50 @@ export async function overrideDecision(db: Database, override: Override): Promis
 export const queueOrders = ['confidence', 'disagreement', 'flagged'] as const;
 export type QueueOrder = (typeof queueOrders)[number];
 
+/** How many candidates, in confidence order, "disagreement first" reads before it asks the disagreeing pairs instead. */
+const disagreementWindow = 200;
+
 /**
  * The review queue's next decision: a readable pairwise one whose pair no human has reviewed, in the
- * chosen order, leaving out the ids in `skip`. "Disagreement first" and "flagged first" look among those
- * decisions first and then among all, each by the confidence index (lowest first, then id).
+ * chosen order, leaving out the ids in `skip`. Every order reads the confidence index (lowest first,
+ * then id). "Flagged first" looks among the flagged decisions (their own small index) and then among
+ * all. "Disagreement first" looks for a disagreeing pair among the first candidates; when there is
+ * none there, it starts from the disagreeing pairs themselves (their own index), so a run with few or
+ * none never scans the whole table; and then among all.
  */
 export async function nextUnreviewed(db: Database, options: { run?: number; skip: number[]; order?: QueueOrder }): Promise<number | undefined> {
   const where: SQL[] = [isNotNull(d.completionBId), eq(d.outcome, 'ok'), sql`not ${reviewed}`];
   if (options.run) where.push(eq(d.runId, options.run));
   if (options.skip.length > 0) where.push(notInArray(d.id, options.skip));
+  const byConfidence = [sql`${confidenceKeys.confidence}`, asc(d.id)];
   const first = async (extra: SQL[]) => {
     const [row] = await db
       .select({ id: d.id })
       .from(d)
       .where(and(...where, ...extra))
-      .orderBy(sql`${confidenceKeys.confidence}`, asc(d.id))
+      .orderBy(...byConfidence)
       .limit(1);
     return row?.id;
   };
   const order = options.order ?? 'confidence';
-  if (order === 'disagreement') return (await first([ordersDisagree])) ?? first([]);
   if (order === 'flagged') return (await first([isFlagged])) ?? first([]);
+  if (order === 'disagreement') {
+    const { rows: [inWindow] } = await db.execute<{ id: string }>(
+      sql`select w.id from (select ${d.id} as id, ${d.runId} as run_id, ${pairLow} as low, ${pairHigh} as high, ${confidenceKeys.confidence} as key
+            from ${d} where ${and(...where)} order by ${confidenceKeys.confidence}, ${d.id} limit ${disagreementWindow}) w
+          where exists (select 1 from ${preferences} p where p.run_id = w.run_id and p.orders_agree = false and p.completion_low_id = w.low and p.completion_high_id = w.high)
+          order by w.key, w.id limit 1`,
+    );
+    if (inWindow) return Number(inWindow.id);
+    // Rarer than one in the window: from the disagreeing pairs (materialized, so the plan starts there).
+    const { rows } = await db.execute<{ id: string }>(
+      sql`with disagreeing_pairs as materialized (select distinct run_id, completion_low_id, completion_high_id from ${preferences}
+            where ${preferences.ordersAgree} = false${options.run ? sql` and ${preferences.runId} = ${options.run}` : sql``})
+          select ${d.id} from disagreeing_pairs p join ${d} on ${d.runId} = p.run_id and ${pairLow} = p.completion_low_id and ${pairHigh} = p.completion_high_id
+          where ${and(...where)} order by ${confidenceKeys.confidence}, ${d.id} limit 1`,
+    );
+    return rows[0] ? Number(rows[0].id) : first([]);
+  }
   return first([]);
 }
 

@@ -109,5 +109,17 @@ describe('decisions listing, keyset paging', () => {
       await nextUnreviewed(db, { skip: [], order: 'disagreement' }),
       await first('and exists (select 1 from preferences p where p.run_id = d.run_id and not p.orders_agree and p.completion_low_id = least(d.completion_a_id, d.completion_b_id) and p.completion_high_id = greatest(d.completion_a_id, d.completion_b_id))'),
     );
+    // One disagreeing pair left, among the most confident: far beyond the first candidates, so the
+    // queue finds it from the disagreeing pairs; with none left, it falls back to confidence order.
+    const disagreeing = 'and exists (select 1 from preferences p where p.run_id = d.run_id and not p.orders_agree and p.completion_low_id = least(d.completion_a_id, d.completion_b_id) and p.completion_high_id = greatest(d.completion_a_id, d.completion_b_id))';
+    const [confident] = (await db.execute<{ id: string; run_id: string }>(sql.raw(`select id, run_id from rater_decisions d where ${unreviewed} ${disagreeing} order by confidence desc, id desc limit 1`))).rows;
+    await db.execute(sql.raw(`update preferences set orders_agree = true where not orders_agree and not (run_id, completion_low_id, completion_high_id) in (select run_id, least(completion_a_id, completion_b_id), greatest(completion_a_id, completion_b_id) from rater_decisions where id = ${confident!.id})`));
+    const expected = await first(disagreeing);
+    const candidatesBefore = Number((await db.execute<{ n: string }>(sql.raw(`select count(*) as n from rater_decisions d where ${unreviewed} and coalesce(confidence, 2) < (select coalesce(confidence, 2) from rater_decisions where id = ${expected})`))).rows[0]!.n);
+    assert.ok(candidatesBefore > 200, `the disagreeing decision comes after ${candidatesBefore} others`);
+    assert.equal(await nextUnreviewed(db, { skip: [], order: 'disagreement' }), expected);
+    assert.equal(await nextUnreviewed(db, { skip: [], order: 'disagreement', run: Number(confident!.run_id) }), expected);
+    await db.execute(sql`update preferences set orders_agree = true`);
+    assert.equal(await nextUnreviewed(db, { skip: [], order: 'disagreement' }), await first(''));
   });
 });
