@@ -256,6 +256,7 @@ async function runPipelineDemo(input: {
     console.log(`  npx tenet models list --run ${started.runId}           reward models and policies, with lineage`);
     console.log(`  npx tenet export preferences ${started.runId}         prompt/chosen/rejected JSONL for TRL`);
     console.log(`  npx tenet export sft ${started.runId}                 the revisions, for supervised fine-tuning`);
+    console.log(`  npx tenet ui, then http://127.0.0.1:8777/runs/${started.runId}   the audit console (plots, decisions, review queue; \`tenet dev\` prints its own)`);
     if (input.uiUrl) console.log(`  Temporal UI   ${input.uiUrl}/namespaces/${settings.namespace}/workflows/${encodeURIComponent(started.workflowId)}`);
     const passwordHint = settings.databaseUrl ? '' : `   (password in ${settings.home}/pg-credentials.json)`;
     console.log(`  psql '${redactUrl(databaseUrl)}'${passwordHint}   then: select * from principle_stats where run_id = ${started.runId};`);

@@ -1,22 +1,27 @@
 // `tenet dev`, `tenet status`, `tenet worker`, `tenet migrate`
+import { userInfo } from 'node:os';
 import { Command } from 'commander';
 import { z } from 'zod';
 import type { QueueName } from '../../core/queues.js';
 import { applyMigrations } from '../../db/migrate.js';
-import { redactUrl } from '../../db/pool.js';
+import { startConsole } from '../../console/server.js';
+import { getDatabase, redactUrl } from '../../db/pool.js';
 import { temporalDataConverter } from '../../worker/data-converter.js';
 import { resolveEndpoints, StackRunningError } from '../../worker/dev-stack.js';
 import { checkHealth } from '../../worker/health.js';
 import { temporalConnectOptions } from '../../worker/temporal-connection.js';
 import { runWorker } from '../../worker/worker.js';
-import { getSettings } from '../context.js';
+import { closeAll, getSettings } from '../context.js';
 import { exitCodes, UserError } from '../errors.js';
 import { parseOptions, printJson } from '../options.js';
 import { startStackInterruptibly } from '../stack-start.js';
+import { lazyTemporal } from './ui.js';
 
 export const devCommand = new Command('dev')
-  .description('start the embedded stack: Temporal dev server, Postgres, and a worker on both queues (Ctrl-C stops all)')
-  .action(async () => {
+  .description('start the embedded stack: Temporal dev server, Postgres, a worker on both queues, and the audit console (Ctrl-C stops all)')
+  .option('--ui-port <port>', 'port of the audit console on 127.0.0.1 (another free one when taken; 0: any)', '8777')
+  .action(async (raw: unknown) => {
+    const options = parseOptions(z.object({ uiPort: z.coerce.number({ error: 'expected a port number' }).int().min(0).max(65535).default(8777) }), raw);
     const settings = getSettings();
     let stack;
     try {
@@ -35,6 +40,11 @@ export const devCommand = new Command('dev')
     console.log(`  Temporal   ${stack.temporalAddress}${stack.uiUrl ? `   UI ${stack.uiUrl}` : ''}`);
     console.log(`  Postgres   ${redactUrl(stack.databaseUrl)}   migration ${stack.migrations.current}`);
     console.log(`  worker     polling tenet-cpu and tenet-gpu   logs ${settings.home}/logs/`);
+    const ui = await startDevConsole(stack.databaseUrl, options.uiPort).catch((error: unknown) => {
+      console.error(`tenet dev: the audit console did not start: ${(error as Error).message}`);
+      return undefined;
+    });
+    if (ui) console.log(`  console    ${ui.server.url}/   (the audit console; \`tenet ui\` serves it alone)`);
     console.log('Press Ctrl-C to stop every part.');
 
     const reason = await Promise.race([
@@ -48,10 +58,27 @@ export const devCommand = new Command('dev')
     console.log(failed ? `tenet dev: ${reason}; stopping the stack` : 'tenet dev: stopping…');
     // A second Ctrl-C while stopping kills at once.
     process.once('SIGINT', () => process.exit(130));
+    await ui?.close();
     await stack.stop();
     console.log('tenet dev: stopped');
     process.exit(failed ? exitCodes.unavailable : exitCodes.ok);
   });
+
+/** The audit console over the dev stack, on 127.0.0.1 (loopback needs no token), at `port` or another free one. */
+async function startDevConsole(databaseUrl: string, port: number) {
+  const db = getDatabase(databaseUrl);
+  const temporal = lazyTemporal();
+  const reviewer = process.env.USER ?? userInfo().username;
+  const start = (at: number) => startConsole({ db, token: undefined, reviewer, host: '127.0.0.1', port: at, temporal: temporal.get });
+  const server = await start(port).catch((error: NodeJS.ErrnoException) => (error.code === 'EADDRINUSE' ? start(0) : Promise.reject(error)));
+  return {
+    server,
+    async close() {
+      await server.close();
+      await closeAll(await temporal.opened());
+    },
+  };
+}
 
 export const statusCommand = new Command('status')
   .description('report each part of the stack; exits 3 when one is down')
