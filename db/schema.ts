@@ -259,7 +259,7 @@ export const preferenceDrops = pgTable(
     promptId: promptRef(),
     completionLowId: completionRef('completion_low_id'),
     completionHighId: completionRef('completion_high_id'),
-    /** orders-disagree | below-margin */
+    /** orders-disagree | below-margin | flagged (label.flagged) */
     reason: text('reason').notNull(),
     /** P(low-id completion is better) after debiasing. */
     softLabel: doublePrecision('soft_label').notNull(),
@@ -270,7 +270,7 @@ export const preferenceDrops = pgTable(
   },
   (t) => [
     uniqueIndex('preference_drops_pair_key').on(t.runId, t.iteration, t.completionLowId, t.completionHighId),
-    check('preference_drops_reason_known', sql`${t.reason} in ('orders-disagree', 'below-margin')`),
+    check('preference_drops_reason_known', sql`${t.reason} in ('orders-disagree', 'below-margin', 'flagged')`),
     check('preference_drops_pair_ordered', sql`${t.completionLowId} < ${t.completionHighId}`),
   ],
 );

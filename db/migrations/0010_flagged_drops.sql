@@ -1,0 +1,2 @@
+ALTER TABLE "preference_drops" DROP CONSTRAINT "preference_drops_reason_known";--> statement-breakpoint
+ALTER TABLE "preference_drops" ADD CONSTRAINT "preference_drops_reason_known" CHECK ("preference_drops"."reason" in ('orders-disagree', 'below-margin', 'flagged'));
