@@ -226,6 +226,13 @@ describe('tenet dev with DATABASE_URL: your own Postgres, no embedded one', () =
     const prompts = await client.query('select p.id from prompts p join runs r on r.id = p.run_id where r.status = $1', ['completed']);
     await client.end();
     assert.equal(prompts.rowCount, 2);
+    // The audit console came up with the stack, on 127.0.0.1, over the same database.
+    const consoleUrl = /console {4}(http:\/\/127\.0\.0\.1:\d+)\//.exec(stack.output())?.[1];
+    assert.ok(consoleUrl, stack.output());
+    const runsPage = await fetch(`${consoleUrl}/runs`);
+    assert.equal(runsPage.status, 200);
+    assert.match(await runsPage.text(), /<td class="status status-completed">completed<\/td><td>pipeline<\/td>/);
+    assert.match(demo.stdout, /npx tenet ui, then http:\/\/127\.0\.0\.1:8777\/runs\/\d+/);
 
     stack.child.kill('SIGINT');
     assert.equal(await stack.exited, 0);
