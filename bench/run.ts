@@ -9,6 +9,7 @@ const benchmarks: Record<string, () => Promise<unknown>> = {
   serve: () => import('./serve.js'),
   upserts: () => import('./upserts.js'),
   verify: () => import('./verify.js'),
+  workers: () => import('./workers.js'),
 };
 
 const name = process.argv[2];

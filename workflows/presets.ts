@@ -37,6 +37,9 @@ export const stageBatchOptions = {
   startToCloseTimeout: '4 hours',
   heartbeatTimeout: '2 minutes',
   retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute' },
+  // Not handed straight back to the worker that scheduled it: batches go to whichever worker process
+  // polls, so every worker on the queue takes its share (bench/workers.ts).
+  allowEagerDispatch: false,
 } satisfies ActivityOptions;
 export const stageBatches = proxyActivities<CpuActivities>(stageBatchOptions);
 
