@@ -22,12 +22,10 @@ async function refresh() {
     if (!row) continue;
     const status = row.querySelector('.status');
     if (status.textContent !== run.status) {
-      status.textContent = run.status;
-      status.className = `status status-${run.status}`;
-      // Which buttons fit changes with the status: a finished run has none.
-      if (!['pending', 'running', 'paused'].includes(run.status)) row.querySelector('.controls').replaceChildren();
+      // Which buttons fit depends on the status (pause or resume; none once finished): the server draws them again.
+      window.location.reload();
+      return;
     }
-    if (run.finishedAt) row.querySelector('.finished').textContent = run.finishedAt;
     fill(row.querySelector('.progress'), run.stages.map((s) => `${s.stage} ${s.done}/${s.total}${s.failed ? ` (${s.failed} failed)` : ''}`), 'stage');
     fill(row.querySelector('.pending'), [...run.pending, ...(run.note ? [run.note] : [])], 'waiting');
   }

@@ -34,13 +34,13 @@ export interface PairLabel {
   expectLatestReview?: number;
 }
 
-/** The id of the latest human review of the pair (a, b) in a run, or 0 when none. */
+/** The id of the pair (a, b)'s newest human review in a run (the highest id, as the console's forms record it), or 0 when none. */
 export async function latestPairReview(db: Pick<Database, 'select'>, runId: number, a: number, b: number): Promise<number> {
   const [row] = await db
     .select({ id: humanReviews.id })
     .from(humanReviews)
     .where(and(eq(humanReviews.runId, runId), sql`least(${humanReviews.completionAId}, ${humanReviews.completionBId}) = ${Math.min(a, b)}::bigint`, sql`greatest(${humanReviews.completionAId}, ${humanReviews.completionBId}) = ${Math.max(a, b)}::bigint`))
-    .orderBy(desc(humanReviews.createdAt), desc(humanReviews.id))
+    .orderBy(desc(humanReviews.id))
     .limit(1);
   return row?.id ?? 0;
 }

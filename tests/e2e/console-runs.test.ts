@@ -99,8 +99,9 @@ describe('tenet ui: run controls, direct labels, constitutions', () => {
     assert.equal(await press(`${dead} button[value="pause"]`), 303);
     assert.ok((await signals('console-dead')).includes('pause'), 'the pause signal is in the workflow history');
     await until('the workflow to mark the run paused', async () => (await status(deadRun)) === 'paused');
-    await page.goto(`${server.url}/runs`);
-    assert.equal(await page.locator(`${dead} .status`).innerText(), 'paused');
+    // The open page follows the status by itself (the script reloads it), and then offers Resume.
+    await page.locator(`${dead} .status:text-is("paused")`).waitFor({ timeout: 15_000 });
+    await page.locator(`${dead} button[value="resume"]`).waitFor();
     assert.equal(await press(`${dead} button[value="resume"]`), 303);
     assert.deepEqual((await signals('console-dead')).filter((s) => s === 'pause' || s === 'resume'), ['pause', 'resume']);
     await until('the workflow to mark the run running', async () => (await status(deadRun)) === 'running');
