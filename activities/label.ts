@@ -84,7 +84,7 @@ export async function labelBatch(db: Database, llm: ModelEndpoints, context: Run
     ...(mode.principlesFor ? { principlesFor: mode.principlesFor } : {}),
   });
   // Drops keep pairs out of training only; an evaluation's win rate counts every pair.
-  const policy = mode.decisionStage === 'label' ? settings : { ...settings, disagreement: 'keep' as const, margin: 0 };
+  const policy = mode.decisionStage === 'label' ? settings : { ...settings, disagreement: 'keep' as const, margin: 0, flagged: 'keep' as const };
   const stamp = { runId: context.runId, iteration };
   const asked = settings.mode === 'pointwise' ? await rateAlone(db, llm, context, pairs, storedByBase, stamp, mode, policy) : await rateBothOrders(db, llm, context, pairs, storedByBase, stamp, mode, policy);
   await insertInChunks(db, preferences, asked.labels.preferences.map((row) => Object.assign(row, stamp, { source: 'ai' })));

@@ -171,8 +171,14 @@ export const runConfigSchema = z.strictObject({
       disagreement: z.enum(['keep', 'tie', 'drop']).default('keep'),
       /** Pairs whose label lies closer than this to 0.5 are kept out of training (counted in `tenet audit stats`); 0 keeps all. */
       margin: z.number().min(0).max(0.5).default(0),
+      /**
+       * Pairs with a completion flagged for injection-looking text (master-key answers, fake verdicts, text addressed to
+       * the rater, fence characters; core/rater/prompt.ts): keep them as labelled, drop them from training, or drop them
+       * only when the flagged completion would be the chosen one. Drops are stored with reason `flagged`; decisions stay.
+       */
+      flagged: z.enum(['keep', 'drop', 'drop-chosen'], { error: 'expected keep, drop or drop-chosen' }).default('keep'),
     })
-    .default({ enabled: true, cot: false, cot_band: [0.4, 0.6], logprobs: true, max_tokens: 512, repair_limit: 2, mode: 'pairwise', position_prior: 'none', disagreement: 'keep', margin: 0 }),
+    .default({ enabled: true, cot: false, cot_band: [0.4, 0.6], logprobs: true, max_tokens: 512, repair_limit: 2, mode: 'pairwise', position_prior: 'none', disagreement: 'keep', margin: 0, flagged: 'keep' }),
   /** Pointwise scores (1–10 per principle per completion, normalised to [-1, 1]); repairs follow label.repair_limit. */
   score: z
     .strictObject({

@@ -83,7 +83,8 @@ export function combineDebiased(decisions: readonly { order: Order; probabilityA
 }
 
 export type Disagreement = 'keep' | 'tie' | 'drop';
-export type DropReason = 'orders-disagree' | 'below-margin';
+/** `flagged`: a completion carries injection flags and `label.flagged` drops it (core/rater/pairwise.ts). */
+export type DropReason = 'orders-disagree' | 'below-margin' | 'flagged';
 
 export interface TrainingPolicy {
   /** Pairs whose AB and BA decisions favour different completions: keep the averaged label, make it 0.5, or drop the pair. */

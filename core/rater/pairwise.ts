@@ -5,7 +5,7 @@
 import { clamp, combineDecisions, probabilityFirstBetter, readAnswer, type Order, type RaterAnswer, type TopLogprob } from './labels.js';
 import { applyTrainingPolicy, combineDebiased, estimatePositionPrior, type DropReason, type PolicyOutcome, type PositionPrior, type TrainingPolicy } from './calibration.js';
 import { pickDistinct, stableHash } from './principles.js';
-import { renderTemplate } from './prompt.js';
+import { injectionFlags, renderTemplate } from './prompt.js';
 
 export interface RaterMessage {
   role: 'system' | 'user' | 'assistant';
@@ -57,6 +57,11 @@ export interface Comparison<Q, P extends PlanPrinciple, C extends PlanCompletion
 
 export interface PairPlan<Q, P extends PlanPrinciple, C extends PlanCompletion = PlanCompletion> extends PairIdentity<Q, C> {
   comparisons: Comparison<Q, P, C>[];
+  /**
+   * The injection flags of each completion alone (core/rater/prompt.ts), what `label.flagged` reads;
+   * a comparison's own `flags` also hold those of the conversation.
+   */
+  completionFlags: { first: string[]; second: string[] };
 }
 
 export interface PlanInput<Q extends { id: number }, P extends PlanPrinciple, C extends PlanCompletion> {
@@ -104,7 +109,7 @@ export function planPairs<Q extends { id: number }, P extends PlanPrinciple, C e
         chosen.forEach((principle, slot) => {
           for (const order of ['AB', 'BA'] as const) comparisons.push(newComparison(input, conversation, identity, principle, slot, order));
         });
-        pairs.push({ ...identity, comparisons });
+        pairs.push({ ...identity, comparisons, completionFlags: { first: injectionFlags(first.text), second: injectionFlags(second.text) } });
       }
     }
   }
@@ -227,9 +232,19 @@ export interface PreferenceFields {
   decisionIds: number[];
 }
 
+/**
+ * What becomes of a pair with a flagged completion (the run config's `label.flagged`): `keep` labels it
+ * as any other (the flags stay on its decisions and in its debias record, for audit); `drop` keeps it
+ * out of training whichever side won; `drop-chosen` only when the completion it would prefer is flagged
+ * (an injection that lost stays a useful preference).
+ */
+export type FlaggedPolicy = 'keep' | 'drop' | 'drop-chosen';
+
 /** How a batch's labels are debiased and filtered (the run config's `label` section). */
 export interface LabelPolicy extends TrainingPolicy {
   position_prior: 'none' | 'batch' | number;
+  /** Flagged pairs; `keep` when absent. */
+  flagged?: FlaggedPolicy;
 }
 
 /** What a preference (or drop) row records of how its label was made. */
@@ -243,6 +258,9 @@ export interface DebiasRecord {
   prior_decisions: number;
   disagreement: LabelPolicy['disagreement'];
   margin: number;
+  flagged: FlaggedPolicy;
+  /** The injection flags of the pair's flagged completions, by completion id; absent when neither is flagged. */
+  flags?: Record<string, string[]>;
   /** P(first completion better) after debiasing, before the disagreement rule. */
   combined: number;
 }
@@ -284,11 +302,35 @@ export function labelPairs<Q extends { id: number }>(pairs: readonly PairPlan<Q,
       prior_decisions: prior?.decisions ?? 0,
       disagreement: policy.disagreement,
       margin: policy.margin,
+      ...flagRecord(pair, policy),
       combined: verdict.softLabel,
     };
-    addOutcome(labels, pair, applyTrainingPolicy(verdict, policy), verdict.ordersAgree, made.map((c) => c.decided!.id), debias);
+    addOutcome(labels, pair, applyFlaggedPolicy(pair, applyTrainingPolicy(verdict, policy), policy), verdict.ordersAgree, made.map((c) => c.decided!.id), debias);
   }
   return labels;
+}
+
+/** The flagged policy and the pair's flags by completion id, as its debias record holds them. */
+export function flagRecord(pair: Pick<PairPlan<unknown, PlanPrinciple>, 'first' | 'second' | 'completionFlags'>, policy: Pick<LabelPolicy, 'flagged'>): Pick<DebiasRecord, 'flagged' | 'flags'> {
+  const flags: Record<string, string[]> = {};
+  if (pair.completionFlags.first.length > 0) flags[pair.first.id] = pair.completionFlags.first;
+  if (pair.completionFlags.second.length > 0) flags[pair.second.id] = pair.completionFlags.second;
+  return { flagged: policy.flagged ?? 'keep', ...(Object.keys(flags).length > 0 ? { flags } : {}) };
+}
+
+/**
+ * The flagged rule after the disagreement and margin rules: a pair they kept is dropped (reason
+ * `flagged`) under `drop` when either completion is flagged, under `drop-chosen` when the one its
+ * label prefers is. A pair they dropped keeps their reason.
+ */
+export function applyFlaggedPolicy(pair: Pick<PairPlan<unknown, PlanPrinciple>, 'completionFlags'>, outcome: PolicyOutcome, policy: Pick<LabelPolicy, 'flagged'>): PolicyOutcome {
+  const rule = policy.flagged ?? 'keep';
+  if (!outcome.keep || rule === 'keep') return outcome;
+  const { first, second } = pair.completionFlags;
+  // P(first better) ≥ 0.5 makes the first completion the chosen one (preferenceFields).
+  const chosenFlagged = outcome.softLabel >= 0.5 ? first.length > 0 : second.length > 0;
+  const drop = rule === 'drop' ? first.length > 0 || second.length > 0 : chosenFlagged;
+  return drop ? { keep: false, reason: 'flagged', softLabel: outcome.softLabel } : outcome;
 }
 
 /** A pair's label under the training rules: a preference, or a drop with its reason. */

@@ -5,7 +5,7 @@
 // A completion shared by several pairs is asked once per question (one decision key).
 import { applyTrainingPolicy, logit, sigmoid, type PolicyOutcome, type TrainingPolicy } from './calibration.js';
 import { twoWayProbability, type TopLogprob } from './labels.js';
-import { addOutcome, repair, type BatchLabels, type StoredAttempt, type PairPlan, type PlanCompletion, type PlanPrinciple, type RaterMessage } from './pairwise.js';
+import { addOutcome, applyFlaggedPolicy, flagRecord, repair, type BatchLabels, type LabelPolicy, type StoredAttempt, type PairPlan, type PlanCompletion, type PlanPrinciple, type RaterMessage } from './pairwise.js';
 import { renderTemplate } from './prompt.js';
 
 export const yesNoTemplate = [
@@ -111,13 +111,22 @@ export function pointwiseVerdict(slots: PointwisePair<unknown, PlanPrinciple, Pl
 }
 
 /** Every planned pair's pointwise label: a preference or a drop, recorded as pointwise. */
-export function labelPointwise<Q extends { id: number }>(pairs: readonly PointwisePair<Q, PlanPrinciple, PlanCompletion>[], policy: TrainingPolicy): Omit<BatchLabels, 'prior'> {
+export function labelPointwise<Q extends { id: number }>(pairs: readonly PointwisePair<Q, PlanPrinciple, PlanCompletion>[], policy: TrainingPolicy & Pick<LabelPolicy, 'flagged'>): Omit<BatchLabels, 'prior'> {
   const labels: Omit<BatchLabels, 'prior'> = { preferences: [], drops: [] };
   for (const { pair, slots } of pairs) {
     const verdict = pointwiseVerdict(slots, policy);
     if (!verdict) continue;
-    const debias = { mode: 'pointwise' as const, position_prior: 'none' as const, prior_a: null, prior_decisions: 0, disagreement: policy.disagreement, margin: policy.margin, combined: verdict.softLabel };
-    addOutcome(labels, pair, verdict.outcome, undefined, verdict.decisionIds, debias);
+    const debias = {
+      mode: 'pointwise' as const,
+      position_prior: 'none' as const,
+      prior_a: null,
+      prior_decisions: 0,
+      disagreement: policy.disagreement,
+      margin: policy.margin,
+      ...flagRecord(pair, policy),
+      combined: verdict.softLabel,
+    };
+    addOutcome(labels, pair, applyFlaggedPolicy(pair, verdict.outcome, policy), undefined, verdict.decisionIds, debias);
   }
   return labels;
 }

@@ -144,7 +144,7 @@ describe('a batch labelled with a position-biased rater', () => {
     // Half the log-odds gap between the orders: (ln 49 - ln(47/3)) / 2.
     const expected = sigmoid((Math.log(49) - Math.log(0.94 / 0.06)) / 2);
     for (const p of labels.preferences) close(p.softLabel, expected);
-    assert.deepEqual(Object.keys(labels.preferences[0]!.debias).sort(), ['combined', 'disagreement', 'margin', 'mode', 'position_prior', 'prior_a', 'prior_decisions']);
+    assert.deepEqual(Object.keys(labels.preferences[0]!.debias).sort(), ['combined', 'disagreement', 'flagged', 'margin', 'mode', 'position_prior', 'prior_a', 'prior_decisions']);
     assert.equal(labels.preferences[0]!.debias.prior_decisions, 4);
   });
 

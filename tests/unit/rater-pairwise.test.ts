@@ -152,7 +152,7 @@ describe('preferences from decisions', () => {
     ba!.decided = { id: 30, probabilityFirst: 0.4, probabilityA: 0.6 };
     const { debias, ...preference } = preferenceOf(pair)!;
     // Today's rule: probabilities averaged as they are, P(first better) = 0.3, recorded as not debiased.
-    assert.deepEqual({ ...debias, combined: Number(debias.combined.toFixed(12)) }, { mode: 'pairwise', position_prior: 'none', prior_a: null, prior_decisions: 0, disagreement: 'keep', margin: 0, combined: 0.3 });
+    assert.deepEqual({ ...debias, combined: Number(debias.combined.toFixed(12)) }, { mode: 'pairwise', position_prior: 'none', prior_a: null, prior_decisions: 0, disagreement: 'keep', margin: 0, flagged: 'keep', combined: 0.3 });
     assert.deepEqual({ ...preference, softLabel: Number(preference.softLabel.toFixed(12)) }, {
       promptId: 1,
       completionLowId: 101,
