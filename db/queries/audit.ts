@@ -2,10 +2,11 @@
 // decision with its reviews, the review queue's next pair, and the human review a person writes.
 // A review goes to human_reviews only; the AI's rows are never touched (effective_preferences follows).
 import { randomUUID } from 'node:crypto';
-import { and, asc, desc, eq, isNotNull, notInArray, sql, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, inArray, isNotNull, notInArray, sql, type SQL } from 'drizzle-orm';
+import type { ArithmeticCheck } from '../../core/verifiers/arithmetic.js';
 import type { Database } from '../pool.js';
 import { runConfigSchema } from '../../core/run-config.js';
-import { humanReviews, preferences, principleStatsView, raterDecisions, runs } from '../schema.js';
+import { humanReviews, preferenceDrops, preferences, principleStatsView, raterDecisions, runs, stepChecks } from '../schema.js';
 
 /** The filters of `tenet audit list` and the console's decisions page. */
 export interface DecisionFilter {
@@ -135,6 +136,10 @@ function filterConditions(filter: Omit<DecisionFilter, 'limit' | 'offset' | 'sor
 export async function listDecisions(db: Database, filter: DecisionFilter): Promise<AuditRow[]> {
   const sort = filter.sort ?? 'id';
   const where = filterConditions(filter);
+  // "Confidence below" bounds the confidence orders' index range too (the same rows: a null confidence
+  // is below nothing), so a page never reads through the decisions above it.
+  if (filter.lowConfidence !== undefined && sort === 'confidence') where.push(sql`${confidenceKeys.confidence} < ${filter.lowConfidence}`);
+  if (filter.lowConfidence !== undefined && sort === '-confidence') where.push(sql`${confidenceKeys['-confidence']} > ${-filter.lowConfidence}`);
   if (filter.after !== undefined) where.push(cursorBound(filter.after, sort, 'after'));
   if (filter.before !== undefined) where.push(cursorBound(filter.before, sort, 'before'));
   // A page before a cursor is read in the reverse order, then turned round.
@@ -349,4 +354,43 @@ export async function principleStats(db: Database, runId: number): Promise<Princ
       flagged: r.flagged,
     };
   });
+}
+
+/** Pairs of a run the label stage kept out of training, per reason (orders-disagree, below-margin). */
+export async function preferenceDropCounts(db: Database, runId: number): Promise<{ reason: string; pairs: number }[]> {
+  return db
+    .select({ reason: preferenceDrops.reason, pairs: sql<number>`count(*)::int` })
+    .from(preferenceDrops)
+    .where(eq(preferenceDrops.runId, runId))
+    .groupBy(preferenceDrops.reason)
+    .orderBy(preferenceDrops.reason);
+}
+
+/** A step's score of a completion: from a rater decision (stage `process`), or from a checker (step_checks). */
+export interface ProcessStep {
+  completion: number;
+  /** 1-based. */
+  step: number;
+  steps: number;
+  score: number | null;
+  decision?: number;
+  principle?: string;
+  checker?: string;
+  checks?: ArithmeticCheck[];
+}
+
+/** The per-step (process) scores of these completions, by completion and step. */
+export async function processSteps(db: Database, completionIds: number[]): Promise<ProcessStep[]> {
+  if (completionIds.length === 0) return [];
+  const steps = await db
+    .select({ id: d.id, completionId: d.completionAId, score: d.score, probabilities: d.probabilities, principleKey: d.principleKey })
+    .from(d)
+    .where(and(eq(d.stage, 'process'), eq(d.outcome, 'ok'), inArray(d.completionAId, completionIds)))
+    .orderBy(d.completionAId, sql`(${d.probabilities} ->> 'step')::int`);
+  // Steps a checker judged instead of the rater (process.check_arithmetic).
+  const checked = await db.select().from(stepChecks).where(inArray(stepChecks.completionId, completionIds));
+  return [
+    ...steps.map((s) => ({ decision: s.id, completion: s.completionId, step: (s.probabilities as { step: number }).step + 1, steps: (s.probabilities as { steps: number }).steps, score: s.score, principle: s.principleKey })),
+    ...checked.map((c) => ({ completion: c.completionId, step: c.stepIndex + 1, steps: c.stepCount, score: c.score, checker: c.checker, checks: c.checks as ArithmeticCheck[] })),
+  ].sort((a, b) => a.completion - b.completion || a.step - b.step);
 }

@@ -79,6 +79,7 @@ describe('decisions listing, keyset paging', () => {
     const cases: [Omit<DecisionFilter, 'limit'>, string][] = [
       [{ principle: 'honest', lowConfidence: 0.8, sort: 'confidence' }, `principle_key = 'honest' and confidence < 0.8`],
       [{ run: 2, sort: '-confidence' }, `run_id = (select min(id) + 1 from runs)`],
+      [{ lowConfidence: 0.75, sort: '-confidence' }, 'confidence < 0.75'],
       [{ flagged: true, sort: 'confidence' }, 'jsonb_array_length(flags) > 0'],
       [{ overridden: true, sort: '-id' }, `exists (select 1 from human_reviews h where h.run_id = rater_decisions.run_id and least(h.completion_a_id, h.completion_b_id) = least(rater_decisions.completion_a_id, rater_decisions.completion_b_id) and greatest(h.completion_a_id, h.completion_b_id) = greatest(rater_decisions.completion_a_id, rater_decisions.completion_b_id))`],
       [{ disagree: true, sort: 'confidence' }, `exists (select 1 from preferences p where p.run_id = rater_decisions.run_id and not p.orders_agree and p.completion_low_id = least(completion_a_id, completion_b_id) and p.completion_high_id = greatest(completion_a_id, completion_b_id))`],
