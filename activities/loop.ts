@@ -11,6 +11,7 @@ import { recordMetrics } from '../db/runs.js';
 import { completions, metrics, models, preferences, rolloutRewards } from '../db/schema.js';
 import { labelBatch } from './label.js';
 import type { ChatMessage, ModelEndpoints } from './llm.js';
+import { seedScope } from './rollouts.js';
 import { promptsAt, type RunContexts } from './run-context.js';
 import type { RewardScorers } from './scorers.js';
 import type { TrainerJob } from './trainer.js';
@@ -87,6 +88,9 @@ export function createLoopActivities(deps: { db: Database; llm: ModelEndpoints; 
       const endpoint = config.endpoints.policy;
       const url = `${endpoint.base_url.replace(/\/+$/, '')}/load_lora_adapter`;
       const apiKey = endpoint.api_key_env ? process.env[endpoint.api_key_env] : undefined;
+      // Heartbeats while the endpoint loads it (loading can take a while): a worker lost mid-load is noticed within the heartbeat timeout.
+      const activity = Context.current();
+      const pulse = setInterval(() => activity.heartbeat(), Math.max(200, Math.min(5_000, (activity.info.heartbeatTimeoutMs ?? 15_000) / 3)));
       let response: Response;
       try {
         response = await fetch(url, {
@@ -96,10 +100,12 @@ export function createLoopActivities(deps: { db: Database; llm: ModelEndpoints; 
           signal: AbortSignal.timeout(endpoint.timeout_s * 1000),
         });
       } catch (error) {
+        clearInterval(pulse);
         throw ApplicationFailure.retryable(`policy endpoint ${endpoint.base_url}: cannot load adapter ${input.name}: ${(error as Error).message}`, 'EndpointUnavailable');
       }
+      const text = await response.text().finally(() => clearInterval(pulse));
       if (!response.ok) {
-        const body = (await response.text()).slice(0, 500);
+        const body = text.slice(0, 500);
         const message = `policy endpoint ${endpoint.base_url} (model ${endpoint.model}) refused adapter ${input.name} from ${row.path}: HTTP ${response.status} ${body}`;
         if (response.status >= 500 || response.status === 429) throw ApplicationFailure.retryable(message, 'EndpointUnavailable');
         throw ApplicationFailure.nonRetryable(message, 'AdapterRejected');
@@ -162,7 +168,7 @@ export function createLoopActivities(deps: { db: Database; llm: ModelEndpoints; 
             return llm
               .chatMany(
                 { ...endpoint, model: policy },
-                requests.map((w) => ({ messages: w.prompt.messages as ChatMessage[], temperature: settings.temperature, max_tokens: settings.max_tokens, seed: stableHash(`${input.runId}:eval:${w.prompt.key}`) % 1_000_000 })),
+                requests.map((w) => ({ messages: w.prompt.messages as ChatMessage[], temperature: settings.temperature, max_tokens: settings.max_tokens, seed: stableHash(`${seedScope(context)}:eval:${w.prompt.key}`) % 1_000_000 })),
               )
               .then((answers) => answers.map((answer, i) => ({ ...requests[i]!, answer })));
           }),

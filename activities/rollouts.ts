@@ -31,7 +31,8 @@ export async function rolloutBatch(db: Database, llm: ModelEndpoints, scorers: R
 
   const wanted: { prompt: PromptRow; sampleIndex: number; seed: number }[] = [];
   for (const prompt of prompts) {
-    const base = stableHash(`${context.runId}:rollout:${batch.iteration}:${prompt.key}`) % 1_000_000;
+    // Seeded by the run config's sample.seed when it sets one (two runs of one config roll out alike), else by the run.
+    const base = stableHash(`${seedScope(context)}:rollout:${batch.iteration}:${prompt.key}`) % 1_000_000;
     for (let sampleIndex = 0; sampleIndex < settings.group_size; sampleIndex++) {
       if (!have.has(`${prompt.id}:${sampleIndex}`)) wanted.push({ prompt, sampleIndex, seed: base + sampleIndex });
     }
@@ -110,6 +111,12 @@ export async function rolloutBatch(db: Database, llm: ModelEndpoints, scorers: R
     });
   }
   return { done: prompts.length * settings.group_size, failed: 0 };
+}
+
+/** What seeds a run's rollouts and evaluations: its config's sample.seed when set, else its id. */
+export function seedScope(context: RunContext): string {
+  const seed = context.config.sample.seed;
+  return seed === undefined ? String(context.runId) : `seed ${seed}`;
 }
 
 /** Verdicts of the prompts' tasks (none for a prompt without one), a few sandboxes at a time. */

@@ -195,13 +195,15 @@ async function writeTrainingData(db: Database, job: TrainerJob, file: string): P
     lines = result.rows.map((row) => JSON.stringify({ prompt: row.prompt, chosen: row.chosen, rejected: row.rejected, soft_label: row.soft_label }));
     counts = { rows: result.rows.length, ai: result.rows.filter((r) => r.source === 'ai').length, human: result.rows.filter((r) => r.source === 'human').length };
   } else if (job.data.source === 'rollouts') {
+    // In the prompts' and samples' order, never by row id (a retried batch inserts its rows later) or
+    // group_key as text ('10' < '9'), so two runs with the same rollouts train on the same sequence.
     const result = await db.execute<{ prompt: unknown; completion: string; total: number; components: Record<string, number>; group_key: string }>(sql`
       select p.messages as prompt, c.text as completion, w.total, w.components, w.group_key
       from rollout_rewards w
       join completions c on c.id = w.completion_id
       join prompts p on p.id = c.prompt_id
       where w.run_id = ${job.runId} and w.iteration = ${job.data.iteration} and c.stage = 'rollout'
-      order by w.group_key, c.id`);
+      order by c.prompt_id, c.sample_index`);
     lines = result.rows.map((row) => JSON.stringify({ prompt: row.prompt, completion: row.completion, reward: row.total, rewards: row.components, group: row.group_key }));
     counts = { rows: result.rows.length };
   } else {

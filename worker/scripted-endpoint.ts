@@ -30,6 +30,12 @@ export interface ScriptedReply {
   topLogprobs?: { token: string; logprob: number }[];
 }
 
+/** A `POST …/load_lora_adapter` request (vLLM's API, which `trainer serve` shares). */
+export interface AdapterLoad {
+  path: string;
+  body: { lora_name?: string; lora_path?: string };
+}
+
 export interface RecordedRequest {
   path: string;
   body: ChatBody;
@@ -47,6 +53,8 @@ export interface ScriptedEndpoint {
   requests: RecordedRequest[];
   setScript(script: Script | undefined): void;
   setLatency(ms: number): void;
+  /** Adapter loads received, in order (each answered 200 once `loadAdapter` resolves). */
+  adapterLoads: AdapterLoad[];
   close(): Promise<void>;
 }
 
@@ -114,16 +122,28 @@ function completionBody(body: ChatBody, reply: ScriptedReply) {
   };
 }
 
-export async function startScriptedEndpoint(options: { port?: number; script?: Script; latencyMs?: number } = {}): Promise<ScriptedEndpoint> {
+export async function startScriptedEndpoint(
+  options: { port?: number; script?: Script; latencyMs?: number; /** Runs while an adapter load is in flight (e.g. holds it, as a real load takes time). */ loadAdapter?: (load: AdapterLoad) => Promise<void> | void } = {},
+): Promise<ScriptedEndpoint> {
   let script = options.script;
   let latency = options.latencyMs ?? 0;
   const requests: RecordedRequest[] = [];
+  const adapterLoads: AdapterLoad[] = [];
   const seen = new Map<string, number>();
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '').split('?')[0]!;
     if (req.method === 'GET' && path.endsWith('/models')) {
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ object: 'list', data: [{ id: 'scripted', object: 'model' }] }));
+      return;
+    }
+    if (req.method === 'POST' && path.endsWith('/load_lora_adapter')) {
+      let raw = '';
+      for await (const chunk of req) raw += String(chunk);
+      const load: AdapterLoad = { path, body: JSON.parse(raw) as AdapterLoad['body'] };
+      adapterLoads.push(load);
+      await options.loadAdapter?.(load);
+      if (!res.destroyed) res.writeHead(200, { 'content-type': 'text/plain' }).end(`Success: LoRA adapter '${load.body.lora_name}' added successfully.`);
       return;
     }
     if (req.method !== 'POST' || !path.endsWith('/chat/completions')) {
@@ -167,6 +187,7 @@ export async function startScriptedEndpoint(options: { port?: number; script?: S
     url: `http://127.0.0.1:${port}/v1`,
     port,
     requests,
+    adapterLoads,
     setScript: (next) => (script = next),
     setLatency: (ms) => (latency = ms),
     close: () =>

@@ -18,12 +18,14 @@ import {
   isCancellation,
   ParentClosePolicy,
   patched,
+  proxyActivities,
   setHandler,
   startChild,
   workflowInfo,
 } from '@temporalio/workflow';
 import { rootCauseMessage } from '../core/failure.js';
-import { db, localDb, loopSteps, measure, stageBatches } from './presets.js';
+import type { CpuActivities } from '../activities/index.js';
+import { db, localDb, loopStepOptions, loopSteps, measure, stageBatches } from './presets.js';
 import { runChainedBatches, stageShard } from './shard.js';
 import { trainerJob } from './train.js';
 import {
@@ -237,7 +239,9 @@ async function trainAndEvaluate(input: PipelineInput, state: PipelineState): Pro
     const model = await executeChild(trainerJob, { workflowId: `${workflowInfo().workflowId}/it-${iteration}/policy`, args: [job] });
     await db.recordMetrics({ runId, iteration, values: numericMetrics('policy', model.metrics) });
     const name = adapterNameFor(runId, iteration + 1);
-    await loopSteps.activatePolicy({ runId, modelId: model.modelId, name });
+    // The load heartbeats; a worker lost mid-load is noticed after the run's heartbeat timeout, not loopSteps' 5 minutes.
+    const adapterLoad = input.scale.heartbeatTimeoutS ? proxyActivities<CpuActivities>({ ...loopStepOptions, heartbeatTimeout: input.scale.heartbeatTimeoutS * 1000 }) : loopSteps;
+    await adapterLoad.activatePolicy({ runId, modelId: model.modelId, name });
     state.newPolicy = { modelId: model.modelId, name };
     markDone(state, 'policy');
   }

@@ -47,12 +47,13 @@ export const stageBatches = proxyActivities<CpuActivities>(stageBatchOptions);
  * Loop steps on the CPU queue: planning trainer jobs, loading adapters into the policy endpoint,
  * evaluation (held-out sampling and rating). Retried without a limit while an endpoint is down.
  */
-export const loopSteps = proxyActivities<CpuActivities>({
+export const loopStepOptions = {
   taskQueue: taskQueues.cpu,
   startToCloseTimeout: '4 hours',
   heartbeatTimeout: '5 minutes',
   retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute', nonRetryableErrorTypes: ['ModelMissing', 'NoLoop', 'AdapterRejected', 'RewardModelBroken'] },
-});
+} satisfies ActivityOptions;
+export const loopSteps = proxyActivities<CpuActivities>(loopStepOptions);
 
 /** Measurements by the trainer on the GPU queue (KL to the reference on evaluation samples). */
 export const measure = proxyActivities<GpuActivities>({

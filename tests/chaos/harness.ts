@@ -10,14 +10,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { startPipelineRun } from '../../cli/start-run.js';
-import { runConfigSchema } from '../../core/run-config.js';
+import { runConfigSchema, type RunConfigInput } from '../../core/run-config.js';
 import { applyMigrations } from '../../db/migrate.js';
 import { createDatabase, type Database } from '../../db/pool.js';
 import { dataConverterFor } from '../../worker/data-converter.js';
 import { describePending, pendingFailures } from '../../worker/pending.js';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../../worker/postgres.js';
 import { isAlive, portInUse, stopProcess, waitFor } from '../../worker/processes.js';
-import { defaultReply, fencedBlock, startScriptedEndpoint, type RecordedRequest, type ScriptedEndpoint, type ScriptedReply } from '../../worker/scripted-endpoint.js';
+import { defaultReply, fencedBlock, startScriptedEndpoint, type AdapterLoad, type RecordedRequest, type ScriptedEndpoint, type ScriptedReply } from '../../worker/scripted-endpoint.js';
 import { startTemporalDevServer, type TemporalServerHandle } from '../../worker/temporal.js';
 import type { pipeline } from '../../workflows/pipeline.js';
 import { cliEntry, cliEnv, defaultConstitution, freePort, temporalCli, tempDir } from '../helpers.js';
@@ -27,7 +27,7 @@ export const maxConcurrency = 4;
 const promptCount = 12;
 const namespace = 'default';
 
-export type CallKind = 'sample' | 'critique' | 'revision' | 'label';
+export type CallKind = 'sample' | 'critique' | 'revision' | 'label' | 'score';
 
 /** Which stage a model call belongs to, read from the prompt the way the scripted endpoint answers it. */
 export function callKind(request: RecordedRequest): CallKind {
@@ -35,6 +35,7 @@ export function callKind(request: RecordedRequest): CallKind {
   if (fencedBlock(prompt, 'response_a') !== undefined) return 'label';
   if (fencedBlock(prompt, 'response') !== undefined && /Revision request:/.test(prompt)) return 'revision';
   if (fencedBlock(prompt, 'response') !== undefined && /Critique request:/.test(prompt)) return 'critique';
+  if (fencedBlock(prompt, 'response') !== undefined && /Score:/.test(prompt)) return 'score';
   return 'sample';
 }
 
@@ -124,6 +125,8 @@ export class ChaosStack {
   readonly calls: Call[] = [];
   fault: EndpointFault | undefined;
   private triggers: Trigger[] = [];
+  /** Runs while the endpoint loads an adapter (see `startEndpoint`). */
+  onAdapterLoad: ((load: AdapterLoad) => Promise<void> | void) | undefined;
   private readonly log = () => undefined;
 
   /** `queue: 'all'` runs the worker on the GPU queue too, for trainer jobs (on CPU here). */
@@ -151,7 +154,7 @@ export class ChaosStack {
   }
 
   startEndpoint(): Promise<ScriptedEndpoint> {
-    return startScriptedEndpoint({ port: this.ports.endpoint, latencyMs, script: (request) => this.answer(request) });
+    return startScriptedEndpoint({ port: this.ports.endpoint, latencyMs, script: (request) => this.answer(request), loadAdapter: (load) => this.onAdapterLoad?.(load) });
   }
 
   /** SIGKILL, then wait until the process is gone and its port is free. */
@@ -210,7 +213,8 @@ export class ChaosStack {
     return next ? (next.at - back) / 1000 : undefined;
   }
 
-  config(prefix: string) {
+  /** The case's run config; `overrides` replace top-level sections (e.g. a training loop). */
+  config(prefix: string, overrides: Partial<RunConfigInput> = {}) {
     const base = `http://127.0.0.1:${this.ports.endpoint}/${prefix}/v1`;
     const endpoint = { base_url: base, model: 'scripted', max_concurrency: maxConcurrency, max_retries: 2, timeout_s: 10 };
     return runConfigSchema.parse({
@@ -219,11 +223,12 @@ export class ChaosStack {
       critique: { enabled: true, rounds: 1 },
       label: { ensemble: 2 },
       scale: { batch_size: 4, shard_size: promptCount, max_batches_in_flight: 2, heartbeat_timeout_s: 3 },
+      ...overrides,
     });
   }
 
   /** Starts the case's run: the same prompts and seeds every time; the endpoint path keeps its request cache apart. */
-  async startRun(prefix: string) {
+  async startRun(prefix: string, overrides: Partial<RunConfigInput> = {}) {
     const { constitution, source } = defaultConstitution();
     const prompts = Array.from({ length: promptCount }, (_, i) => ({
       key: `p${i}`,
@@ -231,7 +236,7 @@ export class ChaosStack {
       split: 'train' as const,
       metadata: {},
     }));
-    return startPipelineRun({ db: this.db, client: this.client, constitution, constitutionSource: source, config: this.config(prefix), prompts, workflowId: `chaos-${prefix}` });
+    return startPipelineRun({ db: this.db, client: this.client, constitution, constitutionSource: source, config: this.config(prefix, overrides), prompts, workflowId: `chaos-${prefix}` });
   }
 
   /**
@@ -303,12 +308,23 @@ async function keyedRows(db: Database, runId: number): Promise<KeyedRows> {
   for (const d of await q<{ decision_key: string; parsed_choice: string | null; outcome: string }>('select decision_key, parsed_choice, outcome from rater_decisions where run_id = $1')) {
     const [base, attempt] = d.decision_key.split('#') as [string, string];
     const parts = base.split(':');
-    add(`decision ${parts[0]}:${parts[1]}:${name(parts[2]!)}:${name(parts[3]!)}:${parts.at(-2)}:${parts.at(-1)}#${attempt}`, `${d.parsed_choice} ${d.outcome}`);
+    // score:<iteration>:<completion>:<principle> and process:<iteration>:<completion>:<step>:<principle> name one completion.
+    const key = parts[0] === 'score' || parts[0] === 'process' ? [parts[0], parts[1], name(parts[2]!), ...parts.slice(3)].join(':') : `${parts[0]}:${parts[1]}:${name(parts[2]!)}:${name(parts[3]!)}:${parts.at(-2)}:${parts.at(-1)}`;
+    add(`decision ${key}#${attempt}`, `${d.parsed_choice} ${d.outcome}`);
   }
   for (const p of await q<{ iteration: number; low: string; high: string; chosen: string; soft_label: number; orders_agree: boolean | null; source: string }>(
     'select iteration, completion_low_id as low, completion_high_id as high, chosen_id as chosen, soft_label, orders_agree, source from preferences where run_id = $1',
   )) {
     add(`preference ${p.iteration}:${name(p.low)}:${name(p.high)}:${p.source}`, `${name(p.chosen)} ${p.soft_label.toFixed(9)} ${p.orders_agree}`);
+  }
+  // A training loop's rows: each rollout's reward, and the models it trained with their metrics.
+  for (const r of await q<{ completion: string; iteration: number; components: Record<string, number>; total: number }>(
+    'select completion_id as completion, iteration, components, total from rollout_rewards where run_id = $1',
+  )) {
+    add(`rollout reward ${r.iteration}:${name(r.completion)}`, `${r.total.toFixed(9)} ${JSON.stringify(Object.entries(r.components).sort())}`);
+  }
+  for (const m of await q<{ kind: string; iteration: number; metrics: Record<string, unknown> }>('select kind, iteration, metrics from models where run_id = $1')) {
+    add(`model ${m.kind} ${m.iteration}`, JSON.stringify(Object.entries(m.metrics).sort()));
   }
   return rows;
 }
@@ -335,12 +351,12 @@ export function recordRow(row: CaseRow): void {
 
 /** Checks a pipeline case against the reference run and records its row. */
 export function recordCase(
-  row: Omit<CaseRow, 'repeated'> & { callsRepeated: number; callsInFlight: number },
+  row: Omit<CaseRow, 'repeated'> & { callsRepeated: number; callsInFlight: number; /** What else was done again, e.g. an adapter load. */ alsoRepeated?: string },
   reference: KeyedRows,
   compared: ReturnType<typeof compareRows>,
 ): void {
-  const { callsRepeated, callsInFlight, ...rest } = row;
-  recordRow({ ...rest, repeated: `${callsRepeated} (≤ ${callsInFlight} in flight)` });
+  const { callsRepeated, callsInFlight, alsoRepeated, ...rest } = row;
+  recordRow({ ...rest, repeated: `${callsRepeated} (≤ ${callsInFlight} in flight)${alsoRepeated ? `; ${alsoRepeated}` : ''}` });
   assert.ok(reference.size > 100, `the reference has ${reference.size} rows`);
   assert.deepEqual(compared.differing, [], 'rows that differ from the uninterrupted run');
   assert.equal(compared.lost, 0, 'rows lost');
