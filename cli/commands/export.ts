@@ -4,13 +4,12 @@ import { createWriteStream } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { Command } from 'commander';
-import { sql, type SQL } from 'drizzle-orm';
 import { z } from 'zod';
-import { closeAll, openDatabase } from '../context.js';
+import type { Database } from '../../db/pool.js';
+import { finalRevisions, preferencePairs, type Message } from '../../db/queries/export.js';
+import { withDatabase } from '../database.js';
 import { UserError } from '../errors.js';
 import { parseOptions } from '../options.js';
-
-type Message = { role: string; content: string };
 
 const exportOptions = z.object({
   format: z.literal('jsonl', { error: 'expected jsonl' }).default('jsonl'),
@@ -41,12 +40,12 @@ const runId = z.coerce.number({ error: 'expected a run id (a whole number)' }).i
 type Style = z.infer<typeof exportOptions>['style'];
 
 /** One export subcommand: query a run's rows, turn each into a JSON line, write them out. */
-function exportSubcommand<Row extends Record<string, unknown>>(spec: {
+function exportSubcommand<Row>(spec: {
   name: string;
   description: string;
   /** What the rows are, for messages ("preferences", "revisions"). */
   what: string;
-  query: (runId: number) => SQL;
+  query: (db: Database, runId: number) => Promise<Row[]>;
   record: (row: Row, style: Style) => unknown;
 }): Command {
   return new Command(spec.name)
@@ -58,84 +57,46 @@ function exportSubcommand<Row extends Record<string, unknown>>(spec: {
     .action(async (ref: string, raw: unknown) => {
       const options = parseOptions(exportOptions, raw);
       const id = parseOptions(runId, ref);
-      const db = await openDatabase();
-      try {
-        const rows = (await db.execute(spec.query(id))).rows as Row[];
-        if (rows.length === 0) throw new UserError(`run ${id} has no ${spec.what} (yet)`);
-        const count = await writeLines(
-          options.output,
-          rows.map((row) => JSON.stringify(spec.record(row, options.style))),
-        );
-        if (options.output) console.error(`wrote ${count} ${spec.what} to ${options.output}`);
-      } finally {
-        await closeAll();
-      }
+      const rows = await withDatabase((db) => spec.query(db, id));
+      if (rows.length === 0) throw new UserError(`run ${id} has no ${spec.what} (yet)`);
+      const count = await writeLines(
+        options.output,
+        rows.map((row) => JSON.stringify(spec.record(row, options.style))),
+      );
+      if (options.output) console.error(`wrote ${count} ${spec.what} to ${options.output}`);
     });
-}
-
-interface PreferenceRow extends Record<string, unknown> {
-  prompt: Message[];
-  chosen: string;
-  rejected: string;
-  soft_label: number;
-  decision_ids: number[];
-  source: string;
-  prompt_id: string;
-  chosen_id: string;
-  rejected_id: string;
-  review_id: string | null;
-}
-
-interface RevisionRow extends Record<string, unknown> {
-  prompt: Message[];
-  revision: string;
-  source_completion_id: string;
-  rounds: number;
 }
 
 export const exportCommand = new Command('export')
   .description('export training data from a run')
   .addCommand(
-    exportSubcommand<PreferenceRow>({
+    exportSubcommand({
       name: 'preferences',
       description: 'preference pairs (human overrides win; human ties are left out) as JSONL: prompt, chosen, rejected, soft_label, decision_ids',
       what: 'preferences',
-      query: (id) => sql`
-        select p.messages as prompt, c.text as chosen, r.text as rejected, e.soft_label, e.decision_ids, e.source, e.prompt_id, e.chosen_id, e.rejected_id, e.review_id
-        from effective_preferences e
-        join prompts p on p.id = e.prompt_id
-        join completions c on c.id = e.chosen_id
-        join completions r on r.id = e.rejected_id
-        where e.run_id = ${id}
-        order by e.prompt_id, e.chosen_id, e.rejected_id`,
+      query: (db, id) => preferencePairs(db, id),
       record: (row, style) => ({
         prompt: style === 'conversational' ? row.prompt : promptText(row.prompt),
         chosen: style === 'conversational' ? [{ role: 'assistant', content: row.chosen }] : row.chosen,
         rejected: style === 'conversational' ? [{ role: 'assistant', content: row.rejected }] : row.rejected,
-        soft_label: row.soft_label,
+        soft_label: row.softLabel,
         source: row.source,
-        decision_ids: row.decision_ids,
-        review_id: row.review_id === null ? null : Number(row.review_id),
-        prompt_id: Number(row.prompt_id),
-        chosen_id: Number(row.chosen_id),
-        rejected_id: Number(row.rejected_id),
+        decision_ids: row.decisionIds,
+        review_id: row.reviewId,
+        prompt_id: row.promptId,
+        chosen_id: row.chosenId,
+        rejected_id: row.rejectedId,
       }),
     }),
   )
   .addCommand(
-    exportSubcommand<RevisionRow>({
+    exportSubcommand({
       name: 'sft',
       description: 'the final revision of each critique→revision chain as JSONL (messages, or prompt/completion with --style standard)',
       what: 'revisions',
-      query: (id) => sql`
-        select distinct on (k.source_completion_id) p.messages as prompt, c.text as revision, k.source_completion_id, k.round + 1 as rounds
-        from critiques k
-        join completions c on c.id = k.revision_completion_id
-        join prompts p on p.id = c.prompt_id
-        where k.run_id = ${id}
-        order by k.source_completion_id, k.round desc`,
+      query: (db, id) => finalRevisions(db, id),
       record: (row, style) => {
-        const provenance = { source_completion_id: Number(row.source_completion_id), rounds: Number(row.rounds) };
+        const provenance = { source_completion_id: row.sourceCompletionId, rounds: row.rounds };
         return style === 'conversational'
           ? { messages: [...row.prompt, { role: 'assistant', content: row.revision }], ...provenance }
           : { prompt: promptText(row.prompt), completion: row.revision, ...provenance };
