@@ -6,7 +6,7 @@ import { and, asc, desc, eq, inArray, isNotNull, notInArray, sql, type SQL } fro
 import type { ArithmeticCheck } from '../../core/verifiers/arithmetic.js';
 import type { Database } from '../pool.js';
 import { runConfigSchema } from '../../core/run-config.js';
-import { humanReviews, preferenceDrops, preferences, principleStatsView, raterDecisions, runs, stepChecks } from '../schema.js';
+import { auditDecisions, humanReviews, preferenceDrops, preferences, principleStatsView, raterDecisions, runs, stepChecks } from '../schema.js';
 
 /** The filters of `tenet audit list` and the console's decisions page. */
 export interface DecisionFilter {
@@ -204,7 +204,43 @@ export interface DecisionDetail {
 
 /** What `tenet audit show` and the console's decision page show, or undefined for an unknown id. */
 export async function decisionDetail(db: Database, decisionId: number): Promise<DecisionDetail | undefined> {
-  const [row] = (await db.execute<DecisionDetail['row']>(sql`select * from audit_decisions where id = ${decisionId}`)).rows.map(numericIds);
+  const v = auditDecisions;
+  const [row] = await db
+    .select({
+      id: v.id,
+      run_id: v.runId,
+      stage: v.stage,
+      iteration: v.iteration,
+      created_at: v.createdAt,
+      principle_key: v.principleKey,
+      principle_text: v.principleText,
+      constitution_hash: v.constitutionHash,
+      rater_endpoint: v.raterEndpoint,
+      rater_model: v.raterModel,
+      order: v.order,
+      attempt: v.attempt,
+      outcome: v.outcome,
+      parsed_choice: v.parsedChoice,
+      p_a: v.pA,
+      p_b: v.pB,
+      confidence: v.confidence,
+      flags: v.flags,
+      from_cache: v.fromCache,
+      latency_ms: v.latencyMs,
+      prompt_tokens: v.promptTokens,
+      completion_tokens: v.completionTokens,
+      prompt: v.prompt,
+      completion_a_id: v.completionAId,
+      completion_a: v.completionA,
+      completion_b_id: v.completionBId,
+      completion_b: v.completionB,
+      human_prefer_a_b: v.humanPreferAB,
+      human_reason: v.humanReason,
+      human_reviewer: v.humanReviewer,
+      human_completion_a_id: v.humanCompletionAId,
+    })
+    .from(v)
+    .where(eq(v.id, decisionId));
   if (!row) return undefined;
   const [decision] = await db.select({ request: raterDecisions.request, rawResponse: raterDecisions.rawResponse, probabilities: raterDecisions.probabilities }).from(raterDecisions).where(eq(raterDecisions.id, decisionId));
   const reviews = await pairReviews(db, row.run_id, row.completion_a_id, row.completion_b_id);
