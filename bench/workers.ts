@@ -31,7 +31,7 @@
 //   (same count, other texts): the sides share the database and with it the request cache, and a
 //   run of prompts the other side already ran would be answered from it.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { Client } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -167,4 +167,5 @@ try {
   await endpoint.close();
   await env.teardown();
   await database.drop();
+  rmSync(home, { recursive: true, force: true });
 }
