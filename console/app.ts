@@ -10,7 +10,7 @@ import { secureHeaders } from 'hono/secure-headers';
 import { z } from 'zod';
 import { BadCursor, decisionCursorPattern, decisionDetail, decisionSorts, listDecisions, nextUnreviewed, overrideDecision, principleStats, queueOrders, ReviewRefused } from '../db/queries/audit.js';
 import { constitutionSource, listConstitutionVersions } from '../db/queries/constitutions.js';
-import { labelPair, LabelRefused } from '../db/queries/labels.js';
+import { labelPair, LabelRefused, unlessReviewedSince } from '../db/queries/labels.js';
 import { evaluationsForRun } from '../db/queries/rater-evaluations.js';
 import { findRun, listRuns, runMetrics } from '../db/queries/runs.js';
 import type { Database } from '../db/pool.js';
@@ -84,8 +84,9 @@ const reviewForm = z.object({
   reviewer: text,
   key: z.uuid({ error: 'expected the form key' }),
 });
-const overrideForm = reviewForm.extend({ reason: text });
-const labelForm = reviewForm.extend({ reason: text, seen: z.coerce.number({ error: 'expected the review the form was shown with' }).int().min(0) });
+const seenReview = z.coerce.number({ error: 'expected the review the form was shown with' }).int().min(0);
+const overrideForm = reviewForm.extend({ reason: text, seen: seenReview.optional() });
+const labelForm = reviewForm.extend({ reason: text, seen: seenReview });
 const constitutionName = z.string().trim().min(1).max(200);
 const version = (what: string) => z.coerce.number({ error: `expected the ${what} version (a whole number)` }).int({ error: `expected the ${what} version (a whole number)` }).positive({ error: `expected the ${what} version (a whole number)` });
 const queueForm = reviewForm.extend({ decision: id('decision'), run: id('run').optional(), skip: skipList, order: queueOrder });
@@ -199,8 +200,12 @@ export function consoleApp(options: ConsoleOptions): Hono<ConsoleEnv> {
   });
   app.post('/decisions/:id/override', async (c) => {
     const decisionId = parse(z.object({ id: id('decision') }), { id: c.req.param('id') }).id;
-    const form = parse(overrideForm, c.get('form'));
-    await overrideDecision(db, { decisionId, ...form });
+    const { seen, ...form } = parse(overrideForm, c.get('form'));
+    const override = () => overrideDecision(db, { decisionId, ...form });
+    const detail = seen === undefined ? undefined : await decisionDetail(db, decisionId);
+    // A form that says which review it was shown with is refused (409) when the pair was reviewed since.
+    if (detail && detail.row.completion_b_id !== null) await unlessReviewedSince(db, { runId: detail.row.run_id, a: detail.row.completion_a_id, b: detail.row.completion_b_id, key: form.key }, seen!, override);
+    else await override();
     return c.redirect(`/decisions/${decisionId}`, 303);
   });
 

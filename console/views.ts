@@ -217,11 +217,13 @@ export function decisionPage(detail: DecisionDetail, form: { csrf: string; key: 
   const raw = (detail.rawResponse as { choices?: unknown[] } | null)?.choices?.[0] ?? detail.rawResponse;
   const sent = (detail.request as { messages?: unknown } | null)?.messages;
   const flags = row.flags as string[];
+  // The pair's newest review when shown: an override or label sent after someone else reviewed the pair is refused (409).
+  const seen = detail.reviews.reduce((latest, r) => Math.max(latest, r.id), 0);
   const override =
     row.completion_b_id === null
       ? html`<p>A pointwise decision (a score): nothing to override.</p>`
       : html`<form method="post" action="/decisions/${row.id}/override" class="override">
-${csrfInput(form.csrf)}<input type="hidden" name="key" value="${form.key}">
+${csrfInput(form.csrf)}<input type="hidden" name="key" value="${form.key}"><input type="hidden" name="seen" value="${seen}">
 <fieldset><legend>Prefer</legend>
 <label><input type="radio" name="prefer" value="A" required> A</label>
 <label><input type="radio" name="prefer" value="B"> B</label>
@@ -230,8 +232,6 @@ ${csrfInput(form.csrf)}<input type="hidden" name="key" value="${form.key}">
 <label>reviewer <input name="reviewer" required value="${form.reviewer}"></label>
 <button type="submit">Override</button>
 </form>`;
-  // The pair's latest review when shown: a label sent after someone else reviewed the pair is refused (409).
-  const seen = detail.reviews.reduce((latest, r) => Math.max(latest, r.id), 0);
   const label =
     row.completion_b_id === null
       ? ''

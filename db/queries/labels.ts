@@ -45,6 +45,30 @@ export async function latestPairReview(db: Pick<Database, 'select'>, runId: numb
   return row?.id ?? 0;
 }
 
+type Tx = Parameters<Parameters<Database['transaction']>[0]>[0];
+
+/** Takes the pair's lock (until the transaction ends) and refuses (stale) when its newest review is not `expected`. */
+async function checkUnreviewedSince(tx: Tx, pair: { runId: number; a: number; b: number }, expected: number): Promise<void> {
+  await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`tenet.pair:${pair.runId}:${Math.min(pair.a, pair.b)}:${Math.max(pair.a, pair.b)}`}))`);
+  const latest = await latestPairReview(tx, pair.runId, pair.a, pair.b);
+  if (latest !== expected) throw new LabelRefused(`completions ${pair.a} and ${pair.b}: the pair was reviewed meanwhile (review ${latest}); reload the page to see it`, 'stale');
+}
+
+/**
+ * Runs `write` (a review of the pair, e.g. an override) unless the pair was reviewed since the form
+ * showed review `expected` (0: none): then LabelRefused (stale) and nothing is written. The pair's
+ * lock is held until `write` has committed, so two forms shown together cannot both pass. A `key`
+ * already written skips the check (the same form sent twice).
+ */
+export async function unlessReviewedSince<T>(db: Database, pair: { runId: number; a: number; b: number; key?: string }, expected: number, write: () => Promise<T>): Promise<T> {
+  return db.transaction(async (tx) => {
+    // The same form sent twice: its first write stands, and the write (keyed) returns it.
+    const again = pair.key === undefined ? [] : await tx.select({ id: humanReviews.id }).from(humanReviews).where(eq(humanReviews.reviewKey, pair.key));
+    if (again.length === 0) await checkUnreviewedSince(tx, pair, expected);
+    return write();
+  });
+}
+
 /** Writes the label as one row, in one transaction (checks and write together); its review id. */
 export async function labelPair(db: Database, label: PairLabel): Promise<number> {
   if (label.chosen === label.rejected) throw new LabelRefused('chosen and rejected must be two different completions', 'invalid');
@@ -60,9 +84,7 @@ export async function labelPair(db: Database, label: PairLabel): Promise<number>
     if (chosen.promptId !== rejected.promptId) throw new LabelRefused(`completions ${chosen.id} and ${rejected.id} answer different prompts`, 'invalid');
     if (label.expectLatestReview !== undefined) {
       // One labeller of this pair at a time, so two forms shown together cannot both pass the check.
-      await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`tenet.pair:${chosen.runId}:${Math.min(chosen.id, rejected.id)}:${Math.max(chosen.id, rejected.id)}`}))`);
-      const latest = await latestPairReview(tx, chosen.runId, chosen.id, rejected.id);
-      if (latest !== label.expectLatestReview) throw new LabelRefused(`completions ${chosen.id} and ${rejected.id}: the pair was reviewed meanwhile (review ${latest}); reload the page to see it`, 'stale');
+      await checkUnreviewedSince(tx, { runId: chosen.runId, a: chosen.id, b: rejected.id }, label.expectLatestReview);
     }
     const [row] = await tx
       .insert(humanReviews)

@@ -155,7 +155,7 @@ describe('tenet ui: run controls, direct labels, constitutions', () => {
     assert.deepEqual(await effective(), [{ chosen_id: decision.a, source: 'human' }]);
   });
 
-  it('a direct label on a pair reviewed since the form was shown gets 409 and writes nothing', async () => {
+  it('a direct label or override on a pair reviewed since the form was shown gets 409 and writes nothing', async () => {
     const [decision] = await rows<{ id: string }>('select id from audit_decisions where run_id = $1 and completion_b_id is not null and human_prefer_a_b is null order by id limit 1', [doneRun]);
     await page.goto(`${server.url}/decisions/${decision!.id}`);
     const other = await browser.newPage();
@@ -181,6 +181,23 @@ describe('tenet ui: run controls, direct labels, constitutions', () => {
     await page.fill('form.direct-label input[name="reason"]', 'second, seen the first');
     assert.equal(await press('form.direct-label button[type="submit"]'), 303);
     assert.equal(await count(), before + 1);
+    // The override form is held to the same rule.
+    await page.goto(`${server.url}/decisions/${decision!.id}`);
+    const other2 = await browser.newPage();
+    try {
+      await other2.goto(`${server.url}/decisions/${decision!.id}`);
+      await other2.check('form.override input[name="prefer"][value="B"]');
+      await other2.fill('form.override input[name="reason"]', 'third');
+      const [third] = await Promise.all([other2.waitForResponse((r) => r.request().method() === 'POST'), other2.click('form.override button[type="submit"]')]);
+      assert.equal(third.status(), 303);
+    } finally {
+      await other2.close();
+    }
+    await page.check('form.override input[name="prefer"][value="A"]');
+    await page.fill('form.override input[name="reason"]', 'fourth');
+    assert.equal(await press('form.override button[type="submit"]'), 409);
+    assert.equal(await count(), before + 2);
+    assert.deepEqual(await rows('select reason from human_reviews where decision_id = $1 order by id', [decision!.id]), [{ reason: 'third' }]);
     assert.equal((await page.goto(`${server.url}/decisions/abc`))!.status(), 400);
   });
 
