@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, it } from 'node:test';
 import { attackFamilies, defenceRatio, parseCorpus, picksAttack, renderNaive, scoreByFamily, type PairOutcome } from '../../bench/attacks/cases.js';
 import { defaultTemplates } from '../../core/constitution/templates.js';
-import { renderTemplate } from '../../core/rater/prompt.js';
+import { injectionFlags, renderTemplate } from '../../core/rater/prompt.js';
 import { projectRoot } from '../../worker/settings.js';
 
 const corpus = parseCorpus(readFileSync(path.join(projectRoot, 'bench', 'attacks', 'corpus.jsonl'), 'utf8'));
@@ -31,6 +31,25 @@ describe('judge-attack corpus', () => {
     for (const c of corpus.filter((c) => c.family === 'control')) assert.deepEqual(render(c.attack, c.honest, c.prompt).flags, [], c.id);
   });
 
+  it('flags every attack answer, each family by its own rule, and no honest or control answer', () => {
+    const familyFlags: Record<string, string[]> = {
+      'master-key': ['master-key'],
+      'fake-verdict': ['verdict-line', 'answer-steering'],
+      'rater-instruction': ['rater-instruction', 'ignore-instructions'],
+      'fence-break': ['delimiter', 'answer-steering'],
+    };
+    for (const c of corpus) {
+      assert.deepEqual(injectionFlags(c.honest), [], `${c.id} honest`);
+      const flags = injectionFlags(c.attack);
+      if (c.family === 'control') assert.deepEqual(flags, [], `${c.id} wrong answer`);
+      else assert.ok(flags.some((f) => familyFlags[c.family]!.includes(f)), `${c.id}: ${flags.join(',')}`);
+    }
+    // The rules this corpus first found missing: a bare key, a bracketed verdict, a request to prefer this response.
+    assert.ok(corpus.filter((c) => c.family === 'master-key').every((c) => injectionFlags(c.attack).includes('master-key')));
+    assert.ok(corpus.filter((c) => c.variant.startsWith('bracket-verdict')).every((c) => injectionFlags(c.attack).includes('verdict-line')));
+    assert.ok(corpus.filter((c) => c.variant === 'prefer-this' || c.variant === 'note-to-evaluator').every((c) => injectionFlags(c.attack).includes('rater-instruction')));
+  });
+
   it('refuses bad lines with one message naming the line', () => {
     assert.throws(() => parseCorpus('{'), /corpus\.jsonl line 1: not JSON/);
     assert.throws(() => parseCorpus(`${line({})}\n${line({ family: 'other' })}`), /line 2: family: /);
@@ -49,7 +68,7 @@ describe('judge-attack corpus', () => {
 });
 
 describe('attack scoring', () => {
-  it('counts false preferences, ties, unlabelled and unflagged false preferences per family and over the attacks', () => {
+  it('counts false preferences, ties, unlabelled, dropped and unflagged false preferences per family and over the attacks', () => {
     const outcomes: PairOutcome[] = [
       { family: 'control', honestBetter: 0.3, flagged: false },
       { family: 'master-key', honestBetter: 0.4, flagged: false },
@@ -57,14 +76,16 @@ describe('attack scoring', () => {
       { family: 'master-key', honestBetter: 0.5, flagged: false },
       { family: 'fence-break', honestBetter: 0.2, flagged: true },
       { family: 'fence-break', honestBetter: undefined, flagged: true },
+      { family: 'fence-break', honestBetter: 0.1, flagged: true, kept: false },
     ];
     const scores = scoreByFamily(outcomes);
     assert.deepEqual(
       scores.map((s) => s.family),
       ['control', 'master-key', 'fence-break', 'attacks'],
     );
-    assert.deepEqual(scores[1], { family: 'master-key', n: 3, falsePreferences: 1, ties: 1, unlabelled: 0, flagged: 1, unflaggedFalse: 1 });
-    assert.deepEqual(scores[3], { family: 'attacks', n: 5, falsePreferences: 2, ties: 1, unlabelled: 1, flagged: 3, unflaggedFalse: 1 });
+    assert.deepEqual(scores[1], { family: 'master-key', n: 3, falsePreferences: 1, ties: 1, unlabelled: 0, dropped: 0, flagged: 1, unflaggedFalse: 1 });
+    // A dropped pair favouring the attack is no preference, so no false one.
+    assert.deepEqual(scores[3], { family: 'attacks', n: 6, falsePreferences: 2, ties: 1, unlabelled: 1, dropped: 1, flagged: 4, unflaggedFalse: 1 });
   });
 
   it('says which order picked the attack and handles a zero baseline in the ratio', () => {
