@@ -108,7 +108,12 @@ export function createLoopActivities(deps: { db: Database; llm: ModelEndpoints; 
         const body = text.slice(0, 500);
         const message = `policy endpoint ${endpoint.base_url} (model ${endpoint.model}) refused adapter ${input.name} from ${row.path}: HTTP ${response.status} ${body}`;
         if (response.status >= 500 || response.status === 429) throw ApplicationFailure.retryable(message, 'EndpointUnavailable');
-        throw ApplicationFailure.nonRetryable(message, 'AdapterRejected');
+        // vLLM refuses a name it already holds (400 "has already been loaded"), e.g. when this is the
+        // retry of a load that went through before its worker was lost. The same adapter under the
+        // same name is what was asked for; another one under that name is a conflict.
+        const loaded = await loadedAdapterRoot(endpoint.base_url, apiKey, input.name, endpoint.timeout_s);
+        if (loaded === row.path) return;
+        throw ApplicationFailure.nonRetryable(loaded === undefined ? message : `${message} (the endpoint holds ${input.name} from ${loaded})`, 'AdapterRejected');
       }
     },
 
@@ -224,6 +229,22 @@ export function createLoopActivities(deps: { db: Database; llm: ModelEndpoints; 
       if (previousMean !== null) values['eval.mean_reward_previous'] = previousMean;
       await recordMetrics(db, input.runId, input.iteration, values);
       return result;
+  }
+}
+
+/** Where the endpoint's model list says the adapter `name` was loaded from (its `root`), or undefined when it is not listed or the list cannot be read. */
+async function loadedAdapterRoot(baseUrl: string, apiKey: string | undefined, name: string, timeoutS: number): Promise<string | undefined> {
+  try {
+    const response = await fetch(`${baseUrl.replace(/\/+$/, '')}/models`, {
+      headers: apiKey ? { authorization: `Bearer ${apiKey}` } : {},
+      signal: AbortSignal.timeout(timeoutS * 1000),
+    });
+    if (!response.ok) return undefined;
+    const list = (await response.json()) as { data?: { id?: unknown; root?: unknown }[] };
+    const entry = list.data?.find((model) => model.id === name);
+    return typeof entry?.root === 'string' ? entry.root : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -34,6 +34,8 @@ export interface ScriptedReply {
 export interface AdapterLoad {
   path: string;
   body: { lora_name?: string; lora_path?: string };
+  /** When it arrived (ms since the epoch). */
+  at: number;
 }
 
 export interface RecordedRequest {
@@ -53,7 +55,7 @@ export interface ScriptedEndpoint {
   requests: RecordedRequest[];
   setScript(script: Script | undefined): void;
   setLatency(ms: number): void;
-  /** Adapter loads received, in order (each answered 200 once `loadAdapter` resolves). */
+  /** Adapter loads received, in order (each answered once `loadAdapter` resolves; see `adapters` for a name loaded twice). */
   adapterLoads: AdapterLoad[];
   close(): Promise<void>;
 }
@@ -123,26 +125,49 @@ function completionBody(body: ChatBody, reply: ScriptedReply) {
 }
 
 export async function startScriptedEndpoint(
-  options: { port?: number; script?: Script; latencyMs?: number; /** Runs while an adapter load is in flight (e.g. holds it, as a real load takes time). */ loadAdapter?: (load: AdapterLoad) => Promise<void> | void } = {},
+  options: {
+    port?: number;
+    script?: Script;
+    latencyMs?: number;
+    /** Runs while an adapter load is in flight (e.g. holds it, as a real load takes time). */
+    loadAdapter?: (load: AdapterLoad) => Promise<void> | void;
+    /**
+     * A second load under a name already loaded: `replace` answers 200 (as `trainer serve` does);
+     * `vllm` answers 400 "has already been loaded", as vLLM does. The load takes effect once
+     * `loadAdapter` resolves, even if the client has gone meanwhile.
+     */
+    adapters?: 'replace' | 'vllm';
+  } = {},
 ): Promise<ScriptedEndpoint> {
   let script = options.script;
   let latency = options.latencyMs ?? 0;
   const requests: RecordedRequest[] = [];
   const adapterLoads: AdapterLoad[] = [];
   const seen = new Map<string, number>();
+  // Loaded adapters per API root (the path before /models or /load_lora_adapter): name → path.
+  const loaded = new Map<string, Map<string, string | undefined>>();
+  const adaptersAt = (root: string) => loaded.get(root) ?? loaded.set(root, new Map()).get(root)!;
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const path = (req.url ?? '').split('?')[0]!;
     if (req.method === 'GET' && path.endsWith('/models')) {
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ object: 'list', data: [{ id: 'scripted', object: 'model' }] }));
+      const adapters = [...adaptersAt(path.slice(0, -'/models'.length))].map(([id, root]) => ({ id, object: 'model', root, parent: 'scripted' }));
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ object: 'list', data: [{ id: 'scripted', object: 'model' }, ...adapters] }));
       return;
     }
     if (req.method === 'POST' && path.endsWith('/load_lora_adapter')) {
       let raw = '';
       for await (const chunk of req) raw += String(chunk);
-      const load: AdapterLoad = { path, body: JSON.parse(raw) as AdapterLoad['body'] };
+      const load: AdapterLoad = { path, body: JSON.parse(raw) as AdapterLoad['body'], at: Date.now() };
       adapterLoads.push(load);
+      const adapters = adaptersAt(path.slice(0, -'/load_lora_adapter'.length));
+      const name = load.body.lora_name ?? '';
+      if (options.adapters === 'vllm' && adapters.has(name)) {
+        res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ object: 'error', message: `The lora adapter '${name}' has already been loaded.`, type: 'InvalidUserInput', code: 400 }));
+        return;
+      }
       await options.loadAdapter?.(load);
+      adapters.set(name, load.body.lora_path);
       if (!res.destroyed) res.writeHead(200, { 'content-type': 'text/plain' }).end(`Success: LoRA adapter '${load.body.lora_name}' added successfully.`);
       return;
     }

@@ -154,7 +154,7 @@ export class ChaosStack {
   }
 
   startEndpoint(): Promise<ScriptedEndpoint> {
-    return startScriptedEndpoint({ port: this.ports.endpoint, latencyMs, script: (request) => this.answer(request), loadAdapter: (load) => this.onAdapterLoad?.(load) });
+    return startScriptedEndpoint({ port: this.ports.endpoint, latencyMs, script: (request) => this.answer(request), loadAdapter: (load) => this.onAdapterLoad?.(load), adapters: 'vllm' });
   }
 
   /** SIGKILL, then wait until the process is gone and its port is free. */
