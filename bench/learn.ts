@@ -167,7 +167,8 @@ try {
     return { checker: satisfaction(items), meanLength: lengths.reduce((a, b) => a + b, 0) / lengths.length, capability: tally.correct / tally.total };
   }
 } finally {
-  gpu.shutdown();
+  // A signal (Ctrl-C, a timeout) stops the workers by itself.
+  if (gpu.getState() === 'RUNNING') gpu.shutdown();
   await gpuRunning;
   await serve.stop();
   await stack.stop();
@@ -189,7 +190,9 @@ function benchConfig(): RunConfig {
       base_model: model.model,
       reward_model: { ...(encoder ? { base: encoder } : {}), options: { ...steps, checkpoint_every: 0 } },
       policy: { options: { ...steps, checkpoint_every: 0 } },
-      evaluate: { max_prompts: heldOut.length, max_tokens: tiny ? 24 : 48, kl_samples: 1 },
+      // The tiny model's greedy answers hardly move with training, so it samples (temperature 1): its
+      // policies' answers then differ from the base's and every rating path runs. The real model answers greedily.
+      evaluate: { max_prompts: heldOut.length, max_tokens: tiny ? 24 : 48, kl_samples: 1, ...(tiny ? { temperature: 1 } : {}) },
     },
   });
 }
