@@ -202,6 +202,8 @@ export const raterDecisions = pgTable(
     // The same within a run: the review queue of one run, and a run's decisions by confidence.
     index('rater_decisions_run_confidence_idx').on(t.runId, sql`coalesce(${t.confidence}, 2)`, t.id),
     index('rater_decisions_flagged_idx').on(sql`coalesce(${t.confidence}, 2)`, t.id).where(sql`jsonb_array_length(${t.flags}) > 0`),
+    index('rater_decisions_flagged_desc_idx').on(sql`coalesce(-${t.confidence}, 1)`, t.id).where(sql`jsonb_array_length(${t.flags}) > 0`),
+    index('rater_decisions_flagged_id_idx').on(t.id).where(sql`jsonb_array_length(${t.flags}) > 0`),
     // A pair in either order, as human_reviews and preferences name it.
     index('rater_decisions_pair_either_idx').on(t.runId, sql`least(${t.completionAId}, ${t.completionBId})`, sql`greatest(${t.completionAId}, ${t.completionBId})`),
     index('rater_decisions_run_idx').on(t.runId, t.stage, t.iteration),

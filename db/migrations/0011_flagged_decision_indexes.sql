@@ -1,0 +1,2 @@
+CREATE INDEX "rater_decisions_flagged_desc_idx" ON "rater_decisions" USING btree (coalesce(-"confidence", 1),"id") WHERE jsonb_array_length("rater_decisions"."flags") > 0;--> statement-breakpoint
+CREATE INDEX "rater_decisions_flagged_id_idx" ON "rater_decisions" USING btree ("id") WHERE jsonb_array_length("rater_decisions"."flags") > 0;
