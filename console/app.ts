@@ -12,7 +12,7 @@ import { BadCursor, decisionCursorPattern, decisionDetail, decisionSorts, listDe
 import { constitutionSource, listConstitutionVersions } from '../db/queries/constitutions.js';
 import { labelPair, LabelRefused, unlessReviewedSince } from '../db/queries/labels.js';
 import { evaluationsForRun } from '../db/queries/rater-evaluations.js';
-import { findRun, listRuns, runMetrics } from '../db/queries/runs.js';
+import { findRun, listRuns, runMetrics, runModels } from '../db/queries/runs.js';
 import type { Database } from '../db/pool.js';
 import { controlRun, runActions, RunWorkflowMissing } from '../worker/run-control.js';
 import { sideBySide } from './diff.js';
@@ -167,8 +167,8 @@ export function consoleApp(options: ConsoleOptions): Hono<ConsoleEnv> {
     const runId = parse(z.object({ id: id('run') }), { id: c.req.param('id') }).id;
     const run = await findRun(db, runId);
     if (!run) return refuse(c, 404, `no run ${runId}`);
-    const [metricRows, stats, evaluations] = await Promise.all([runMetrics(db, run.id), principleStats(db, run.id), evaluationsForRun(db, run)]);
-    return c.html(runPage(run, metricRows, stats ?? [], evaluations));
+    const [metricRows, stats, evaluations, producedModels] = await Promise.all([runMetrics(db, run.id), principleStats(db, run.id), evaluationsForRun(db, run), runModels(db, run.id)]);
+    return c.html(runPage(run, metricRows, stats ?? [], evaluations, producedModels));
   });
 
   app.get('/constitutions', async (c) => c.html(constitutionsPage(await listConstitutionVersions(db))));

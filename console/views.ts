@@ -6,9 +6,11 @@ import { decisionCursor, queueOrders, type DecisionDetail, type DecisionSort, ty
 import type { RaterEvaluation } from '../core/rater/evaluation.js';
 import type { RaterEvaluationRow } from '../db/rater-evaluations.js';
 import type { ConstitutionVersion } from '../db/queries/constitutions.js';
+import type { RunModel } from '../db/queries/runs.js';
 import type { RunAction } from '../worker/run-control.js';
 import type { DiffRow } from './diff.js';
 import { liveStatuses, stageText, type LiveRun } from './live.js';
+import { alertMarks, plotSpecs, type AlertMark, type MetricRow } from './plots.js';
 import { csrfField } from './security.js';
 
 type Html = ReturnType<typeof html>;
@@ -78,7 +80,13 @@ export function runsPage(rows: RunListRow[], live: LiveRun[], csrf: string): Htm
   );
 }
 
-export function runPage(run: RunListRow & { startedAt: Date | null }, metricRows: { iteration: number; name: string; value: number }[], stats: PrincipleStats[], evaluations: RaterEvaluationRow[] = []): Html {
+export function runPage(
+  run: RunListRow & { startedAt: Date | null; config?: unknown },
+  metricRows: MetricRow[],
+  stats: PrincipleStats[],
+  evaluations: RaterEvaluationRow[] = [],
+  producedModels: RunModel[] = [],
+): Html {
   const names = [...new Set(metricRows.map((m) => m.name))].sort();
   const iterations = [...new Set(metricRows.map((m) => m.iteration))].sort((a, b) => a - b);
   const value = (iteration: number, name: string) => metricRows.find((m) => m.iteration === iteration && m.name === name)?.value;
@@ -106,8 +114,10 @@ ${principleTable(run.id, stats)}
 <h2>Rater evaluation</h2>
 ${evaluationTable(evaluations)}
 <h2>Metrics per iteration</h2>
-${plots(names, metricRows)}
-${table}`,
+${plots(metricRows, alertMarks(metricRows, run.config))}
+${table}
+<h2>Models</h2>
+${modelTable(producedModels)}`,
     metricRows.length === 0 ? '' : html`<link rel="stylesheet" href="/static/uPlot.css"><script src="/static/uPlot.js" defer></script><script src="/static/run-plots.js" defer></script>`,
   );
 }
@@ -138,12 +148,45 @@ function evaluationTable(evaluations: RaterEvaluationRow[]): Html {
 </table>`;
 }
 
-/** One plot per metric, drawn by static/run-plots.js from its data attribute (escaped JSON, no inline script). */
-function plots(names: string[], metricRows: { iteration: number; name: string; value: number }[]): Html {
-  return html`<div class="plots">${names.map((name) => {
-    const points = metricRows.filter((m) => m.name === name).map((m) => [m.iteration, m.value]);
-    return html`<div class="plot" data-name="${name}" data-points="${JSON.stringify(points)}"></div>`;
-  })}</div>`;
+/**
+ * The run's plots, drawn by static/run-plots.js from each one's data attribute (escaped JSON, no
+ * inline script), and the monitor alerts they mark, listed with why.
+ */
+function plots(metricRows: MetricRow[], marks: AlertMark[]): Html {
+  const specs = plotSpecs(metricRows, marks);
+  const list =
+    marks.length === 0
+      ? ''
+      : html`<ul class="alerts">${marks.map(
+          (m) =>
+            html`<li data-iteration="${m.iteration}">iteration ${m.iteration}: ${m.alerts.length === 0 ? html`${m.label} (which monitors is not recoverable from the run's config)` : m.alerts.map((a) => html`<strong>${a.monitor}</strong>: ${a.message}`).reduce((all, one) => html`${all}; ${one}`)}</li>`,
+        )}</ul>`;
+  return html`${list}<div class="plots">${specs.map((spec) => html`<div class="plot" id="plot-${spec.id}" data-name="${spec.id}" data-plot="${JSON.stringify(spec)}"></div>`)}</div>`;
+}
+
+/** The models the run produced, each linked to its parent (on this page, or on the parent's run page). */
+function modelTable(rows: RunModel[]): Html {
+  if (rows.length === 0) return html`<p class="no-models">This run produced no models.</p>`;
+  const metricText = (value: unknown) =>
+    Object.entries((value ?? {}) as Record<string, unknown>)
+      .filter(([, v]) => typeof v === 'number' && Number.isFinite(v))
+      .map(([k, v]) => `${k} ${fmt(v)}`)
+      .join(' · ');
+  const here = new Set(rows.map((r) => r.id));
+  const parent = (m: RunModel) => {
+    if (m.parentId === null) return html`-`;
+    const text = html`${m.parentId}${m.parentKey ? html` (${m.parentKey})` : ''}`;
+    if (here.has(m.parentId)) return html`<a class="parent" href="#model-${m.parentId}">${text}</a>`;
+    // A parent another run produced is on that run's page; one no run produced has no page to link.
+    return m.parentRunId === null ? html`<span class="parent">${text}</span>` : html`<a class="parent" href="/runs/${m.parentRunId}#model-${m.parentId}">${text}</a>`;
+  };
+  return html`<table class="models">
+<thead><tr><th>model</th><th>key</th><th>kind</th><th>iteration</th><th>parent</th><th>base model</th><th>artifact</th><th>metrics</th><th>created</th></tr></thead>
+<tbody>${rows.map(
+    (m) =>
+      html`<tr id="model-${m.id}" data-model="${m.id}"><td>${m.id}</td><td>${m.modelKey}</td><td>${m.kind}</td><td>${fmt(m.iteration)}</td><td>${parent(m)}</td><td>${fmt(m.baseModel)}</td><td><code>${m.artifactPath}</code></td><td class="model-metrics">${metricText(m.metrics)}</td><td>${when(m.createdAt)}</td></tr>`,
+  )}</tbody>
+</table>`;
 }
 
 export interface DecisionsView {

@@ -1,7 +1,8 @@
 // The run queries the CLI (`tenet runs`) and the console share.
-import { desc, eq, sql } from 'drizzle-orm';
+import { asc, desc, eq, sql } from 'drizzle-orm';
+import { alias } from 'drizzle-orm/pg-core';
 import type { Database } from '../pool.js';
-import { metrics, runs, type RunStatus } from '../schema.js';
+import { metrics, models, runs, type RunStatus } from '../schema.js';
 
 /** Runs, newest first. */
 export async function listRuns(db: Database, options: { status?: RunStatus; limit: number }) {
@@ -24,3 +25,28 @@ export async function findRun(db: Database, ref: string | number) {
 export async function runMetrics(db: Database, runId: number) {
   return db.select({ iteration: metrics.iteration, name: metrics.name, value: metrics.value }).from(metrics).where(eq(metrics.runId, runId)).orderBy(metrics.iteration, metrics.name);
 }
+
+const parents = alias(models, 'parent');
+
+/** The models a run produced, oldest iteration first, each with its parent's key and run (the lineage a page links). */
+export async function runModels(db: Database, runId: number) {
+  return db
+    .select({
+      id: models.id,
+      modelKey: models.modelKey,
+      kind: models.kind,
+      iteration: models.iteration,
+      artifactPath: models.artifactPath,
+      baseModel: sql<string | null>`${models.lineage}->>'baseModel'`,
+      metrics: models.metrics,
+      createdAt: models.createdAt,
+      parentId: models.parentId,
+      parentKey: parents.modelKey,
+      parentRunId: parents.runId,
+    })
+    .from(models)
+    .leftJoin(parents, eq(parents.id, models.parentId))
+    .where(eq(models.runId, runId))
+    .orderBy(sql`${models.iteration} asc nulls first`, asc(models.id));
+}
+export type RunModel = Awaited<ReturnType<typeof runModels>>[number];

@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { startConsole, type ConsoleServer } from '../../console/server.js';
 import type { Database } from '../../db/pool.js';
-import { recordMetrics } from '../../db/runs.js';
+import { recordMetrics, upsertRun } from '../../db/runs.js';
 import { runCli, tempDir } from '../helpers.js';
 import { startRunStack, type RunStack } from '../run-stack.js';
 
@@ -71,29 +71,111 @@ describe('tenet ui in a browser', () => {
   });
 
   it('lists the run and shows its page, with a plot per metric drawn from its values', async () => {
-    for (const [iteration, winRate] of [0.5, 0.62, 0.71].entries()) await recordMetrics(db, runId, iteration, { 'eval.win_rate': winRate, 'kl.k3': iteration * 0.01 });
+    // Per iteration: the win rate with its interval, KL, length, reward, and an alert in iteration 2
+    // (mean length +81.8%, above the run's max_length_growth of 50%).
+    const lengths = [100, 110, 200];
+    for (const [iteration, winRate] of [0.5, 0.62, 0.71].entries()) {
+      await recordMetrics(db, runId, iteration, {
+        'eval.win_rate': winRate,
+        'eval.win_rate_low': winRate - 0.1,
+        'eval.win_rate_high': winRate + 0.1,
+        'eval.kl_k1': iteration * 0.02,
+        'eval.kl_k3': iteration * 0.01,
+        'eval.mean_length': lengths[iteration]!,
+        'eval.mean_reward': 0.1 * iteration,
+        'monitor.alerts': iteration === 2 ? 1 : 0,
+        'kl.k3': iteration * 0.01,
+      });
+    }
+    await db.$client.query(`update runs set config = config || jsonb_build_object('loop', coalesce(config->'loop', '{}'::jsonb) || '{"monitors": {"max_length_growth": 0.5}}'::jsonb) where id = $1`, [runId]);
     await page.goto(`${server.url}/runs`);
     assert.match(await page.locator('table').innerText(), new RegExp(`${runId}\\s+completed\\s+pipeline`));
     await page.click(`a[href="/runs/${runId}"]`);
     assert.equal(await page.locator('h1').innerText(), `Run ${runId}`);
     assert.match(await page.locator('dl').innerText(), /console-run/);
-    assert.match(await page.locator('table.metrics').innerText(), /\n2(\s+-)*\s+0\.710\s+0\.020(\s+-)*$/);
+    const header = (await page.locator('table.metrics thead').innerText()).split('\t').map((h) => h.trim());
+    const lastRow = (await page.locator('table.metrics tbody tr').last().innerText()).split('\t').map((c) => c.trim());
+    assert.equal(lastRow[header.indexOf('eval.win_rate')], '0.710');
+    assert.equal(lastRow[header.indexOf('kl.k3')], '0.020');
     // The principle table is `tenet audit stats` (one query for both).
     const stats = JSON.parse((await runCli(['audit', 'stats', String(runId), '--json'], { DATABASE_URL: stack.database.url })).stdout) as { principle: string; decisions: number }[];
     assert.ok(stats.length > 0);
     const principleRows = await page.locator('table.principles tbody tr').allInnerTexts();
     assert.deepEqual(principleRows.map((r) => r.split('\t').slice(0, 2)), stats.map((s) => [s.principle, String(s.decisions)]));
-    const names = (await rows<{ name: string }>('select distinct name from metrics where run_id = $1 order by name', [runId])).map((r) => r.name);
-    await page.locator('.plot[data-name="kl.k3"] canvas').waitFor();
-    assert.deepEqual(await page.locator('.plot .u-title').allInnerTexts(), names);
-    // The canvas has drawn pixels: axes, grid and the series line.
-    const drawn = await page.locator('.plot[data-name="eval.win_rate"] canvas').evaluate((canvas: { width: number; height: number; getContext(kind: '2d'): { getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray } } }) => {
-      const { data } = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
-      let blue = 0;
-      for (let i = 0; i < data.length; i += 4) if (data[i + 2]! > 200 && data[i]! < 80 && data[i + 3]! > 0) blue++;
-      return blue;
+    // The grouped plots first, then one per other metric; monitor.alerts is drawn as marks, not a plot.
+    const grouped = /^(eval\.(win_rate(_low|_high)?|kl_k[13]|mean_length|mean_reward(_previous)?)|policy\.(kl_k[13]|reward_mean|shaped_reward_mean)|monitor\.alerts)$/;
+    const others = (await rows<{ name: string }>('select distinct name from metrics where run_id = $1 order by name', [runId])).map((r) => r.name).filter((n) => !grouped.test(n));
+    await page.locator('.plot[data-name="metric-kl.k3"] canvas').waitFor();
+    assert.deepEqual(await page.locator('.plot .u-title').allInnerTexts(), ['win rate vs previous policy (95% interval)', 'reward', 'KL to the reference', 'mean length (tokens)', ...others]);
+    // uPlot's own chart: the win rate, both interval edges as a band, and the alert series, with the recorded values.
+    type Chart = { series: { label: string }[]; data: (number | null)[][]; bands?: { series: number[] }[] };
+    type Plots = { tenetPlots: { id: string; chart: Chart }[] };
+    const winRate = await page.evaluate(() => {
+      const { chart } = (globalThis as unknown as Plots).tenetPlots.find((p) => p.id === 'win-rate')!;
+      return { labels: chart.series.map((s) => s.label), data: chart.data.map((d) => [...d]), bands: (chart.bands ?? []).map((b) => b.series) };
     });
-    assert.ok(drawn > 50, `the series line is drawn (${drawn} blue pixels)`);
+    assert.deepEqual(winRate.labels, ['iteration', 'win rate', 'interval low', 'interval high', 'monitor alerts (iteration 2: max_length_growth)']);
+    assert.deepEqual(winRate.data[0], [0, 1, 2]);
+    assert.deepEqual(winRate.data[1], [0.5, 0.62, 0.71]);
+    assert.deepEqual(winRate.data[2]!.map((v) => Number(v!.toFixed(3))), [0.4, 0.52, 0.61]);
+    assert.deepEqual(winRate.data[3]!.map((v) => Number(v!.toFixed(3))), [0.6, 0.72, 0.81]);
+    assert.deepEqual(winRate.data[4], [null, null, 1]);
+    assert.deepEqual(winRate.bands, [[3, 2]]);
+    const kl = await page.evaluate(() => (globalThis as unknown as Plots).tenetPlots.find((p) => p.id === 'kl')!.chart.series.map((s) => s.label));
+    assert.deepEqual(kl, ['iteration', 'k1 (policy samples)', 'k3 (policy samples)', 'monitor alerts (iteration 2: max_length_growth)']);
+    // The canvas has drawn pixels: the series line (blue), the interval band (pale blue) and the alert marker (red).
+    const drawn = await page.locator('.plot[data-name="win-rate"] canvas').evaluate((canvas: { width: number; height: number; getContext(kind: '2d'): { getImageData(x: number, y: number, w: number, h: number): { data: Uint8ClampedArray } } }) => {
+      const { data } = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height);
+      const count = { blue: 0, band: 0, red: 0 };
+      for (let i = 0; i < data.length; i += 4) {
+        const [r, g, b, a] = [data[i]!, data[i + 1]!, data[i + 2]!, data[i + 3]!];
+        if (a === 0) continue;
+        // The canvas is transparent: the band's translucent fill reads as its own colour at low alpha.
+        if (b > 200 && r < 80 && a >= 200) count.blue++;
+        else if (b > 200 && r < 80 && a > 20 && a < 80) count.band++;
+        else if (r > 180 && g < 80 && b < 90 && a >= 200) count.red++;
+      }
+      return count;
+    });
+    assert.ok(drawn.blue > 50, `the series line is drawn (${drawn.blue} blue pixels)`);
+    assert.ok(drawn.band > 500, `the interval band is filled (${drawn.band} pale blue pixels)`);
+    assert.ok(drawn.red > 50, `the alert marker is drawn (${drawn.red} red pixels)`);
+    // Hovering the marked iteration names the monitor in the legend; the list under the plots says why.
+    const at = await page.evaluate(() => {
+      const { chart } = (globalThis as unknown as Plots).tenetPlots.find((p) => p.id === 'win-rate')! as unknown as { chart: { over: { getBoundingClientRect(): { left: number; top: number; height: number } }; valToPos(v: number, scale: string): number } };
+      const box = chart.over.getBoundingClientRect();
+      return { x: box.left + chart.valToPos(2, 'x') - 3, y: box.top + box.height / 2 };
+    });
+    await page.mouse.move(at.x - 40, at.y);
+    await page.mouse.move(at.x, at.y, { steps: 5 });
+    await page.locator('.plot[data-name="win-rate"] .u-legend .u-series:last-child .u-value:text-is("max_length_growth")').waitFor({ timeout: 5_000 });
+    assert.match(await page.locator('ul.alerts li[data-iteration="2"]').innerText(), /^iteration 2: max_length_growth: held-out mean length grew 81\.8% in iteration 2 \(110 → 200 tokens since iteration 1\)/);
+    assert.equal(await page.locator('ul.alerts li').count(), 1);
+  });
+
+  it('the run page lists the models the run produced, each linked to its parent', async () => {
+    const other = await upsertRun(db, { workflowId: 'console-other-run', kind: 'pipeline', constitutionId: null, config: {} });
+    const model = async (values: { key: string; kind: string; run: number; iteration: number; parent: number | null; path: string; metrics: Record<string, unknown> }) =>
+      Number(
+        (
+          await rows<{ id: string }>(
+            'insert into models (model_key, kind, parent_id, run_id, iteration, artifact_path, lineage, metrics) values ($1, $2, $3, $4, $5, $6, $7, $8) returning id',
+            [values.key, values.kind, values.parent, values.run, values.iteration, values.path, { baseModel: 'tiny/<base>', parentModelId: values.parent }, values.metrics],
+          )
+        )[0]!.id,
+      );
+    const sft = await model({ key: `${other}/0/sft`, kind: 'sft', run: other, iteration: 0, parent: null, path: '/artifacts/sft', metrics: { loss: 1.5 } });
+    const first = await model({ key: `${runId}/0/policy`, kind: 'policy', run: runId, iteration: 0, parent: sft, path: '/artifacts/<b>policy</b>-0', metrics: { kl_k3: 0.02, nested: { x: 1 } } });
+    const second = await model({ key: `${runId}/1/policy`, kind: 'policy', run: runId, iteration: 1, parent: first, path: '/artifacts/policy-1', metrics: {} });
+    await page.goto(`${server.url}/runs/${runId}`);
+    const table = page.locator('table.models');
+    assert.equal(await table.locator('tbody tr').count(), 2);
+    assert.match(await table.locator(`tr[data-model="${first}"]`).innerText(), new RegExp(`^${first}\\s+${runId}/0/policy\\s+policy\\s+0\\s+${sft} \\(${other}/0/sft\\)\\s+tiny/<base>\\s+/artifacts/<b>policy</b>-0\\s+kl_k3 0\\.020\\s`));
+    assert.equal(await table.locator('b').count(), 0, 'the artifact path is text');
+    assert.equal(await table.locator(`tr[data-model="${second}"] a.parent`).getAttribute('href'), `#model-${first}`);
+    assert.equal(await table.locator(`tr[data-model="${first}"] a.parent`).getAttribute('href'), `/runs/${other}#model-${sft}`);
+    await Promise.all([page.waitForURL(`${server.url}/runs/${other}#model-${sft}`), page.click(`tr[data-model="${first}"] a.parent`)]);
+    assert.match(await page.locator(`table.models tr#model-${sft}`).innerText(), /sft\s+0\s+-\s+tiny\/<base>\s+\/artifacts\/sft\s+loss 1\.500/);
   });
 
   it('shows untrusted text as text under a CSP without inline script', async () => {
