@@ -141,6 +141,7 @@ describe('tenet ui in a browser', () => {
     assert.ok(drawn.band > 500, `the interval band is filled (${drawn.band} pale blue pixels)`);
     assert.ok(drawn.red > 50, `the alert marker is drawn (${drawn.red} red pixels)`);
     // Hovering the marked iteration names the monitor in the legend; the list under the plots says why.
+    await page.locator('.plot[data-name="win-rate"] .u-over').scrollIntoViewIfNeeded();
     const at = await page.evaluate(() => {
       const { chart } = (globalThis as unknown as Plots).tenetPlots.find((p) => p.id === 'win-rate')! as unknown as { chart: { over: { getBoundingClientRect(): { left: number; top: number; height: number } }; valToPos(v: number, scale: string): number } };
       const box = chart.over.getBoundingClientRect();
