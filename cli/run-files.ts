@@ -7,6 +7,14 @@ import { parseTasksJsonl } from '../core/verifiers/tasks.js';
 import { taskMetadata } from '../activities/verifiers/dispatch.js';
 import { UserError } from './errors.js';
 
+/** Without --config a run talks to a local OpenAI-compatible server, e.g. `trainer serve`. */
+export const localEndpoints = {
+  endpoints: {
+    policy: { base_url: 'http://127.0.0.1:8000/v1', model: 'local' },
+    rater: { base_url: 'http://127.0.0.1:8000/v1', model: 'local' },
+  },
+};
+
 export function readText(file: string, what: string): string {
   try {
     return readFileSync(file, 'utf8');

@@ -5,7 +5,8 @@ import { Command } from 'commander';
 import { z } from 'zod';
 import { startConsole } from '../../console/server.js';
 import { listenToken, tokenVariable } from '../../worker/http-guard.js';
-import { closeAll, openDatabase, openTemporal } from '../context.js';
+import { openTemporal } from '../context.js';
+import { withDatabase } from '../database.js';
 import { parseOptions } from '../options.js';
 
 const uiOptions = z.object({
@@ -22,16 +23,17 @@ export const uiCommand = new Command('ui')
   .action(async (raw: unknown) => {
     const options = parseOptions(uiOptions, raw);
     const token = listenToken(options.host);
-    const db = await openDatabase();
-    const temporal = lazyTemporal();
-    const server = await startConsole({ db, token, reviewer: options.reviewer, host: options.host, port: options.port, temporal: temporal.get });
-    console.log(`tenet ui: the audit console is at ${server.url}/${token ? ` (bearer token from ${tokenVariable} required)` : ''}`);
-    await new Promise<void>((resolve) => {
-      process.once('SIGINT', resolve);
-      process.once('SIGTERM', resolve);
+    await withDatabase(async (db) => {
+      const temporal = lazyTemporal();
+      const server = await startConsole({ db, token, reviewer: options.reviewer, host: options.host, port: options.port, temporal: temporal.get });
+      console.log(`tenet ui: the audit console is at ${server.url}/${token ? ` (bearer token from ${tokenVariable} required)` : ''}`);
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+      await server.close();
+      await (await temporal.opened())?.connection.close();
     });
-    await server.close();
-    await closeAll(await temporal.opened());
   });
 
 /** A Temporal client opened when the console first needs one; a failed attempt is tried again next time. */

@@ -1,5 +1,5 @@
-// The console's constitutions page: every stored version per name, the runs that used each, and one
-// version's source for the side-by-side diff.
+// The stored constitutions: every version per name (`tenet constitution list`), and for the console's
+// constitutions page the runs that used each and one version's source for the side-by-side diff.
 import { and, asc, desc, eq, isNotNull } from 'drizzle-orm';
 import type { Database } from '../pool.js';
 import { constitutions, runs } from '../schema.js';
@@ -14,12 +14,17 @@ export interface ConstitutionVersion {
   runs: { id: number; status: string; kind: string }[];
 }
 
-/** Every version, by name then version (newest first); the runs of each, newest first (at most `runsPerVersion` shown). */
-export async function listConstitutionVersions(db: Database, runsPerVersion = 50): Promise<ConstitutionVersion[]> {
-  const versions = await db
+/** Every stored version, by name then version (newest first); what `tenet constitution list` prints. */
+export async function storedConstitutions(db: Database): Promise<Omit<ConstitutionVersion, 'runs'>[]> {
+  return db
     .select({ id: constitutions.id, name: constitutions.name, version: constitutions.version, contentHash: constitutions.contentHash, sourcePath: constitutions.sourcePath, createdAt: constitutions.createdAt })
     .from(constitutions)
     .orderBy(asc(constitutions.name), desc(constitutions.version));
+}
+
+/** Every version, by name then version (newest first); the runs of each, newest first (at most `runsPerVersion` shown). */
+export async function listConstitutionVersions(db: Database, runsPerVersion = 50): Promise<ConstitutionVersion[]> {
+  const versions = await storedConstitutions(db);
   const used = await db
     .select({ id: runs.id, status: runs.status, kind: runs.kind, constitutionId: runs.constitutionId })
     .from(runs)

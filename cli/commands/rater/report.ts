@@ -1,8 +1,10 @@
 // How `tenet rater eval|show|agreement` print metrics (core/rater/evaluation.ts): one line per
 // group (overall, each principle, each category), raw and after the configured debiasing, or the
 // JSON as stored.
-import type { DebiasedMetrics, RaterEvaluation, RaterMetrics } from '../../core/rater/evaluation.js';
-import type { RaterEvaluationRow } from '../../db/rater-evaluations.js';
+import type { DebiasedMetrics, RaterEvaluation, RaterMetrics } from '../../../core/rater/evaluation.js';
+import type { Database } from '../../../db/pool.js';
+import { findRun } from '../../../db/queries/runs.js';
+import type { RaterEvaluationRow } from '../../../db/rater-evaluations.js';
 
 const fixed = (value: number | null, digits = 2) => (value === null ? '-' : value.toFixed(digits));
 const signed = (value: number | null) => (value === null ? '-' : `${value >= 0 ? '+' : ''}${value.toFixed(2)}`);
@@ -96,6 +98,11 @@ export function evaluationView(row: RaterEvaluationRow, status: string): Evaluat
     created_at: row.createdAt,
     completed_at: row.completedAt,
   };
+}
+
+/** The view of a stored evaluation, with its run's status ('unknown' when the run is gone). */
+export async function storedEvaluationView(db: Database, row: RaterEvaluationRow): Promise<EvaluationView> {
+  return evaluationView(row, (await findRun(db, row.runId))?.status ?? 'unknown');
 }
 
 export function printEvaluation(view: EvaluationView): void {

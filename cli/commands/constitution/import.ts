@@ -3,12 +3,12 @@
 import { Command } from 'commander';
 import { stringify } from 'yaml';
 import { z } from 'zod';
-import { importConstitution, nameFromFile } from '../../core/constitution/import.js';
-import { parseConstitution } from '../../core/constitution/parse.js';
-import { formatProblem } from '../../core/source-problems.js';
-import { UserError } from '../errors.js';
-import { parseOptions } from '../options.js';
-import { readText } from '../run-files.js';
+import { importConstitution, nameFromFile } from '../../../core/constitution/import.js';
+import { parseConstitution } from '../../../core/constitution/parse.js';
+import { formatProblem } from '../../../core/source-problems.js';
+import { UserError } from '../../errors.js';
+import { parseOptions } from '../../options.js';
+import { readText } from '../../run-files.js';
 
 const importOptions = z.object({
   name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, { error: "expected a name of letters, digits, '-', '_' or '.'" }).optional(),
