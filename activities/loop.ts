@@ -5,6 +5,7 @@ import { ApplicationFailure, Context } from '@temporalio/activity';
 import { and, eq, inArray, lte } from 'drizzle-orm';
 import { evaluateMonitors, pauseReason, raterVerifierDisagreement, rolloutFlagMetrics, type MonitorAlert } from '../core/monitors.js';
 import { stableHash } from '../core/rater/principles.js';
+import { lengthControlledWinRate } from '../core/length-control.js';
 import { wilsonInterval } from '../core/stats.js';
 import type { Database } from '../db/pool.js';
 import { recordMetrics } from '../db/runs.js';
@@ -200,7 +201,7 @@ export function createLoopActivities(deps: { db: Database; llm: ModelEndpoints; 
       const fresh = samples.filter((s) => s.version === input.newPolicy);
       const newIds = new Set(fresh.map((s) => s.id));
       const verdicts = await db
-        .select({ chosen: preferences.chosenId, soft: preferences.softLabel })
+        .select({ promptId: preferences.promptId, chosen: preferences.chosenId, soft: preferences.softLabel })
         .from(preferences)
         .where(and(eq(preferences.runId, input.runId), eq(preferences.iteration, input.iteration), inArray(preferences.promptId, heldout.map((p) => p.id))));
       // P(new policy's answer is better), per held-out prompt.
@@ -223,6 +224,13 @@ export function createLoopActivities(deps: { db: Database; llm: ModelEndpoints; 
         // Its 95% interval over the held-out prompts: with a handful of them a win rate says little.
         const interval = wilsonInterval(result.winRate, wins.length);
         Object.assign(values, { 'eval.win_rate': result.winRate, 'eval.win_rate_low': interval.low, 'eval.win_rate_high': interval.high });
+        // Length-controlled: the preference regressed on the length difference (new − previous, in
+        // tokens) and read at zero difference, so a policy that only grew longer under a rater that
+        // likes length does not look better.
+        const tokens = new Map(samples.map((s) => [`${s.promptId}:${s.version}`, s.tokens ?? 0]));
+        const diffs = verdicts.map((v) => (tokens.get(`${v.promptId}:${input.newPolicy}`) ?? 0) - (tokens.get(`${v.promptId}:${input.previousPolicy}`) ?? 0));
+        const controlled = lengthControlledWinRate(wins, diffs);
+        if (controlled) values['eval.win_rate_lc'] = controlled.winRate;
       }
       if (result.meanReward !== null) values['eval.mean_reward'] = result.meanReward;
       if (result.meanLength !== null) values['eval.mean_length'] = result.meanLength;

@@ -7,7 +7,7 @@
 //   - the rater's win rate of the iteration's policy against the base policy, both orders, with the
 //     run config's debiasing (the label stage itself, as a `rater-eval` run), and its 95% interval;
 //   - the length-controlled win rate: a logistic fit of the preference on the token-length
-//     difference, read at zero difference (bench/learn/length-control.ts);
+//     difference, read at zero difference (core/length-control.ts, also the loop's eval.win_rate_lc);
 //   - the checker's satisfaction rate (bench/learn/checker.ts), mean length, KL (k3, the trainer's
 //     estimate against the base model on samples of the new policy);
 //   - the capability guard: accuracy on a fixed set of plain questions, base and each policy.
@@ -28,7 +28,7 @@ import { and, eq, sql } from 'drizzle-orm';
 import OpenAI from 'openai';
 import { createGpuActivities } from '../activities/index.js';
 import { requireConstitution } from '../cli/constitution-file.js';
-import { readGold } from '../cli/commands/rater-eval.js';
+import { readGold } from '../cli/gold-file.js';
 import { prepareDemoModel } from '../cli/demo-model.js';
 import { followRun } from '../cli/progress.js';
 import { startPipelineRun } from '../cli/start-run.js';
@@ -49,7 +49,7 @@ import type { pipeline } from '../workflows/pipeline.js';
 import type { raterEvaluation } from '../workflows/rater-eval.js';
 import { checkResponse, satisfaction, type Check } from './learn/checker.js';
 import { capabilityQuestions, heldOutPrompts, trainPrompts } from './learn/data.js';
-import { lengthControlledWinRate } from './learn/length-control.js';
+import { lengthControlledWinRate } from '../core/length-control.js';
 
 const tiny = process.env.BENCH_TINY === '1';
 const heldOut = heldOutPrompts.slice(0, Number(process.env.BENCH_HELDOUT ?? heldOutPrompts.length));

@@ -52,6 +52,7 @@ const groups: { id: string; title: string; series: PlotSeries[] }[] = [
       { name: 'eval.win_rate', label: 'win rate' },
       { name: 'eval.win_rate_low', label: 'interval low', band: 'low' },
       { name: 'eval.win_rate_high', label: 'interval high', band: 'high' },
+      { name: 'eval.win_rate_lc', label: 'length-controlled win rate' },
     ],
   },
   {

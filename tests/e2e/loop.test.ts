@@ -129,6 +129,8 @@ describe('the training loop on the tiny model', { timeout: 1_500_000 }, () => {
       // Its Wilson interval over the 2 held-out prompts holds it, and is wide.
       assert.ok(m['eval.win_rate_low']! <= m['eval.win_rate']! && m['eval.win_rate']! <= m['eval.win_rate_high']!, `interval of iteration ${iteration}`);
       assert.ok(m['eval.win_rate_high']! - m['eval.win_rate_low']! > 0.5);
+      // The length-controlled win rate, where the two prompts' length differences tell it (core/length-control.ts is unit-tested).
+      if (m['eval.win_rate_lc'] !== undefined) assert.ok(m['eval.win_rate_lc'] >= 0 && m['eval.win_rate_lc'] <= 1, `length-controlled win rate of iteration ${iteration}: ${m['eval.win_rate_lc']}`);
       assert.ok(Number.isFinite(m['eval.kl_k1']) && m['eval.kl_k3']! >= 0, `KL of iteration ${iteration}: ${m['eval.kl_k1']}, ${m['eval.kl_k3']}`);
       // KL on completions the trainer sampled from the new policy (4 per evaluated prompt, temperature 1), not on the greedy evaluation.
       const klJob = path.join(artifacts, `run-${runId}`, `it-${iteration}`, 'kl');

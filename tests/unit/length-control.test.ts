@@ -2,7 +2,7 @@
 // zero difference, takes out what length alone explains and keeps what it does not.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { lengthControlledWinRate } from '../../bench/learn/length-control.js';
+import { lengthControlledWinRate } from '../../core/length-control.js';
 
 const sigmoid = (x: number) => 1 / (1 + Math.exp(-x));
 
