@@ -10,7 +10,10 @@ import { raterCommand } from './commands/rater.js';
 import { runCommand } from './commands/run.js';
 import { runsCommand } from './commands/runs.js';
 import { scoreCommand } from './commands/score.js';
-import { devCommand, migrateCommand, statusCommand, workerCommand } from './commands/stack.js';
+import { devCommand } from './commands/dev.js';
+import { migrateCommand } from './commands/migrate.js';
+import { statusCommand } from './commands/status.js';
+import { workerCommand } from './commands/worker.js';
 import { uiCommand } from './commands/ui.js';
 import { exitCodes, handleError } from './errors.js';
 
