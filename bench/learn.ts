@@ -28,19 +28,18 @@ import { and, eq, sql } from 'drizzle-orm';
 import OpenAI from 'openai';
 import { createGpuActivities } from '../activities/index.js';
 import { requireConstitution } from '../cli/constitution-file.js';
-import { readGold } from '../cli/gold-file.js';
+import { goldSubsetAccuracy } from '../cli/gold-subset.js';
 import { prepareDemoModel } from '../cli/demo-model.js';
 import { followRun } from '../cli/progress.js';
 import { startPipelineRun } from '../cli/start-run.js';
 import type { Constitution } from '../core/constitution/schema.js';
-import type { RaterMetrics } from '../core/rater/evaluation.js';
 import { taskQueues } from '../core/queues.js';
 import { goldSetHash, type GoldPair } from '../core/rater/gold.js';
 import { runConfigSchema, type RunConfig } from '../core/run-config.js';
 import { wilsonInterval } from '../core/stats.js';
 import { storeConstitution } from '../db/constitutions.js';
 import type { Database } from '../db/pool.js';
-import { findRaterEvaluation, goldLabels, setUpRaterEvaluation } from '../db/rater-evaluations.js';
+import { goldLabels, setUpRaterEvaluation } from '../db/rater-evaluations.js';
 import { metrics } from '../db/schema.js';
 import { startRunStack } from '../tests/run-stack.js';
 import { startServe } from '../worker/serve-process.js';
@@ -130,7 +129,7 @@ try {
     return row;
   });
 
-  const gold = await goldAccuracy(stack.db, stack.env.client, config).catch((error: unknown) => {
+  const gold = await goldSubsetAccuracy({ db: stack.db, client: stack.env.client, config, perCategory: goldPerCategory, progress: 'lines' }).catch((error: unknown) => {
     log(`the gold-set evaluation failed: ${(error as Error).stack ?? String(error)}`);
     return { pairs: 0, raw: null, debiased: null, dropsAsTies: null, positionBias: null, orderAgreement: null };
   });
@@ -336,34 +335,6 @@ async function evaluationLabels(db: Database, runId: number, policy: string | un
 async function runRaterEvaluation(client: Client, workflowId: string, args: Parameters<typeof raterEvaluation>[0]): Promise<void> {
   const handle = await client.workflow.start<typeof raterEvaluation>('raterEvaluation', { taskQueue: taskQueues.cpu, workflowId, args: [args] });
   await followRun(handle, () => handle.result(), 'lines');
-}
-
-/** The rater's accuracy on the first BENCH_GOLD_PER_CATEGORY pairs of each category of the shipped gold set, under the run's label settings. */
-async function goldAccuracy(db: Database, client: Client, config: RunConfig) {
-  const file = path.join(projectRoot, 'constitutions', 'gold', 'default.jsonl');
-  const constitutionFile = path.join(projectRoot, 'constitutions', 'default.yaml');
-  const constitution = requireConstitution(constitutionFile);
-  const all = readGold(file, constitution.constitution);
-  const taken = new Map<string, number>();
-  const pairs = all.pairs.filter((pair) => {
-    const n = taken.get(pair.category) ?? 0;
-    taken.set(pair.category, n + 1);
-    return n < goldPerCategory;
-  });
-  log(`rating ${pairs.length} gold pairs (both orders)`);
-  const stored = await storeConstitution(db, { constitution: constitution.constitution, source: constitution.source, sourcePath: constitutionFile });
-  const setup = await setUpRaterEvaluation(db, { gold: { name: `default.jsonl (first ${goldPerCategory} per category)`, hash: goldSetHash(pairs), pairs }, constitution: stored, config });
-  await runRaterEvaluation(client, setup.workflowId, { runId: setup.runId, pairs: pairs.length, comparisons: 2 * pairs.length, batchSize: config.scale.batch_size, maxBatchesInFlight: config.scale.max_batches_in_flight });
-  const row = await findRaterEvaluation(db, setup.evaluationId);
-  const overall = (row?.metrics as { overall?: RaterMetrics } | null)?.overall;
-  return {
-    pairs: pairs.length,
-    raw: overall?.accuracy.combined.accuracy ?? null,
-    debiased: overall?.debiased?.accuracy.accuracy ?? null,
-    dropsAsTies: overall?.debiased?.accuracy_drops_as_ties ?? null,
-    positionBias: overall?.position_bias ?? null,
-    orderAgreement: overall?.order_agreement ?? null,
-  };
 }
 
 function kinds(byKind: ReturnType<typeof satisfaction>['byKind']): string {

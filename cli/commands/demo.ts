@@ -27,6 +27,7 @@ import { getSettings } from '../context.js';
 import { defaultDemoModel, prepareDemoModel, type DemoModel } from '../demo-model.js';
 import { exitCodes, UserError } from '../errors.js';
 import { parseOptions } from '../options.js';
+import { goldSubsetAccuracy } from '../gold-subset.js';
 import { followRun, progressMode, progressModes, progressOption } from '../progress.js';
 import { startStackInterruptibly, stopStackOnSignal } from '../stack-start.js';
 import { startPipelineRun } from '../start-run.js';
@@ -95,6 +96,7 @@ const demoOptions = z.object({
   raterUrl: z.url({ error: 'expected an http(s) URL such as http://127.0.0.1:8000/v1' }).optional(),
   raterModel: z.string().min(1).optional(),
   progress: z.enum(progressModes).optional(),
+  goldPairs: z.coerce.number({ error: 'expected a whole number from 0 to 30' }).int().min(0).max(30).default(2),
 });
 type DemoOptions = z.infer<typeof demoOptions>;
 
@@ -111,6 +113,7 @@ export const demoCommand = new Command('demo')
   .option('--iterations <n>', 'loop iterations', '2')
   .option('--rater-url <url>', 'an OpenAI-compatible rater endpoint (default: the local model, or the scripted server with --tiny)')
   .option('--rater-model <name>', 'the rater model at --rater-url')
+  .option('--gold-pairs <n>', "after the run, the rater's accuracy on the first n pairs of each gold-set category (0 skips)", '2')
   .addOption(progressOption())
   .action(async (raw: unknown) => {
     const options = parseOptions(demoOptions, raw);
@@ -247,6 +250,16 @@ async function runPipelineDemo(input: {
     log(`run ${started.runId} completed: ${stages}${result.iterations ? ` (last iteration); ${result.iterations} iteration(s), newest policy "${result.policy?.name}"` : ''}`);
     if (options.mode !== 'none') await printMetricsTable(getDatabase(databaseUrl), started.runId);
     await printRaterSummary(getDatabase(databaseUrl), started.runId);
+    if (options.goldPairs > 0) {
+      log(`rating the first ${options.goldPairs} pairs of each gold-set category with the run's rater and label settings (both orders)`);
+      const gold = await goldSubsetAccuracy({ db: getDatabase(databaseUrl), client, config, perCategory: options.goldPairs, progress: progressMode(options.progress) });
+      const figure = (value: number | null, digits = 3) => (value === null ? '-' : value.toFixed(digits));
+      console.log(
+        `rater on the gold set: accuracy ${figure(gold.raw)} raw, ${figure(gold.debiased)} with the run's debiasing, on ${gold.pairs} pairs (constitutions/gold/default.jsonl, ${options.goldPairs} per category); ` +
+          `position bias ${figure(gold.positionBias)}, order agreement ${figure(gold.orderAgreement, 2)}; \`npx tenet rater show ${gold.evaluationId}\` has it per principle`,
+      );
+    }
+    console.log('the whole gold set: `npx tenet rater eval --gold constitutions/gold/default.jsonl --config RUN.yaml` (README, "Rater evaluation")');
     console.log('');
     console.log('Audit the results:');
     console.log(`  npx tenet audit list --run ${started.runId}          every rater decision`);
@@ -304,7 +317,6 @@ async function printRaterSummary(db: Database, runId: number): Promise<void> {
     `rater on this run's labels: ${decisions} decisions, "A" in ${((100 * choseA) / decisions).toFixed(0)}%, order agreement ${agreement === undefined ? '-' : agreement.toFixed(2)}` +
       ' (0.00 for a judge that picks by position, such as one that always answers "A")',
   );
-  console.log('rater accuracy on the gold set: `npx tenet rater eval --gold constitutions/gold/default.jsonl --config RUN.yaml` (README, "Rater evaluation")');
 }
 
 /** Three decimals, or three significant digits for a small non-zero value (a KL of 1e-4 is not 0.000). */

@@ -110,6 +110,8 @@ describe('tenet dev: the embedded stack', () => {
     assert.equal(demo.code, 0, demo.stdout + demo.stderr);
     assert.match(demo.stdout, /using the dev stack already running/);
     assert.match(demo.stdout, /run \d+ completed: sample 6 done \/ 0 failed, critique 6 done \/ 0 failed, label 6 done \/ 0 failed/);
+    // After the run, the rater's accuracy on 2 pairs of each of the gold set's 10 categories, measured and stored.
+    assert.match(demo.stdout, /rater on the gold set: accuracy (\d\.\d{3}|-) raw, .* on 20 pairs .*order agreement/);
 
     const second = await runCli(['dev'], env);
     assert.equal(second.code, 4);
@@ -223,7 +225,7 @@ describe('tenet dev with DATABASE_URL: your own Postgres, no embedded one', () =
     assert.equal(demo.code, 0, demo.stdout + demo.stderr);
     const client = new pg.Client({ connectionString: database.url });
     await client.connect();
-    const prompts = await client.query('select p.id from prompts p join runs r on r.id = p.run_id where r.status = $1', ['completed']);
+    const prompts = await client.query("select p.id from prompts p join runs r on r.id = p.run_id where r.status = $1 and r.kind = 'pipeline'", ['completed']);
     await client.end();
     assert.equal(prompts.rowCount, 2);
     // The audit console came up with the stack, on 127.0.0.1, over the same database.
