@@ -283,7 +283,7 @@ async function runPipelineDemo(input: {
 /** Per-iteration metrics, one row per iteration; the win rate with its 95% interval. */
 async function printMetricsTable(db: Database, runId: number): Promise<void> {
   const rows = await db.select().from(metrics).where(eq(metrics.runId, runId)).orderBy(metrics.iteration, metrics.name);
-  const wanted = ['eval.win_rate', 'eval.mean_reward', 'eval.mean_length', 'eval.kl_k1', 'eval.kl_k3', 'reward.accuracy', 'policy.train_accuracy', 'policy.mean_reward'];
+  const wanted = ['eval.win_rate', 'eval.win_rate_lc', 'eval.mean_reward', 'eval.mean_length', 'eval.kl_k1', 'eval.kl_k3', 'reward.accuracy', 'policy.train_accuracy', 'policy.mean_reward'];
   const present = wanted.filter((name) => rows.some((r) => r.name === name));
   const iterations = [...new Set(rows.map((r) => r.iteration))];
   const value = (iteration: number, name: string) => rows.find((r) => r.iteration === iteration && r.name === name)?.value;
@@ -301,7 +301,7 @@ async function printMetricsTable(db: Database, runId: number): Promise<void> {
   console.log(['iteration', ...headers.map((h, i) => h.padStart(widths[i]!))].join('  '));
   iterations.forEach((iteration, row) => console.log([String(iteration).padStart(9), ...table[row]!.map((c, i) => c.padStart(widths[i]!))].join('  ')));
   const prompts = value(iterations.at(-1) ?? 0, 'eval.prompts');
-  if (prompts !== undefined) console.log(`(win rate: P(the new policy's answer is better than the previous one's) on ${prompts} held-out prompts, rater in both orders; 95% Wilson interval)`);
+  if (prompts !== undefined) console.log(`(win rate: P(the new policy's answer is better than the previous one's) on ${prompts} held-out prompts, rater in both orders; 95% Wilson interval; _lc: length-controlled, read at zero length difference)`);
 }
 
 /** The rater beside the table: a judge whose labels are position bias shows it here before anyone trusts the win rate. */
