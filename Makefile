@@ -53,12 +53,11 @@ lint: $(NPM_STAMP)
 typecheck: $(NPM_STAMP)
 	npx tsc --noEmit -p .
 
-# Two test files at a time (they mostly wait on their own Temporal servers, Postgres databases and
-# child processes, on free ports); the fault matrix alone afterwards, since its kills and recovery
-# times are measured against a machine that nothing else in the suite is loading.
+# One test file at a time. Two at a time took 15 min instead of ~17 on an idle machine, but under
+# load (a demo running beside it) tests/e2e/console-runs.test.ts hung until its 600 s timeout; until
+# that is understood, the suite runs serially.
 test-node: setup
-	node --import tsx --test --test-concurrency=2 --test-timeout=600000 tests/unit/*.test.ts tests/workflow/*.test.ts tests/integration/*.test.ts tests/e2e/*.test.ts
-	node --import tsx --test --test-concurrency=1 --test-timeout=600000 tests/chaos/*.test.ts
+	node --import tsx --test --test-concurrency=1 --test-timeout=600000 tests/*/*.test.ts
 
 test-python: $(VENV_STAMP)
 	@if ls trainer/tests/test_*.py >/dev/null 2>&1; then .venv/bin/python -m pytest -q trainer/tests; else echo "no trainer tests yet"; fi
