@@ -135,6 +135,13 @@ export const completions = pgTable(
     finishReason: text('finish_reason'),
     promptTokens: integer('prompt_tokens'),
     completionTokens: integer('completion_tokens'),
+    /**
+     * Rollouts: the serving engine's log-probs of the sampled tokens, one per generated token, for the
+     * trainer's importance correction; null when the endpoint returned none (or was not asked).
+     */
+    sampledLogprobs: doublePrecision('sampled_logprobs').array(),
+    /** Rollouts: the sampled token ids, parallel to sampled_logprobs; null when the endpoint named its tokens by text only. */
+    sampledTokenIds: integer('sampled_token_ids').array(),
     ...createdAt,
   },
   (t) => [
