@@ -197,14 +197,25 @@ async function writeTrainingData(db: Database, job: TrainerJob, file: string): P
   } else if (job.data.source === 'rollouts') {
     // In the prompts' and samples' order, never by row id (a retried batch inserts its rows later) or
     // group_key as text ('10' < '9'), so two runs with the same rollouts train on the same sequence.
-    const result = await db.execute<{ prompt: unknown; completion: string; total: number; components: Record<string, number>; group_key: string }>(sql`
-      select p.messages as prompt, c.text as completion, w.total, w.components, w.group_key
+    const result = await db.execute<{ prompt: unknown; completion: string; total: number; components: Record<string, number>; group_key: string; sampled_logprobs: number[] | null; sampled_token_ids: number[] | null }>(sql`
+      select p.messages as prompt, c.text as completion, w.total, w.components, w.group_key, c.sampled_logprobs, c.sampled_token_ids
       from rollout_rewards w
       join completions c on c.id = w.completion_id
       join prompts p on p.id = c.prompt_id
       where w.run_id = ${job.runId} and w.iteration = ${job.data.iteration} and c.stage = 'rollout'
       order by c.prompt_id, c.sample_index`);
-    lines = result.rows.map((row) => JSON.stringify({ prompt: row.prompt, completion: row.completion, reward: row.total, rewards: row.components, group: row.group_key }));
+    // The server's log-probs of the sampled tokens (and their ids), when the endpoint returned them: `trainer rl --tis-cap` corrects with them.
+    lines = result.rows.map((row) =>
+      JSON.stringify({
+        prompt: row.prompt,
+        completion: row.completion,
+        reward: row.total,
+        rewards: row.components,
+        group: row.group_key,
+        ...(row.sampled_logprobs ? { sampled_logprobs: row.sampled_logprobs } : {}),
+        ...(row.sampled_token_ids ? { sampled_token_ids: row.sampled_token_ids } : {}),
+      }),
+    );
     counts = { rows: result.rows.length };
   } else {
     const result = await db.execute<{ prompt: unknown; revision: string }>(sql`
