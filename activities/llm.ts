@@ -29,12 +29,18 @@ export interface ChatRequest {
   stop?: string[];
   logprobs?: boolean;
   top_logprobs?: number;
+  /** vLLM and `trainer serve`: logprob entries name their token as "token_id:123" (OpenAI's API rejects it). */
+  return_tokens_as_token_ids?: boolean;
 }
 
 export interface ChatResult {
   text: string;
   /** Top log-probabilities of the first generated token, when asked for and returned. */
   firstTokenTopLogprobs: TopLogprob[] | undefined;
+  /** The log-prob of each generated token as the endpoint sampled it, when asked for and returned. */
+  sampledLogprobs: number[] | undefined;
+  /** Their token ids, when every entry named its token as "token_id:123" (return_tokens_as_token_ids). */
+  sampledTokenIds: number[] | undefined;
   finishReason: string | null;
   promptTokens: number | null;
   completionTokens: number | null;
@@ -222,6 +228,8 @@ function chatResult(answer: Answer, call: Pick<ChatResult, 'fromCache' | 'latenc
   return {
     text: answer.text,
     firstTokenTopLogprobs: answer.firstTokenTopLogprobs,
+    sampledLogprobs: answer.sampledLogprobs,
+    sampledTokenIds: answer.sampledTokenIds,
     finishReason: answer.finishReason,
     promptTokens: answer.promptTokens,
     completionTokens: answer.completionTokens,
@@ -238,14 +246,28 @@ function read(body: unknown, config: EndpointConfig): Answer {
     throw ApplicationFailure.retryable(`${describe(config)} sent a response that is not a chat completion: ${JSON.stringify(body).slice(0, 200)}`, 'EndpointMalformed');
   }
   const choice = parsed.data.choices[0]!;
-  const first = choice.logprobs?.content?.[0];
+  const sampled = choice.logprobs?.content ?? undefined;
+  const first = sampled?.[0];
   return {
     text: choice.message.content ?? '',
     firstTokenTopLogprobs: first ? (first.top_logprobs && first.top_logprobs.length > 0 ? first.top_logprobs : [{ token: first.token, logprob: first.logprob }]) : undefined,
+    sampledLogprobs: sampled && sampled.length > 0 ? sampled.map((entry) => entry.logprob) : undefined,
+    sampledTokenIds: sampled && sampled.length > 0 ? tokenIds(sampled) : undefined,
     finishReason: choice.finish_reason ?? null,
     promptTokens: parsed.data.usage?.prompt_tokens ?? null,
     completionTokens: parsed.data.usage?.completion_tokens ?? null,
   };
+}
+
+/** The ids of "token_id:123" entries (vLLM's and `trainer serve`'s return_tokens_as_token_ids); undefined unless every entry has one. */
+function tokenIds(entries: readonly { token: string }[]): number[] | undefined {
+  const ids: number[] = [];
+  for (const entry of entries) {
+    const match = /^token_id:(\d+)$/.exec(entry.token);
+    if (!match) return undefined;
+    ids.push(Number(match[1]));
+  }
+  return ids;
 }
 
 /** Requests the endpoint rejects fail at once; everything else is retried by Temporal once the client's own retries are spent. */

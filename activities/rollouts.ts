@@ -1,6 +1,8 @@
 // The rollout stage of online RL: group_size completions per training prompt from the current
 // policy, scored in Node by the reward model (onnxruntime-node) plus the configured reward terms;
-// every component and the total are stored per completion (rollout_rewards).
+// every component and the total are stored per completion (rollout_rewards). The server's log-probs
+// of the sampled tokens (and their ids, where it gives them) are stored with each completion for the
+// trainer's importance correction (loop.rollouts.logprobs).
 import { ApplicationFailure } from '@temporalio/activity';
 import { and, eq, inArray, isNull } from 'drizzle-orm';
 import { availableParallelism } from 'node:os';
@@ -13,7 +15,7 @@ import type { Database } from '../db/pool.js';
 import { completions, rolloutRewards } from '../db/schema.js';
 import type { StageCounts } from './label.js';
 import { processRewards } from './process.js';
-import type { ChatMessage, ModelEndpoints } from './llm.js';
+import type { ChatMessage, ChatRequest, ChatResult, ModelEndpoints } from './llm.js';
 import type { StageBatch } from './pipeline.js';
 import { conversationText, type PromptRow, type RunContext } from './run-context.js';
 import { scoreOne } from './score.js';
@@ -38,10 +40,20 @@ export async function rolloutBatch(db: Database, llm: ModelEndpoints, scorers: R
     }
   }
   if (wanted.length > 0) {
-    const results = await llm.chatMany(
-      endpoint,
-      wanted.map((w) => ({ messages: w.prompt.messages as ChatMessage[], temperature: settings.temperature, max_tokens: settings.max_tokens, seed: w.seed })),
-    );
+    const logprobs = logprobsRequest(settings.logprobs);
+    let results: ChatResult[];
+    try {
+      results = await llm.chatMany(
+        endpoint,
+        wanted.map((w) => ({ messages: w.prompt.messages as ChatMessage[], temperature: settings.temperature, max_tokens: settings.max_tokens, seed: w.seed, ...logprobs })),
+      );
+    } catch (error) {
+      // An endpoint that rejects the token-id extension (OpenAI's API): name the setting that sends it.
+      if (error instanceof ApplicationFailure && error.nonRetryable && logprobs.return_tokens_as_token_ids && /return_tokens_as_token_ids/.test(error.message)) {
+        throw ApplicationFailure.nonRetryable(`${error.message} — set loop.rollouts.logprobs: without-ids (or off) for this endpoint`, error.type ?? 'EndpointRejected');
+      }
+      throw error;
+    }
     const rows = wanted.map((w, i) => ({
       runId: context.runId,
       promptId: w.prompt.id,
@@ -55,6 +67,9 @@ export async function rolloutBatch(db: Database, llm: ModelEndpoints, scorers: R
       finishReason: results[i]!.finishReason,
       promptTokens: results[i]!.promptTokens,
       completionTokens: results[i]!.completionTokens,
+      sampledLogprobs: results[i]!.sampledLogprobs ?? null,
+      // Ids only when they pair one-to-one with the log-probs.
+      sampledTokenIds: results[i]!.sampledTokenIds?.length === results[i]!.sampledLogprobs?.length ? (results[i]!.sampledTokenIds ?? null) : null,
     }));
     for (let i = 0; i < rows.length; i += 500) await db.insert(completions).values(rows.slice(i, i + 500)).onConflictDoNothing();
   }
@@ -111,6 +126,12 @@ export async function rolloutBatch(db: Database, llm: ModelEndpoints, scorers: R
     });
   }
   return { done: prompts.length * settings.group_size, failed: 0 };
+}
+
+/** The request fields that ask for the sampled tokens' log-probs (top_logprobs 0: the sampled token's own only). */
+function logprobsRequest(mode: 'with-ids' | 'without-ids' | 'off'): Pick<ChatRequest, 'logprobs' | 'top_logprobs' | 'return_tokens_as_token_ids'> {
+  if (mode === 'off') return {};
+  return { logprobs: true, top_logprobs: 0, ...(mode === 'with-ids' ? { return_tokens_as_token_ids: true } : {}) };
 }
 
 /** What seeds a run's rollouts and evaluations: its config's sample.seed when set, else its id. */

@@ -66,8 +66,15 @@ export const loopSchema = z
         max_tokens: positiveInt('a token limit').default(128),
         /** Reward terms besides the reward model: subtract length_penalty × completion tokens / max_tokens. */
         length_penalty: z.number().min(0).default(0),
+        /**
+         * The server's log-probs of the sampled tokens, stored per rollout (completions.sampled_logprobs) and passed to
+         * `trainer rl` for its importance correction and its policy.logprob_mismatch metric. `with-ids` also asks for the
+         * token ids (return_tokens_as_token_ids: vLLM, `trainer serve`); `without-ids` asks for the log-probs only, for
+         * endpoints that reject that field (OpenAI's API); `off` asks for neither. An endpoint that returns none still works.
+         */
+        logprobs: z.enum(['with-ids', 'without-ids', 'off'], { error: 'expected with-ids, without-ids or off' }).default('with-ids'),
       })
-      .default({ group_size: 4, temperature: 1, max_tokens: 128, length_penalty: 0 }),
+      .default({ group_size: 4, temperature: 1, max_tokens: 128, length_penalty: 0, logprobs: 'with-ids' }),
     /** Reward terms of online rollouts (core/rewards/compose.ts); default: the reward model, minus rollouts.length_penalty × tokens / max_tokens. */
     rewards: rewardTermsSchema.optional(),
     /** Thresholds checked after each iteration; an alert pauses the run and says why (core/monitors.ts). */
@@ -104,7 +111,7 @@ export const loopSchema = z
     serve_adapters: true,
     reward_model: { options: {} },
     policy: { options: {} },
-    rollouts: { group_size: 4, temperature: 1, max_tokens: 128, length_penalty: 0 },
+    rollouts: { group_size: 4, temperature: 1, max_tokens: 128, length_penalty: 0, logprobs: 'with-ids' },
     monitors: {},
     evaluate: { heldout_fraction: 0.2, max_prompts: 64, temperature: 0, max_tokens: 128, kl_samples: 4 },
   });

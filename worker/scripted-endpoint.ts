@@ -1,11 +1,12 @@
 // A small OpenAI-compatible server on 127.0.0.1 whose answers are scripted: deterministic
 // completions, critiques, revisions and rater verdicts by default, and any status, header, delay or
 // body a test asks for (429 with Retry-After, 500, slow replies, malformed JSON, injection-bearing
-// text). Tests use it for exact assertions; the demo uses it as its model endpoint until a local
+// text), and, when started with `logprobs`, the log-probs of the generated tokens as vLLM returns them
+// (tokens named "token_id:123" on return_tokens_as_token_ids). Tests use it for exact assertions; the demo uses it as its model endpoint until a local
 // model server is configured. It is a real HTTP server: the `openai` client talks to it unchanged.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { stableUniform } from '../core/rater/principles.js';
+import { stableHash, stableUniform } from '../core/rater/principles.js';
 
 export interface ChatBody {
   model: string;
@@ -28,6 +29,20 @@ export interface ScriptedReply {
   content?: string;
   /** Top log-probabilities of the first token, when the request asked for logprobs. */
   topLogprobs?: { token: string; logprob: number }[];
+  /** The generated tokens (content defaults to their texts); each gets a logprob entry when the request asked for logprobs. */
+  tokens?: ScriptedToken[];
+}
+
+export interface ScriptedToken {
+  id: number;
+  text: string;
+  logprob: number;
+}
+
+/** The pseudo-tokens of a text, as the endpoint's `logprobs` option makes them: 4-character pieces with stable ids and log-probs. */
+export function scriptedTokens(content: string, seed = 0): ScriptedToken[] {
+  const pieces = content.match(/[\s\S]{1,4}/g) ?? [];
+  return pieces.map((text, i) => ({ id: stableHash(text) % 32_000, text, logprob: -4 * stableUniform(`${seed}:${i}:${text}`) }));
 }
 
 /** A `POST …/load_lora_adapter` request (vLLM's API, which `trainer serve` shares). */
@@ -100,10 +115,19 @@ export function defaultReply(request: RecordedRequest): ScriptedReply {
   return { content: `Answer ${body.seed ?? 0}: here is a careful reply about "${words}".` };
 }
 
-function completionBody(body: ChatBody, reply: ScriptedReply) {
-  const content = reply.content ?? '';
-  const tokens = Math.max(1, Math.ceil(content.length / 4));
+function completionBody(body: ChatBody, reply: ScriptedReply, options: { logprobs: boolean; tokenIds: boolean }) {
+  const content = reply.content ?? reply.tokens?.map((t) => t.text).join('') ?? '';
+  const generated = reply.tokens ?? (options.logprobs && !reply.topLogprobs ? scriptedTokens(content, body.seed) : undefined);
+  const tokens = generated ? generated.length : Math.max(1, Math.ceil(content.length / 4));
   const first = reply.topLogprobs?.[0];
+  const asIds = options.tokenIds && body.return_tokens_as_token_ids === true;
+  const logprobs = !body.logprobs
+    ? null
+    : first
+      ? { content: [{ token: first.token, logprob: first.logprob, bytes: null, top_logprobs: reply.topLogprobs!.slice(0, body.top_logprobs ?? 5) }] }
+      : generated
+        ? { content: generated.map((t) => ({ token: asIds ? `token_id:${t.id}` : t.text, logprob: t.logprob, bytes: [...Buffer.from(t.text)], top_logprobs: [] })) }
+        : null;
   return {
     id: `chatcmpl-scripted-${Math.floor(stableUniform(JSON.stringify(body)) * 1e9)}`,
     object: 'chat.completion',
@@ -114,10 +138,7 @@ function completionBody(body: ChatBody, reply: ScriptedReply) {
         index: 0,
         message: { role: 'assistant', content },
         finish_reason: tokens >= (body.max_tokens ?? Infinity) ? 'length' : 'stop',
-        logprobs:
-          body.logprobs && first
-            ? { content: [{ token: first.token, logprob: first.logprob, bytes: null, top_logprobs: reply.topLogprobs!.slice(0, body.top_logprobs ?? 5) }] }
-            : null,
+        logprobs,
       },
     ],
     usage: { prompt_tokens: Math.ceil(JSON.stringify(body.messages).length / 4), completion_tokens: tokens, total_tokens: 0 },
@@ -137,6 +158,13 @@ export async function startScriptedEndpoint(
      * `loadAdapter` resolves, even if the client has gone meanwhile.
      */
     adapters?: 'replace' | 'vllm';
+    /**
+     * Log-probs of every generated token when a request asks for them (replies without topLogprobs get
+     * scriptedTokens of their content); without it only replies with topLogprobs or tokens carry any.
+     */
+    logprobs?: boolean;
+    /** Honour return_tokens_as_token_ids (default true); false names tokens by text, as OpenAI's API does. */
+    tokenIds?: boolean;
   } = {},
 ): Promise<ScriptedEndpoint> {
   let script = options.script;
@@ -197,7 +225,7 @@ export async function startScriptedEndpoint(
     const headers = { 'content-type': 'application/json', ...reply.headers };
     if (reply.rawBody !== undefined) res.writeHead(status, headers).end(reply.rawBody);
     else if (status !== 200) res.writeHead(status, headers).end(JSON.stringify({ error: { message: reply.content ?? `scripted status ${status}`, type: 'scripted' } }));
-    else res.writeHead(200, headers).end(JSON.stringify(completionBody(body, reply)));
+    else res.writeHead(200, headers).end(JSON.stringify(completionBody(body, reply, { logprobs: options.logprobs ?? false, tokenIds: options.tokenIds ?? true })));
   };
 
   const server: Server = createServer((req, res) => {
