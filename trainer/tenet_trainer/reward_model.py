@@ -65,11 +65,15 @@ class Config(TrainConfig):
     """Held-out preferences (JSONL) to evaluate on instead of a share of --data."""
     margin: float = 0.0
     """Bradley–Terry margin m: the loss asks for r_chosen − r_rejected > m."""
+    center_rewards_coef: float = 0.0
+    """C ≥ 0: add C·mean((r_c + r_r)²) to the loss, pulling rewards towards mean zero (Eisenstein et al. 2023); 0: off."""
 
     def validate(self) -> None:
         check_train_config(self)
         if self.margin < 0:
             raise UserError("--margin: must be 0 or more")
+        if self.center_rewards_coef < 0:
+            raise UserError("--center-rewards-coef: must be 0 or more")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,11 +169,20 @@ def encode(rust: Tokenizer, fmt: InputFormat, texts: Sequence[str | tuple[str, s
 # Loss and metrics
 
 
-def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor, soft_label: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
-    """Mean over pairs of −[p·log σ(r_c − r_r − m) + (1 − p)·log σ(r_r − r_c − m)], p = P(chosen is better)."""
+def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor, soft_label: torch.Tensor, margin: float = 0.0, center_coef: float = 0.0) -> torch.Tensor:
+    """Mean over pairs of −[p·log σ(r_c − r_r − m) + (1 − p)·log σ(r_r − r_c − m)] + C·(r_c + r_r)², p = P(chosen is better).
+
+    The C term is reward centering (Eisenstein et al. 2023, "Helping or Herding? Reward Model
+    Ensembles Mitigate but do not Eliminate Reward Hacking", arXiv:2312.09244; TRL's
+    center_rewards_coefficient): Bradley–Terry only sees r_c − r_r, so a constant shift of every
+    reward is free; the penalty pins the mean reward near zero. It does not depend on the label.
+    """
     diff = chosen - rejected
     log_likelihood = soft_label * F.logsigmoid(diff - margin) + (1 - soft_label) * F.logsigmoid(-diff - margin)
-    return -log_likelihood.mean()
+    loss = -log_likelihood.mean()
+    if center_coef:
+        loss = loss + center_coef * ((chosen + rejected) ** 2).mean()
+    return loss
 
 
 def expected_calibration_error(prob: np.ndarray, label: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
@@ -201,6 +214,7 @@ def preference_metrics(chosen: np.ndarray, rejected: np.ndarray, soft_label: np.
         "eval_pairs": int(len(diff)),
         "accuracy": float(np.mean((diff > 0) == (hard == 1))),
         "mean_margin": float(diff.mean()),
+        "mean_reward": float((chosen.astype(np.float64) + rejected.astype(np.float64)).mean() / 2),
         "eval_loss": float(loss.mean()),
         "brier_soft": float(np.mean((prob - soft_label) ** 2)),
         "brier_hard": float(np.mean((prob - hard) ** 2)),
@@ -245,11 +259,15 @@ def run(config: Config) -> dict[str, Any]:
         scores = _scores(model, encode(rust, fmt, texts), device)
         chosen, rejected = scores[: len(pairs)], scores[len(pairs) :]
         soft = torch.tensor([p.soft_label for p in pairs], device=device)
-        loss = bradley_terry_loss(chosen, rejected, soft, config.margin)
+        loss = bradley_terry_loss(chosen, rejected, soft, config.margin, config.center_rewards_coef)
         recent_losses.append(float(loss.detach()))
         diff = (chosen - rejected).detach()
         correct = (diff > 0) == (soft >= 0.5)
-        return loss, {"accuracy": float(correct.float().mean()), "margin": float(diff.mean())}
+        metrics = {"accuracy": float(correct.float().mean()), "margin": float(diff.mean())}
+        if config.center_rewards_coef:
+            total = (chosen + rejected).detach()
+            metrics |= {"mean_reward": float(total.mean() / 2), "center_penalty": float((total**2).mean())}
+        return loss, metrics
 
     def evaluate() -> dict[str, float]:
         metrics: dict[str, float] = {"train_loss": float(np.mean(recent_losses))} if recent_losses else {}
@@ -263,6 +281,7 @@ def run(config: Config) -> dict[str, Any]:
 
     hyperparameters = {
         "margin": config.margin,
+        "center_rewards_coef": config.center_rewards_coef,
         "pair": fmt.pair,
         "max_length": fmt.max_length,
         "inputs": list(fmt.inputs),
