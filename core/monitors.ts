@@ -15,6 +15,8 @@
 //   rollout.flag.tamper_fraction         share of verified rollouts flagged 'tamper'
 //   rollout.flag.hardcode_fraction       share of verified rollouts flagged 'hardcode-suspect'
 //   rollout.verified                     how many rollouts a verifier judged (only for the message)
+//   policy.logprob_mismatch              the RL update's mean |log π_server − log π_trainer| per sampled token
+//                                        (nats), from the log-probs the rollouts stored (loop.rollouts.logprobs)
 // The rollout.* values come from rolloutFlagMetrics and raterVerifierDisagreement below.
 //
 // Metrics written for the newest iteration (when their inputs exist): monitor.length_growth,
@@ -34,11 +36,12 @@ export const monitorInputs = {
   tamperFraction: 'rollout.flag.tamper_fraction',
   hardcodeFraction: 'rollout.flag.hardcode_fraction',
   verified: 'rollout.verified',
+  logprobMismatch: 'policy.logprob_mismatch',
 } as const;
 
 const fraction = (what: string) => z.number({ error: `expected ${what} (a fraction from 0 to 1)` }).min(0, { error: `expected ${what} from 0 to 1` }).max(1, { error: `expected ${what} from 0 to 1` });
 
-const monitorKeys = ['max_length_growth', 'reward_up_winrate_down', 'max_rater_verifier_disagreement', 'max_tamper_fraction', 'max_hardcode_fraction', 'max_kl'] as const;
+const monitorKeys = ['max_length_growth', 'reward_up_winrate_down', 'max_rater_verifier_disagreement', 'max_tamper_fraction', 'max_hardcode_fraction', 'max_kl', 'max_logprob_mismatch'] as const;
 export type MonitorName = (typeof monitorKeys)[number];
 
 export const monitorsSchema = z.strictObject(
@@ -67,6 +70,13 @@ export const monitorsSchema = z.strictObject(
     max_hardcode_fraction: fraction('max_hardcode_fraction').optional(),
     /** On eval.kl_k3, else the trainer's policy.kl_k3. */
     max_kl: z.number({ error: 'expected max_kl (a KL in nats)' }).min(0).optional(),
+    /**
+     * On policy.logprob_mismatch: the mean |log π_server − log π_trainer| per sampled token of the RL
+     * update, in nats. It grows when the serving engine and the trainer stop computing the same policy
+     * (a stale adapter, a different chat template or precision); the importance correction then does
+     * most of the work. Off unless set; 0.1 is a reasonable start (bf16 serving is typically near 0.01–0.05).
+     */
+    max_logprob_mismatch: z.number({ error: 'expected max_logprob_mismatch (nats per token)' }).min(0, { error: 'expected max_logprob_mismatch of 0 or more' }).optional(),
   },
   {
     error: (issue) => {
@@ -213,6 +223,22 @@ export function evaluateMonitors(history: readonly IterationMetrics[], threshold
     if (!kl) skipped.push(`max_kl: iteration ${it} has neither ${monitorInputs.evalKl} nor ${monitorInputs.policyKl}`);
     else if (kl.value > limit) {
       alerts.push({ monitor: 'max_kl', value: kl.value, threshold: limit, message: `KL to the reference is ${num(kl.value)} (${kl.source}) in iteration ${it}, above max_kl ${num(limit)}` });
+    }
+  }
+
+  // Serving engine vs trainer log-probs of the sampled tokens.
+  if (thresholds.max_logprob_mismatch !== undefined) {
+    const limit = thresholds.max_logprob_mismatch;
+    const mismatch = now(monitorInputs.logprobMismatch);
+    const earlier = before(monitorInputs.logprobMismatch);
+    if (mismatch === undefined) skipped.push(`max_logprob_mismatch: iteration ${it} has no ${monitorInputs.logprobMismatch} (its rollouts carry no server log-probs, or the update was not RL)`);
+    else if (mismatch > limit) {
+      alerts.push({
+        monitor: 'max_logprob_mismatch',
+        value: mismatch,
+        threshold: limit,
+        message: `${monitorInputs.logprobMismatch} is ${num(mismatch)} nats per token in iteration ${it}${earlier ? ` (${num(earlier.value)} in iteration ${earlier.iteration})` : ''}: the serving engine's log-probs of the sampled tokens drift from the trainer's, above max_logprob_mismatch ${num(limit)}`,
+      });
     }
   }
 

@@ -127,6 +127,27 @@ describe('evaluateMonitors', () => {
     assert.deepEqual(evaluateMonitors(history({ 'eval.kl_k3': 0.19 }), thresholds({ max_kl: 0.2 })).alerts, []);
   });
 
+  it('log-prob mismatch: fires above max_logprob_mismatch, naming the metric, value, threshold and the earlier value', () => {
+    const drifting = history({ 'policy.logprob_mismatch': 0.02 }, { 'policy.logprob_mismatch': 0.35 });
+    const alert = only(evaluateMonitors(drifting, thresholds({ max_logprob_mismatch: 0.1 })));
+    assert.equal(alert.monitor, 'max_logprob_mismatch');
+    assert.equal(alert.value, 0.35);
+    assert.equal(alert.threshold, 0.1);
+    assert.match(alert.message, /policy\.logprob_mismatch is 0\.35 nats per token in iteration 1 \(0\.02 in iteration 0\).*above max_logprob_mismatch 0\.1/);
+    const report = evaluateMonitors(drifting, thresholds({ max_logprob_mismatch: 0.1 }));
+    assert.match(pauseReason(report), /^paused by monitors after iteration 1: max_logprob_mismatch: policy\.logprob_mismatch is 0\.35/);
+    // At the threshold, and without one (off by default), nothing fires.
+    assert.deepEqual(evaluateMonitors(history({ 'policy.logprob_mismatch': 0.1 }), thresholds({ max_logprob_mismatch: 0.1 })).alerts, []);
+    assert.deepEqual(evaluateMonitors(drifting, thresholds({})).alerts, []);
+  });
+
+  it('log-prob mismatch: an iteration whose rollouts carried no server log-probs is skipped, and says so', () => {
+    const report = evaluateMonitors(history({ 'policy.kl_k3': 0.01 }), thresholds({ max_logprob_mismatch: 0.1 }));
+    assert.deepEqual(report.alerts, []);
+    assert.match(report.skipped.join('\n'), /max_logprob_mismatch: iteration 0 has no policy\.logprob_mismatch/);
+    assert.match(monitorsSchema.safeParse({ max_logprob_mismatch: -1 }).error!.issues[0]!.message, /max_logprob_mismatch of 0 or more/);
+  });
+
   it('judges the newest iteration only: an older breach does not fire again', () => {
     const recovered = history({ 'eval.kl_k3': 0.5, 'rollout.flag.tamper_fraction': 0.3 }, { 'eval.kl_k3': 0.05, 'rollout.flag.tamper_fraction': 0 });
     const report = evaluateMonitors(recovered, thresholds({ max_kl: 0.2, max_tamper_fraction: 0.01 }));
