@@ -2,6 +2,9 @@
 
 Each command's module holds a `Config` dataclass (its flags) and `run(config)`. User errors (bad
 config, data or paths) print one line `error: ...` on stderr and exit 2, without a traceback.
+
+The training commands also take `--nproc N`: N processes train data-parallel with FSDP2 (one per
+GPU on CUDA, gloo on CPU; see `distributed`). They run the same way under `torchrun`.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import json
 import os
 import sys
 
+from tenet_trainer import distributed
 from tenet_trainer.common import UserError, limit_cpu_threads
 from tenet_trainer.config import add_arguments, load_config
 
@@ -25,6 +29,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "make-tiny": ("tenet_trainer.make_tiny", "write a tiny random-initialised causal LM and tokenizer to a folder"),
     "convert-gguf": ("tenet_trainer.convert_gguf", "convert a GGUF model (default: the packaged SmolLM2-135M-Instruct) into an fp32 HF folder"),
 }
+
+TRAINING = ("reward-model", "sft", "dpo", "rl")
+"""The commands that run `loop.run`, and so can run in several processes."""
+
+
+def _without_nproc(args: list[str]) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            out.append(arg)
+    return out
 
 
 def _usage() -> str:
@@ -48,14 +68,28 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[name][0])
     parser = argparse.ArgumentParser(prog=f"python -m tenet_trainer {name}", description=COMMANDS[name][1])
     add_arguments(parser, module.Config)
+    if name in TRAINING:
+        parser.add_argument("--nproc", type=int, default=None, metavar="N", help="train in N processes (one per GPU; gloo on CPU) with FSDP2")
     namespace = parser.parse_args(rest)
+    nproc = getattr(namespace, "nproc", None)
     try:
         limit_cpu_threads()
         config = load_config(module.Config, namespace)
+        if nproc is not None:
+            distributed.check_nproc(nproc, getattr(config, "device", "auto"))
+            if nproc > 1:
+                return distributed.launch([name, *_without_nproc(rest)], nproc)
+        if distributed.active():
+            if name not in TRAINING:
+                raise UserError(f"{name} runs in one process: launch it without torchrun (WORLD_SIZE is set)")
+            distributed.init()
         module.run(config)
     except UserError as err:
+        # Any rank's user error is reported (the others are stopped by the launcher).
         print(f"error: {err}", file=sys.stderr)
         sys.stderr.flush()
         print(json.dumps({"event": "error", "message": str(err)}), flush=True)
         return 2
+    finally:
+        distributed.finish()
     return 0

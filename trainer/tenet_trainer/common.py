@@ -22,8 +22,11 @@ class UserError(Exception):
 def emit(event: str, **fields: Any) -> None:
     """One JSON object per line on stdout: the supervising activity heartbeats on each of them.
 
-    Events: start, step, eval, checkpoint, preempted, done (and ready/adapter for `serve`).
+    Events: start, step, eval, checkpoint, preempted, done (and ready/adapter for `serve`). In a
+    distributed run (torchrun sets RANK) only rank 0 prints them.
     """
+    if os.environ.get("RANK", "0") != "0":
+        return
     line = json.dumps({"event": event, **fields}, default=_json_default, allow_nan=False)
     sys.stdout.write(line + "\n")
     sys.stdout.flush()

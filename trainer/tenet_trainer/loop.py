@@ -4,6 +4,10 @@ checkpoints every N steps (and on SIGTERM), and resume from the newest checkpoin
 Resuming gives the same weights as an uninterrupted run with the same seed: the batch of every step
 is a function of (seed, step), and a checkpoint holds the trainable weights, the optimizer, the
 learning-rate schedule and every random generator's state.
+
+Under torchrun (or `--nproc N`) the same loop trains data-parallel with FSDP2: every rank takes its
+slice of the same global micro-batch, and the loss, gradients and metrics are those of the whole
+micro-batch (see `distributed`). Only rank 0 prints progress lines and publishes the artifact.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from tenet_trainer import distributed
 from tenet_trainer.common import UserError, emit, finite
 from tenet_trainer.config import TrainConfig, as_dict
 from tenet_trainer.models import trainable_parameters
@@ -62,6 +67,9 @@ class Job:
     """Called after each optimizer step (after its step event) with the steps done; returning True
     ends training there: the model is evaluated and published as it stands (used by `rl` to stop
     early at its KL bound)."""
+    weight_metric: str | None = None
+    """The metric of `loss` that counts what its mean is over (e.g. "tokens"), when not rows: in a
+    distributed run each rank's slice of a micro-batch weighs in by it (see `distributed`)."""
 
 
 def total_steps(config: TrainConfig, n_items: int) -> int:
@@ -128,7 +136,9 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        # A checkpoint of N processes (each seeing N GPUs) may resume in one that sees fewer.
+        for index, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
 
 
 class CheckpointWriteError(RuntimeError):
@@ -139,7 +149,50 @@ class CheckpointWriteError(RuntimeError):
 _DISK_FULL_BYTES = 1 << 20
 
 
+def _write_failed(output: Path, final: Path, tmp: Path, err: BaseException) -> CheckpointWriteError:
+    # torch reports a full disk as "unexpected pos ..."; say what failed and why, free the partial
+    # files, and keep the earlier checkpoints so a rerun resumes from the newest of them.
+    free = shutil.disk_usage(tmp.parent).free
+    shutil.rmtree(tmp, ignore_errors=True)
+    cause = "the disk is full" if free < _DISK_FULL_BYTES or getattr(err, "errno", None) == errno.ENOSPC else "the write failed"
+    previous = newest_checkpoint(output)
+    resume = f"a rerun resumes from {previous}" if previous else "no earlier checkpoint to resume from"
+    return CheckpointWriteError(f"checkpoint {final} could not be written: {cause} ({free} bytes free on its disk): {err}; {resume}")
+
+
+def _save_distributed(output: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, keep: int) -> Path:
+    """Every rank writes its shards (DCP) into one folder; rank 0 adds the schedule, its random
+    generators and state.json, then moves the folder into place. A collective: all ranks call it."""
+    root = output / CHECKPOINTS
+    final = root / f"step-{step:06d}"
+    tmp = root / f".tmp-step-{step:06d}-distributed"
+    lead = distributed.rank() == 0
+    if lead:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+    distributed.barrier()
+    try:
+        distributed.save_sharded(tmp, model, optimizer)
+        if lead:
+            torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+            torch.save(_rng_state(), tmp / "rng.pt")
+            (tmp / "state.json").write_text(json.dumps({"step": step, "world_size": distributed.world_size()}))
+    except (OSError, RuntimeError) as err:
+        raise _write_failed(output, final, tmp, err) from err
+    if lead:
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in _checkpoint_dirs(output)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    distributed.barrier()
+    return final
+
+
 def save_checkpoint(output: Path, step: int, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, keep: int) -> Path:
+    if distributed.active():
+        return _save_distributed(output, step, model, optimizer, scheduler, keep)
     root = output / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:06d}"
@@ -153,14 +206,7 @@ def save_checkpoint(output: Path, step: int, model: torch.nn.Module, optimizer: 
         torch.save(_rng_state(), tmp / "rng.pt")
         (tmp / "state.json").write_text(json.dumps({"step": step}))
     except (OSError, RuntimeError) as err:
-        # torch reports a full disk as "unexpected pos ..."; say what failed and why, free the partial
-        # files, and keep the earlier checkpoints so a rerun resumes from the newest of them.
-        free = shutil.disk_usage(root).free
-        shutil.rmtree(tmp, ignore_errors=True)
-        cause = "the disk is full" if free < _DISK_FULL_BYTES or getattr(err, "errno", None) == errno.ENOSPC else "the write failed"
-        previous = newest_checkpoint(output)
-        resume = f"a rerun resumes from {previous}" if previous else "no earlier checkpoint to resume from"
-        raise CheckpointWriteError(f"checkpoint {final} could not be written: {cause} ({free} bytes free on its disk): {err}; {resume}") from err
+        raise _write_failed(output, final, tmp, err) from err
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -170,16 +216,25 @@ def save_checkpoint(output: Path, step: int, model: torch.nn.Module, optimizer: 
 
 
 def load_checkpoint(path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> int:
+    """Load either format into this process's model: a distributed run's DCP shards (resharded to
+    this run's number of processes, one included) or a one-process run's whole tensors."""
     if not (path / "state.json").is_file():
         raise UserError(f"--resume-from {path}: not a checkpoint (no state.json)")
-    params = trainable_parameters(model)
-    saved = torch.load(path / "trainable.pt", map_location="cpu", weights_only=True)
-    if set(saved) != set(params):
-        raise UserError(f"checkpoint {path}: its weights do not match this model and adapter configuration")
-    with torch.no_grad():
-        for name, tensor in saved.items():
-            params[name].copy_(tensor.to(params[name].device, params[name].dtype))
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
+    if (path / distributed.DCP_FOLDER).is_dir():
+        distributed.load_sharded(path, model, optimizer)
+    else:
+        params = trainable_parameters(model)
+        saved = torch.load(path / "trainable.pt", map_location="cpu", weights_only=True)
+        if set(saved) != set(params):
+            raise UserError(f"checkpoint {path}: its weights do not match this model and adapter configuration")
+        optimizer_state = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
+        if distributed.active():
+            distributed.load_whole({name: saved[name] for name in params}, optimizer_state, model, optimizer)
+        else:
+            with torch.no_grad():
+                for name, tensor in saved.items():
+                    params[name].copy_(tensor.to(params[name].device, params[name].dtype))
+            optimizer.load_state_dict(optimizer_state)
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", map_location="cpu", weights_only=True))
     _set_rng_state(torch.load(path / "rng.pt", map_location="cpu", weights_only=False))
     return int(json.loads((path / "state.json").read_text())["step"])
@@ -215,6 +270,9 @@ def run(job: Job) -> dict[str, Any]:
     preemption = _Preemption()
     preemption.install()
 
+    spread = distributed.active()
+    if spread:
+        distributed.shard(job.model)
     params = list(trainable_parameters(job.model).values())
     if not params:
         raise UserError("nothing to train: the model has no trainable weights")
@@ -240,11 +298,21 @@ def run(job: Job) -> dict[str, Any]:
         losses: list[float] = []
         for micro in range(config.grad_accum):
             batch = schedule.micro_batch(step * config.grad_accum + micro)
+            if spread:
+                # This rank's slice, weighted so the ranks' mean gradient is the whole micro-batch's.
+                part = distributed.rank_slice(batch)
+                loss, metrics = job.loss(part)
+                weight = float(metrics[job.weight_metric]) if job.weight_metric else float(len(part))
+                total, weighted = distributed.all_sum([weight, weight * float(loss.detach())])
+                (loss * distributed.slice_scale(weight, total) / config.grad_accum).backward()
+                losses.append(weighted / total)
+                parts.append(distributed.combine_metrics(metrics, weight, total, job.weight_metric))
+                continue
             loss, metrics = job.loss(batch)
             (loss / config.grad_accum).backward()
             losses.append(float(loss.detach()))
             parts.append(metrics)
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+        grad_norm = distributed.full_tensor(torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm))
         optimizer.step()
         scheduler.step()
         done = step + 1
@@ -259,14 +327,19 @@ def run(job: Job) -> dict[str, Any]:
                 metrics=_mean_metrics(parts),
                 elapsed_s=round(time.monotonic() - started, 3),
             )
-        if job.after_step is not None and job.after_step(done):
+        stop = job.after_step is not None and job.after_step(done)
+        if spread:
+            stop = distributed.any_rank(stop)
+        if stop:
             steps = done
             break
         if config.checkpoint_every and done % config.checkpoint_every == 0 and done < steps:
             path = save_checkpoint(output, done, job.model, optimizer, scheduler, config.keep_checkpoints)
             last_saved = done
             emit("checkpoint", step=done, checkpoint=str(path))
-        if preemption.requested and done < steps:
+        # Every rank checkpoints at the same step when any of them was asked to stop.
+        requested = distributed.any_rank(preemption.requested) if spread else preemption.requested
+        if requested and done < steps:
             path = save_checkpoint(output, done, job.model, optimizer, scheduler, config.keep_checkpoints) if last_saved != done else _checkpoint_dirs(output)[-1]
             emit("preempted", step=done, checkpoint=str(path))
             sys.exit(0)
@@ -277,8 +350,15 @@ def run(job: Job) -> dict[str, Any]:
         with torch.no_grad():
             metrics = job.evaluate()
         emit("eval", step=steps, metrics=metrics)
+    if spread:
+        # Whole weights into every rank's modules (a collective); rank 0 alone writes them.
+        if not distributed.unwrap(job.model):
+            distributed.barrier()
+            return metrics
     artifact = publish(output, job.save_artifact)
     summary = {"metrics": metrics, "steps": steps, "hyperparameters": job.hyperparameters, "config": as_dict(config)}
     (artifact / "tenet-metrics.json").write_text(json.dumps(summary, indent=2, default=str))
     emit("done", step=steps, output=str(artifact), metrics=metrics)
+    if spread:
+        distributed.barrier()
     return metrics

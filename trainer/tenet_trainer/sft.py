@@ -112,5 +112,5 @@ def run(config: Config) -> dict[str, Any]:
         "max_length": config.max_length,
         "eval_rows": len(held_out),
     }
-    job = loop.Job(config=config, model=model, train_items=train_items, loss=batch_loss, save_artifact=save_artifact, evaluate=evaluate, hyperparameters=hyperparameters, kind="sft")
+    job = loop.Job(config=config, model=model, train_items=train_items, loss=batch_loss, save_artifact=save_artifact, evaluate=evaluate, hyperparameters=hyperparameters, kind="sft", weight_metric="tokens")
     return loop.run(job)
