@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         limit_cpu_threads()
         config = load_config(module.Config, namespace)
         if nproc is not None:
-            distributed.check_nproc(nproc, getattr(config, "device", "auto"))
+            distributed.check_nproc(nproc, getattr(config, "device", "auto"), getattr(config, "batch_size", nproc))
             if nproc > 1:
                 return distributed.launch([name, *_without_nproc(rest)], nproc)
         if distributed.active():

@@ -271,10 +271,12 @@ def _die_with_parent() -> None:
         pass
 
 
-def check_nproc(nproc: int, device: str) -> None:
-    """Refuse, before any work, more processes than GPUs (on CUDA), or fewer than one."""
+def check_nproc(nproc: int, device: str, batch_size: int) -> None:
+    """Refuse, before any work, more processes than GPUs (on CUDA) or than rows in a micro-batch, or fewer than one."""
     if nproc < 1:
         raise UserError(f"--nproc {nproc}: must be at least 1")
+    if batch_size < nproc:
+        raise UserError(f"--nproc {nproc}: more processes than --batch-size {batch_size}; every process needs at least one row of each micro-batch")
     if active():
         raise UserError("--nproc: this process was already launched by torchrun (WORLD_SIZE is set); use one or the other")
     on_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
