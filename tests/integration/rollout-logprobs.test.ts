@@ -92,16 +92,8 @@ describe('rollouts with the server’s log-probs of the sampled tokens', () => {
   /** The JSONL the RL update is handed, through the trainer activity. */
   async function exported(runId: number): Promise<ExportedRollout[]> {
     const trainer = createTrainerActivities({ db, python: fakeTrainer, artifactsRoot: artifacts, gpus: [] });
-    await new MockActivityEnvironment().run((job: TrainerJob) => trainer.runTrainerJob(job), {
-      runId,
-      iteration: 0,
-      command: 'rl',
-      kind: 'policy',
-      modelKey: `run-${runId}/it-0/policy`,
-      baseModel: 'tiny',
-      options: {},
-      data: { source: 'rollouts', iteration: 0 },
-    });
+    const job: TrainerJob = { runId, iteration: 0, command: 'rl', kind: 'policy', modelKey: `run-${runId}/it-0/policy`, baseModel: 'tiny', options: {}, data: { source: 'rollouts', iteration: 0 } };
+    await new MockActivityEnvironment().run(() => trainer.runTrainerJob(job));
     const file = path.join(artifacts, `run-${runId}`, 'it-0', 'policy', 'data.jsonl');
     return readFileSync(file, 'utf8')
       .trim()
