@@ -38,6 +38,8 @@ export interface TrainerJob {
   options: TrainerOptions;
   /** Which rows of the run become the training file. */
   data: { source: 'preferences'; iterations?: number[] } | { source: 'rollouts'; iteration: number } | { source: 'revisions' };
+  /** GPUs (one trainer process each, FSDP2 over them: `trainer --nproc N`); 1 when absent. */
+  gpus?: number;
 }
 
 export interface TrainedModel {
@@ -81,18 +83,56 @@ export interface TrainerDeps {
   stopGraceS?: number;
 }
 
-/** Hands out GPU indexes to concurrent jobs (the worker runs one job per visible GPU). */
-class GpuSlots {
+/**
+ * Hands out the worker's GPU ids to concurrent jobs: a job holds as many as it asks for until it
+ * ends; jobs that find too few free wait, first come first served (a big job is not overtaken by
+ * small ones). A CPU-only worker hands out none.
+ */
+export class GpuSlots {
   private readonly free: string[];
-  constructor(gpus: string[]) {
+  private readonly waiting: { count: number; resolve: (gpus: string[]) => void }[] = [];
+  constructor(private readonly gpus: string[]) {
     this.free = [...gpus];
   }
-  take(): string | undefined {
-    return this.free.shift();
+  /** `count` GPU ids once that many are free; rejects at once when the worker has fewer in all, or on `signal`. */
+  acquire(count: number, signal?: AbortSignal): Promise<string[]> {
+    const refused = gpuRequestError(count, this.gpus.length);
+    if (refused) return Promise.reject(new Error(refused));
+    if (this.gpus.length === 0) return Promise.resolve([]);
+    return new Promise((resolve, reject) => {
+      const waiter = { count, resolve };
+      this.waiting.push(waiter);
+      signal?.addEventListener(
+        'abort',
+        () => {
+          const at = this.waiting.indexOf(waiter);
+          if (at < 0) return;
+          this.waiting.splice(at, 1);
+          this.grant();
+          reject(new CancelledFailure('cancelled while waiting for GPUs'));
+        },
+        { once: true },
+      );
+      this.grant();
+    });
   }
-  give(gpu: string | undefined): void {
-    if (gpu !== undefined) this.free.push(gpu);
+  release(gpus: string[]): void {
+    this.free.push(...gpus);
+    this.grant();
   }
+  private grant(): void {
+    while (this.waiting.length > 0 && this.waiting[0]!.count <= this.free.length) {
+      const next = this.waiting.shift()!;
+      next.resolve(this.free.splice(0, next.count));
+    }
+  }
+}
+
+/** Why a job asking for `requested` GPUs cannot run on a worker with `available` (a CPU-only worker runs one process), or undefined. */
+export function gpuRequestError(requested: number, available: number): string | undefined {
+  if (!Number.isInteger(requested) || requested < 1) return `gpus: expected a whole number of GPUs, 1 or more, got ${requested}`;
+  if (requested > Math.max(1, available)) return `gpus: the job asks for ${requested} GPUs; this worker has ${available}`;
+  return undefined;
 }
 
 const STDERR_TAIL_LINES = 25;
@@ -101,6 +141,9 @@ export function createTrainerActivities(deps: TrainerDeps) {
   const slots = new GpuSlots(deps.gpus);
   return {
     async runTrainerJob(job: TrainerJob): Promise<TrainedModel> {
+      const gpuCount = job.gpus ?? 1;
+      const refused = gpuRequestError(gpuCount, deps.gpus.length);
+      if (refused) throw ApplicationFailure.nonRetryable(refused, 'TrainerUserError');
       const registered = await findModel(deps.db, job.modelKey);
       if (registered) return registered;
 
@@ -123,14 +166,15 @@ export function createTrainerActivities(deps: TrainerDeps) {
       const previous = heartbeatSchema.safeParse(activity.info.heartbeatDetails);
       const args = ['-m', 'tenet_trainer', job.command, '--config', configFile];
       if (previous.success && previous.data.checkpoint && existsSync(previous.data.checkpoint)) args.push('--resume-from', previous.data.checkpoint);
+      if (gpuCount > 1) args.push('--nproc', String(gpuCount));
 
       await stopLeftover(jobDir);
-      const gpu = slots.take();
+      const gpus = await slots.acquire(gpuCount, activity.cancellationSignal);
       let done: Progress;
       try {
-        done = await supervise(deps, args, jobDir, gpu, previous.success ? previous.data : undefined);
+        done = await supervise(deps, args, jobDir, gpus, previous.success ? previous.data : undefined);
       } finally {
-        slots.give(gpu);
+        slots.release(gpus);
       }
       if (!done.output) throw ApplicationFailure.nonRetryable(`trainer ${job.command} finished without naming its output`, 'TrainerProtocol');
       return registerModel(deps.db, job, { artifactPath: done.output, metrics: done.metrics ?? {}, hyperparameters: config, rows, parent });
@@ -160,13 +204,13 @@ export function createTrainerActivities(deps: TrainerDeps) {
       const dataFile = path.join(jobDir, 'data.jsonl');
       await writeFile(dataFile, result.rows.map((row) => JSON.stringify(row)).join('\n') + '\n');
       await stopLeftover(jobDir);
-      const gpu = slots.take();
+      const gpus = await slots.acquire(1, Context.current().cancellationSignal);
       try {
         const sampling = ['--samples', settings.kl_samples, '--max-new-tokens', settings.max_tokens, '--max-length', settings.max_tokens + 1024, '--seed', stableHash(`${input.runId}:kl:${input.iteration}`) % 1_000_000];
-        const done = await supervise(deps, ['-m', 'tenet_trainer', 'kl', '--model', baseModel, '--adapter', model.path, '--data', dataFile, ...sampling.map(String)], jobDir, gpu, undefined);
+        const done = await supervise(deps, ['-m', 'tenet_trainer', 'kl', '--model', baseModel, '--adapter', model.path, '--data', dataFile, ...sampling.map(String)], jobDir, gpus, undefined);
         return Object.fromEntries(Object.entries(done.metrics ?? {}).filter((entry): entry is [string, number] => typeof entry[1] === 'number'));
       } finally {
-        slots.give(gpu);
+        slots.release(gpus);
       }
     },
   };
@@ -267,11 +311,11 @@ function isTrainer(pid: number): boolean {
   }
 }
 
-function supervise(deps: TrainerDeps, args: string[], jobDir: string, gpu: string | undefined, resumeFrom: TrainerHeartbeat | undefined): Promise<Progress> {
+function supervise(deps: TrainerDeps, args: string[], jobDir: string, gpus: string[], resumeFrom: TrainerHeartbeat | undefined): Promise<Progress> {
   const activity = Context.current();
   const env: NodeJS.ProcessEnv = { ...process.env, PYTHONUNBUFFERED: '1' };
-  // A GPU worker pins each job to the GPU of its slot.
-  if (gpu !== undefined) env.CUDA_VISIBLE_DEVICES = gpu;
+  // A GPU worker pins each job to the GPUs of its slots (its processes take one each, by LOCAL_RANK).
+  if (gpus.length > 0) env.CUDA_VISIBLE_DEVICES = gpus.join(',');
   const child: ChildProcess = spawn(deps.python, args, { cwd: jobDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const pidFile = path.join(jobDir, 'trainer.pid');
   if (child.pid !== undefined) void writeFile(pidFile, String(child.pid)).catch(() => undefined);
