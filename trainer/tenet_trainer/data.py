@@ -3,11 +3,14 @@
 Preferences: {"prompt": str | messages, "chosen": str | messages, "rejected": str | messages,
 "soft_label": p (optional, P(chosen is better), default 1)}.
 SFT: {"messages": [...]} or {"prompt": str | messages, "completion": str | messages}.
-Rollouts (rl): {"prompt": ..., "completion": str, "reward": float, "rewards": {...}, "group": str?}.
+Rollouts (rl): {"prompt": ..., "completion": str, "reward": float, "rewards": {...}, "group": str?,
+"sampled_logprobs": [float]?, "sampled_token_ids": [int]?} — the last two as the serving engine reported
+the sampled completion tokens (its log-prob of each, in order), for rl's importance correction.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +86,32 @@ class Rollout:
     reward: float
     rewards: dict[str, float]
     group: str
+    sampled_logprobs: tuple[float, ...] | None = None
+    """The serving engine's log-prob of each sampled completion token, in order (optional)."""
+    sampled_token_ids: tuple[int, ...] | None = None
+    """The ids of those tokens (optional; lets the trainer check they are its own encoding)."""
+
+
+LOGPROB_SLACK = 1e-4
+"""A log-probability above 0 by more than this is not one (engines round, so a hair above 0 passes)."""
+
+
+def _sampled_logprobs(value: Any) -> tuple[float, ...]:
+    if not isinstance(value, list):
+        raise UserError(f"sampled_logprobs: expected a list of numbers, got {type(value).__name__}")
+    for position, x in enumerate(value):
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x > LOGPROB_SLACK:
+            raise UserError(f"sampled_logprobs[{position}]: expected a finite log-probability (<= 0), got {x!r}")
+    return tuple(float(x) for x in value)
+
+
+def _sampled_token_ids(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list):
+        raise UserError(f"sampled_token_ids: expected a list of token ids, got {type(value).__name__}")
+    for position, x in enumerate(value):
+        if isinstance(x, bool) or not isinstance(x, int) or x < 0:
+            raise UserError(f"sampled_token_ids[{position}]: expected a token id (an integer >= 0), got {x!r}")
+    return tuple(value)
 
 
 def parse_rollout(obj: dict[str, Any], _line: int) -> Rollout:
@@ -99,12 +128,20 @@ def parse_rollout(obj: dict[str, Any], _line: int) -> Rollout:
     group = obj.get("group")
     if group is not None and not isinstance(group, (str, int)):
         raise UserError("group: expected a string")
+    logprobs = None if obj.get("sampled_logprobs") is None else _sampled_logprobs(obj["sampled_logprobs"])
+    token_ids = None if obj.get("sampled_token_ids") is None else _sampled_token_ids(obj["sampled_token_ids"])
+    if token_ids is not None and logprobs is None:
+        raise UserError("sampled_token_ids: given without sampled_logprobs (the log-probs are what the trainer uses)")
+    if token_ids is not None and logprobs is not None and len(token_ids) != len(logprobs):
+        raise UserError(f"sampled_token_ids ({len(token_ids)}) and sampled_logprobs ({len(logprobs)}): expected one log-prob per token")
     return Rollout(
         prompt=prompt,
         completion=_completion_text(obj["completion"], "completion"),
         reward=float(reward),
         rewards={k: float(v) for k, v in components.items()},
         group=str(group) if group is not None else render_plain(prompt),
+        sampled_logprobs=logprobs,
+        sampled_token_ids=token_ids,
     )
 
 
