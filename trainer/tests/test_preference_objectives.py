@@ -352,3 +352,25 @@ def test_reward_centering_pulls_the_mean_reward_to_zero(tiny_model: Path, tmp_pa
     rms = {c: math.sqrt(sum(m * m for m in values) / len(values)) for c, values in means.items()}
     print(f"held-out mean reward by seed: {means}; RMS {rms}")
     assert rms[0.2] < 0.4 * rms[0.0]
+
+
+@pytest.mark.parametrize(("flags", "seed"), [(["--loss", "simpo"], 0), (["--length-normalize", "--beta", "2"], 0), (["--rpo-alpha", "1"], 1)], ids=["simpo", "length-normalized", "rpo"])
+def test_each_objective_learns_the_preference(flags: list[str], seed: int, tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    """test_dpo's yes/no task, 60 steps, in this process (~5 s a run). Measured over seeds 0–3: SimPO with
+    its defaults (β 2, γ 0.5) and length-normalised DPO (β 2) reach held-out accuracy 1.0 on seeds 0, 2, 3
+    and stay at 0.375 on seed 1, as plain DPO does; RPO (α 1) reaches 1.0 on all four, seed 1 included,
+    and lowers the chosen completions' per-token NLL from 6.33–6.34 to 5.09–5.14."""
+    monkeypatch.setenv("TENET_TORCH_THREADS", "1")
+    path = tmp_path / "pairs.jsonl"
+    write_pairs(path, 32)
+    args = ["--model", str(tiny_model), "--data", str(path), "--output", str(tmp_path / "out"), "--batch-size", "8", "--max-steps", "60", "--lr", "1e-2", "--lora-r", "8", "--eval-fraction", "0.25", "--log-every", "10"]
+    assert cli.main(["dpo", *args, "--seed", str(seed), *flags]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    first = next(e for e in events if e["event"] == "step")
+    metrics = next(e for e in events if e["event"] == "done")["metrics"]
+    print(flags, "first step", first["metrics"], "final", metrics)
+    assert first["metrics"]["accuracy"] < 0.9  # it starts out not knowing
+    assert metrics["eval_pairs"] == 8 and metrics["eval_accuracy"] >= 0.95 and metrics["train_accuracy"] >= 0.95
+    assert metrics["train_loss"] < first["loss"]
+    if "--rpo-alpha" in flags:
+        assert metrics["train_nll"] < first["metrics"]["nll"] - 0.5
