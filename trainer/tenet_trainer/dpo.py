@@ -10,7 +10,7 @@ a completion is β · (log π(y|x) - log π_ref(y|x)); h > 0 means the chosen on
 With --length-normalize each completion's log-ratio is divided by its token count |y| (EOS
 included) before the difference, h = r_c/|y_c| - r_r/|y_r| with r = log π - log π_ref: the
 per-token mean log-ratio. That is "length-normalized DPO" (Tulu 3, Lambert et al. 2024,
-arXiv:2411.15124), the normalisation SimPO argues for (Meng et al. 2024, arXiv:2405.14734, §2.2:
+arXiv:2411.15124), the normalisation SimPO argues for (Meng et al. 2024, arXiv:2405.14734, §2:
 a summed log-ratio rewards longer completions), and what TRL's IPO does (so `--loss ipo
 --length-normalize` is TRL's IPO). β is then on a per-token scale (Tulu 3 used β = 5).
 
@@ -32,7 +32,7 @@ With p = 1 that is plain DPO / IPO / SimPO; with ε > 0 it is conservative DPO (
 (Without --length-normalize IPO uses summed log-probs like DPO.)
 
 --rpo-alpha α adds RPO's NLL term (Pang et al. 2024, "Iterative Reasoning Preference
-Optimization", arXiv:2404.19733, eq. 1): α · NLL(y|x), NLL(y|x) = -log π(y|x)/|y|, the per-token
+Optimization", arXiv:2404.19733): α · NLL(y|x), NLL(y|x) = -log π(y|x)/|y|, the per-token
 negative log-likelihood of the preferred completion, averaged over pairs like the rest of the loss.
 With a target p' < 1 it is the same expectation over the label: p'·NLL(y_c) + (1 - p')·NLL(y_r).
 It combines with every --loss (with simpo it is CPO-SimPO's extra term); with DPO/IPO it is the

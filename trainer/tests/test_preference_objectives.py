@@ -105,7 +105,7 @@ def test_length_normalized_value_and_gradient(kind: str):
 
 @pytest.mark.parametrize("kind", ["sigmoid", "ipo", "simpo"])
 def test_rpo_adds_the_per_token_nll_of_the_preferred_completion(kind: str):
-    """RPO (Pang et al. 2024, eq. 1): loss = ℓ + α·(-log π(y_c|x)/|y_c|); with a target p' < 1 the NLL
+    """RPO (Pang et al. 2024, arXiv:2404.19733): loss = ℓ + α·(-log π(y_c|x)/|y_c|); with a target p' < 1 the NLL
     is the expectation over the label, p'·NLL(y_c) + (1 - p')·NLL(y_r)."""
     alpha, beta = 0.7, 0.5
     base = Objective(loss=kind, beta=beta, simpo_gamma=0.3 if kind == "simpo" else 0.0)
@@ -131,7 +131,7 @@ def test_rpo_adds_the_per_token_nll_of_the_preferred_completion(kind: str):
 
 
 def test_simpo_value_and_gradient_without_a_reference():
-    """SimPO (Meng et al. 2024, eq. 6): -log σ(β/|y_c| log π(y_c|x) - β/|y_r| log π(y_r|x) - γ); a flipped
+    """SimPO (Meng et al. 2024, arXiv:2405.14734): -log σ(β/|y_c| log π(y_c|x) - β/|y_r| log π(y_r|x) - γ); a flipped
     label gives -log σ(-(β/|y_c| log π(y_c) - β/|y_r| log π(y_r)) - γ)."""
     beta, gamma = 2.5, 1.2
     objective = Objective(loss="simpo", beta=beta, simpo_gamma=gamma)
