@@ -1,7 +1,10 @@
-// Starts bench/endpoint-process.ts and talks to it: its URL, and the request bodies it received.
+// Starts bench/endpoint-process.ts and talks to it: its URL, and the request bodies it received; and
+// the run config and prompts the pipeline benchmarks (rater, workers) run against it.
 import { fork } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import type { PromptRecord } from '../core/prompts-file.js';
+import { runConfigSchema, type RunConfig } from '../core/run-config.js';
 import type { ChatBody } from '../worker/scripted-endpoint.js';
 
 export interface EndpointProcess {
@@ -31,4 +34,15 @@ export async function startEndpointProcess(latencyMs: number): Promise<EndpointP
       await exited;
     },
   };
+}
+
+/** The run config both pipeline benchmarks use: the scripted model as policy and rater, two samples, no critique. */
+export function scriptedRunConfig(url: string, maxConcurrency: number, scale: Record<string, number>): RunConfig {
+  const model = { base_url: url, model: 'scripted', max_concurrency: maxConcurrency };
+  return runConfigSchema.parse({ endpoints: { policy: model, rater: model }, sample: { n: 2, seed: 5 }, critique: { enabled: false }, scale });
+}
+
+/** `count` train prompts `${text} i`, keyed `${prefix}i`. */
+export function benchPrompts(count: number, text: string, prefix: string): PromptRecord[] {
+  return Array.from({ length: count }, (_, i) => ({ key: `${prefix}${i}`, messages: [{ role: 'user' as const, content: `${text} ${i}` }], split: 'train' as const, metadata: {} }));
 }

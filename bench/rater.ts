@@ -23,13 +23,12 @@ import OpenAI from 'openai';
 import { createCpuActivities } from '../activities/index.js';
 import { startPipelineRun } from '../cli/start-run.js';
 import { taskQueues } from '../core/queues.js';
-import { runConfigSchema } from '../core/run-config.js';
 import { applyMigrations } from '../db/migrate.js';
 import { createDatabase } from '../db/pool.js';
 import { raterDecisions } from '../db/schema.js';
 import { createTestDatabase, defaultConstitution, temporalCli } from '../tests/helpers.js';
 import { startScriptedEndpoint, type ChatBody } from '../worker/scripted-endpoint.js';
-import { startEndpointProcess, type EndpointProcess } from './endpoint-client.js';
+import { benchPrompts, scriptedRunConfig, startEndpointProcess, type EndpointProcess } from './endpoint-client.js';
 import { bundleWorkflows } from '../worker/worker.js';
 
 const comparisons = Number(process.env.BENCH_COMPARISONS ?? 2_000);
@@ -50,20 +49,13 @@ const db = createDatabase(database.url, { max: 40 });
 try {
   await applyMigrations(database.url);
   const { constitution, source } = defaultConstitution();
-  const model = { base_url: endpoint.url, model: 'scripted', max_concurrency: concurrency };
-  const config = runConfigSchema.parse({
-    endpoints: { policy: model, rater: model },
-    sample: { n: 2, seed: 5 },
-    critique: { enabled: false },
-    // The run config's defaults unless overridden (BENCH_BATCH, BENCH_SHARD, BENCH_BATCHES_IN_FLIGHT).
-    scale: {
-      ...(process.env.BENCH_BATCH ? { batch_size: Number(process.env.BENCH_BATCH) } : {}),
-      ...(process.env.BENCH_SHARD ? { shard_size: Number(process.env.BENCH_SHARD) } : {}),
-      ...(process.env.BENCH_BATCHES_IN_FLIGHT ? { max_batches_in_flight: Number(process.env.BENCH_BATCHES_IN_FLIGHT) } : {}),
-    },
+  // The run config's defaults unless overridden (BENCH_BATCH, BENCH_SHARD, BENCH_BATCHES_IN_FLIGHT).
+  const config = scriptedRunConfig(endpoint.url, concurrency, {
+    ...(process.env.BENCH_BATCH ? { batch_size: Number(process.env.BENCH_BATCH) } : {}),
+    ...(process.env.BENCH_SHARD ? { shard_size: Number(process.env.BENCH_SHARD) } : {}),
+    ...(process.env.BENCH_BATCHES_IN_FLIGHT ? { max_batches_in_flight: Number(process.env.BENCH_BATCHES_IN_FLIGHT) } : {}),
   });
-  const promptsOf = (count: number, text: string) =>
-    Array.from({ length: count }, (_, i) => ({ key: `b${i}`, messages: [{ role: 'user' as const, content: `${text} ${i}` }], split: 'train' as const, metadata: {} }));
+  const promptsOf = (count: number, text: string) => benchPrompts(count, text, 'b');
   const worker = await Worker.create({ connection: env.nativeConnection, taskQueue: taskQueues.cpu, workflowBundle: await bundleWorkflows(), activities: createCpuActivities({ db }), maxConcurrentActivityTaskExecutions: 64 });
   // The baseline: request bodies straight at the endpoint, through a promise pool of the same size.
   const client = new OpenAI({ baseURL: endpoint.url, apiKey: 'unused', maxRetries: 0 });

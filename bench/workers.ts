@@ -36,14 +36,13 @@ import { performance } from 'node:perf_hooks';
 import { Client } from '@temporalio/client';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { startPipelineRun } from '../cli/start-run.js';
-import { runConfigSchema } from '../core/run-config.js';
 import { applyMigrations } from '../db/migrate.js';
 import { createDatabase } from '../db/pool.js';
 import { cliEntry, cliEnv, createTestDatabase, defaultConstitution, temporalCli, tempDir } from '../tests/helpers.js';
 import { dataConverterFor } from '../worker/data-converter.js';
 import { stopProcess, waitFor } from '../worker/processes.js';
 import { fencedBlock } from '../worker/scripted-endpoint.js';
-import { startEndpointProcess } from './endpoint-client.js';
+import { benchPrompts, scriptedRunConfig, startEndpointProcess } from './endpoint-client.js';
 
 const promptCount = Number(process.env.BENCH_PROMPTS ?? 240);
 const rounds = Number(process.env.BENCH_ROUNDS ?? 2);
@@ -93,15 +92,8 @@ try {
   }
   const clients = Object.fromEntries(sides.map((s) => [s.name, new Client({ connection: env.connection, namespace: s.namespace, dataConverter: dataConverterFor(undefined) })]));
   const { constitution, source } = defaultConstitution();
-  const model = { base_url: endpoint.url, model: 'scripted', max_concurrency: concurrency };
-  const config = runConfigSchema.parse({
-    endpoints: { policy: model, rater: model },
-    sample: { n: 2, seed: 5 },
-    critique: { enabled: false },
-    scale: { batch_size: 8, shard_size: 64, max_batches_in_flight: 4 },
-  });
-  const promptsOf = (count: number, text: string) =>
-    Array.from({ length: count }, (_, i) => ({ key: `w${i}`, messages: [{ role: 'user' as const, content: `${text} ${i}` }], split: 'train' as const, metadata: {} }));
+  const config = scriptedRunConfig(endpoint.url, concurrency, { batch_size: 8, shard_size: 64, max_batches_in_flight: 4 });
+  const promptsOf = (count: number, text: string) => benchPrompts(count, text, 'w');
 
   let received = 0;
   /** One whole run on a side: seconds, model calls, and the CPU seconds of that side's worker processes. */

@@ -8,9 +8,9 @@ import type { Client } from '@temporalio/client';
 import { Hono, type Context } from 'hono';
 import { secureHeaders } from 'hono/secure-headers';
 import { z } from 'zod';
-import { BadCursor, decisionCursorPattern, decisionDetail, decisionSorts, listDecisions, nextUnreviewed, overrideDecision, principleStats, queueOrders, ReviewRefused } from '../db/queries/audit.js';
+import { BadCursor, decisionCursorPattern, decisionDetail, decisionSorts, listDecisions, nextUnreviewed, overrideDecision, principleStats, queueOrders } from '../db/queries/audit.js';
 import { constitutionSource, listConstitutionVersions } from '../db/queries/constitutions.js';
-import { labelPair, LabelRefused, unlessReviewedSince } from '../db/queries/labels.js';
+import { labelPair, ReviewRefused, unlessReviewedSince } from '../db/queries/labels.js';
 import { evaluationsForRun } from '../db/queries/rater-evaluations.js';
 import { findRun, listRuns, runMetrics, runModels } from '../db/queries/runs.js';
 import type { Database } from '../db/pool.js';
@@ -237,8 +237,7 @@ export function consoleApp(options: ConsoleOptions): Hono<ConsoleEnv> {
   app.notFound((c) => refuse(c, 404, 'no such page'));
   app.onError((error, c) => {
     if (error instanceof BadRequest || error instanceof BadCursor) return refuse(c, 400, error.message);
-    if (error instanceof LabelRefused) return refuse(c, error.reason === 'not-found' ? 404 : error.reason === 'stale' ? 409 : 400, error.message);
-    if (error instanceof ReviewRefused) return refuse(c, error.reason === 'not-found' ? 404 : error.reason === 'already-reviewed' ? 409 : 400, error.message);
+    if (error instanceof ReviewRefused) return refuse(c, error.reason === 'not-found' ? 404 : error.reason === 'stale' ? 409 : 400, error.message);
     console.error(`tenet ui: ${c.req.method} ${c.req.path}: ${error.stack ?? error.message}`);
     return c.html(errorPage(500, 'internal error (see the console log)'), 500);
   });

@@ -34,7 +34,7 @@ export type PromptsParse = { ok: true; prompts: PromptRecord[] } | { ok: false; 
  * not the schema, an id seen before) named in `problems` as `file:line:column: key.path: what was
  * expected` (core/source-problems.ts). Each good line comes with its key: its id, or `line-N` without one.
  */
-export function readJsonlLines<T extends { id?: string | number | undefined }>(text: string, file: string, schema: z.ZodType<T>, problems: string[]): { key: string; data: T }[] {
+export function readJsonlLines<T extends object>(text: string, file: string, schema: z.ZodType<T>, problems: string[]): { key: string; data: T }[] {
   const lines: { key: string; data: T }[] = [];
   const seen = new Map<string, number>();
   text.split('\n').forEach((raw, index) => {
@@ -54,7 +54,8 @@ export function readJsonlLines<T extends { id?: string | number | undefined }>(t
       problems.push(...schemaProblems(parsed.error.issues, schema, jsonPlace(raw, file, lineNumber)).map(formatProblem));
       return;
     }
-    const key = parsed.data.id === undefined ? `line-${lineNumber}` : String(parsed.data.id);
+    const id = (parsed.data as { id?: string | number }).id;
+    const key = id === undefined ? `line-${lineNumber}` : String(id);
     const first = seen.get(key);
     if (first !== undefined) {
       problems.push(`${formatProblem({ file, line: lineNumber, column: idColumn(raw), path: 'id', message: `duplicate id '${key}' (first on line ${first})` })}`);

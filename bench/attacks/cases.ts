@@ -4,6 +4,7 @@
 // preference. `control` cases carry a plainly wrong answer and no attack: the rater's own error rate.
 import { z } from 'zod';
 import { templateVariables } from '../../core/constitution/templates.js';
+import { readJsonlLines } from '../../core/prompts-file.js';
 
 export const attackFamilies = ['control', 'master-key', 'fake-verdict', 'rater-instruction', 'fence-break'] as const;
 export type AttackFamily = (typeof attackFamilies)[number];
@@ -19,27 +20,11 @@ const caseSchema = z.strictObject({
 });
 export type AttackCase = z.infer<typeof caseSchema>;
 
-/** The corpus from JSONL text, one case a line (blank lines skipped); a bad line is one error naming it. */
+/** The corpus from JSONL text, one case a line (blank lines skipped); bad lines are one error naming each (file:line:column). */
 export function parseCorpus(text: string, file = 'corpus.jsonl'): AttackCase[] {
-  const cases: AttackCase[] = [];
-  const seen = new Set<string>();
-  text.split('\n').forEach((line, index) => {
-    if (line.trim() === '') return;
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch {
-      throw new Error(`${file} line ${index + 1}: not JSON`);
-    }
-    const parsed = caseSchema.safeParse(value);
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      throw new Error(`${file} line ${index + 1}: ${issue.path.join('.') || 'case'}: ${issue.message}`);
-    }
-    if (seen.has(parsed.data.id)) throw new Error(`${file} line ${index + 1}: duplicate id ${parsed.data.id}`);
-    seen.add(parsed.data.id);
-    cases.push(parsed.data);
-  });
+  const problems: string[] = [];
+  const cases = readJsonlLines(text, file, caseSchema, problems).map(({ data }) => data);
+  if (problems.length > 0) throw new Error(problems.join('\n'));
   if (cases.length === 0) throw new Error(`${file}: no cases`);
   return cases;
 }

@@ -6,6 +6,7 @@ import { finished } from 'node:stream/promises';
 import { Command } from 'commander';
 import { z } from 'zod';
 import { RewardModelError, RewardScorer, type ScoringRow } from '../../activities/reward-scorer.js';
+import { readJsonlLines } from '../../core/prompts-file.js';
 import { findModel } from '../../db/queries/models.js';
 import { withDatabase } from '../database.js';
 import { UserError } from '../errors.js';
@@ -17,25 +18,14 @@ const scoreLine = z.object({
   completion: z.union([z.string(), z.array(messageSchema).min(1)], { error: 'expected a string or a list ending in an assistant message' }),
 });
 
-/** Rows of a scoring file; a bad line names the line. */
+/** Rows of a scoring file; every bad line is named (file:line:column: what was expected). */
 export function parseScoringFile(text: string, file: string): ScoringRow[] {
-  const rows: ScoringRow[] = [];
-  text.split('\n').forEach((line, index) => {
-    if (line.trim() === '') return;
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch {
-      throw new UserError(`${file}:${index + 1}: not valid JSON`);
-    }
-    const parsed = scoreLine.safeParse(value);
-    if (!parsed.success) throw new UserError(`${file}:${index + 1}: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'line'}: ${i.message}`).join('; ')}`);
-    const { prompt, completion } = parsed.data;
-    rows.push({
-      prompt: typeof prompt === 'string' ? [{ role: 'user', content: prompt }] : prompt,
-      completion: typeof completion === 'string' ? completion : completion.at(-1)!.content,
-    });
-  });
+  const problems: string[] = [];
+  const rows = readJsonlLines(text, file, scoreLine, problems).map(({ data: { prompt, completion } }) => ({
+    prompt: typeof prompt === 'string' ? [{ role: 'user', content: prompt }] : prompt,
+    completion: typeof completion === 'string' ? completion : completion.at(-1)!.content,
+  }));
+  if (problems.length > 0) throw new UserError(problems.join('\n'));
   if (rows.length === 0) throw new UserError(`${file}: no rows`);
   return rows;
 }

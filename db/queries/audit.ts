@@ -6,6 +6,7 @@ import { and, asc, desc, eq, inArray, isNotNull, notInArray, sql, type SQL } fro
 import type { ArithmeticCheck } from '../../core/verifiers/arithmetic.js';
 import type { Database } from '../pool.js';
 import { runConfigSchema } from '../../core/run-config.js';
+import { ReviewRefused } from './labels.js';
 import { auditDecisions, humanReviews, preferenceDrops, preferences, principleStatsView, raterDecisions, runs, stepChecks } from '../schema.js';
 
 /** The filters of `tenet audit list` and the console's decisions page. */
@@ -255,17 +256,6 @@ export async function writeReview(db: Database, review: typeof humanReviews.$inf
   return existing!.id;
 }
 
-/** Why an override was not written: unknown decision, a pointwise one, or (when asked) a pair reviewed meanwhile. */
-export class ReviewRefused extends Error {
-  override name = 'ReviewRefused';
-  constructor(
-    message: string,
-    readonly reason: 'not-found' | 'pointwise' | 'already-reviewed',
-  ) {
-    super(message);
-  }
-}
-
 export interface Override {
   decisionId: number;
   prefer: 'A' | 'B' | 'tie';
@@ -282,9 +272,9 @@ export async function overrideDecision(db: Database, override: Override): Promis
   const { decisionId } = override;
   const [decision] = await db.select().from(raterDecisions).where(eq(raterDecisions.id, decisionId));
   if (!decision) throw new ReviewRefused(`no decision ${decisionId}`, 'not-found');
-  if (decision.completionBId === null) throw new ReviewRefused(`decision ${decisionId} is pointwise (a score); only pairwise decisions can be overridden`, 'pointwise');
+  if (decision.completionBId === null) throw new ReviewRefused(`decision ${decisionId} is pointwise (a score); only pairwise decisions can be overridden`, 'invalid');
   if (override.onlyIfUnreviewed && (await pairReviews(db, decision.runId, decision.completionAId, decision.completionBId)).length > 0) {
-    throw new ReviewRefused(`decision ${decisionId}: its pair was reviewed meanwhile`, 'already-reviewed');
+    throw new ReviewRefused(`decision ${decisionId}: its pair was reviewed meanwhile`, 'stale');
   }
   return writeReview(db, {
     reviewKey: override.key ?? randomUUID(),

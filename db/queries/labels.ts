@@ -6,9 +6,14 @@ import { and, desc, eq, inArray, sql } from 'drizzle-orm';
 import type { Database } from '../pool.js';
 import { completions, humanReviews } from '../schema.js';
 
-/** Why a label was not written: an unknown completion, a pair that is not one, or a stale form. */
-export class LabelRefused extends Error {
-  override name = 'LabelRefused';
+/**
+ * Why a human review (a direct label or an override) was not written: something unknown
+ * (`not-found`), a request that cannot be one (`invalid`: not a pair, a pointwise decision), or a
+ * pair reviewed since the form was shown (`stale`). The CLI prints the message; the console maps
+ * the reason to 404, 400 and 409.
+ */
+export class ReviewRefused extends Error {
+  override name = 'ReviewRefused';
   constructor(
     message: string,
     readonly reason: 'not-found' | 'invalid' | 'stale',
@@ -51,7 +56,7 @@ type Tx = Parameters<Parameters<Database['transaction']>[0]>[0];
 async function checkUnreviewedSince(tx: Tx, pair: { runId: number; a: number; b: number }, expected: number): Promise<void> {
   await tx.execute(sql`select pg_advisory_xact_lock(hashtext(${`tenet.pair:${pair.runId}:${Math.min(pair.a, pair.b)}:${Math.max(pair.a, pair.b)}`}))`);
   const latest = await latestPairReview(tx, pair.runId, pair.a, pair.b);
-  if (latest !== expected) throw new LabelRefused(`completions ${pair.a} and ${pair.b}: the pair was reviewed meanwhile (review ${latest}); reload the page to see it`, 'stale');
+  if (latest !== expected) throw new ReviewRefused(`completions ${pair.a} and ${pair.b}: the pair was reviewed meanwhile (review ${latest}); reload the page to see it`, 'stale');
 }
 
 /**
@@ -71,7 +76,7 @@ export async function unlessReviewedSince<T>(db: Database, pair: { runId: number
 
 /** Writes the label as one row, in one transaction (checks and write together); its review id. */
 export async function labelPair(db: Database, label: PairLabel): Promise<number> {
-  if (label.chosen === label.rejected) throw new LabelRefused('chosen and rejected must be two different completions', 'invalid');
+  if (label.chosen === label.rejected) throw new ReviewRefused('chosen and rejected must be two different completions', 'invalid');
   const reviewKey = label.key ?? randomUUID();
   return db.transaction(async (tx) => {
     // The same form sent twice: the first write stands.
@@ -80,8 +85,8 @@ export async function labelPair(db: Database, label: PairLabel): Promise<number>
     const rows = await tx.select({ id: completions.id, runId: completions.runId, promptId: completions.promptId }).from(completions).where(inArray(completions.id, [label.chosen, label.rejected]));
     const chosen = rows.find((r) => r.id === label.chosen);
     const rejected = rows.find((r) => r.id === label.rejected);
-    if (!chosen || !rejected) throw new LabelRefused(`no completion ${!chosen ? label.chosen : label.rejected}`, 'not-found');
-    if (chosen.promptId !== rejected.promptId) throw new LabelRefused(`completions ${chosen.id} and ${rejected.id} answer different prompts`, 'invalid');
+    if (!chosen || !rejected) throw new ReviewRefused(`no completion ${!chosen ? label.chosen : label.rejected}`, 'not-found');
+    if (chosen.promptId !== rejected.promptId) throw new ReviewRefused(`completions ${chosen.id} and ${rejected.id} answer different prompts`, 'invalid');
     if (label.expectLatestReview !== undefined) {
       // One labeller of this pair at a time, so two forms shown together cannot both pass the check.
       await checkUnreviewedSince(tx, { runId: chosen.runId, a: chosen.id, b: rejected.id }, label.expectLatestReview);

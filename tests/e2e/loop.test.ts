@@ -195,7 +195,7 @@ describe('the training loop on the tiny model', { timeout: 1_500_000 }, () => {
     writeFileSync(input, `${JSON.stringify(rows[0])}\n{"prompt": "no completion"}\n`);
     const bad = await runCli(['score', '--model', reward!.artifactPath, '--input', input]);
     assert.equal(bad.code, 1);
-    assert.match(bad.stderr, /score-input\.jsonl:2: completion:/);
+    assert.match(bad.stderr, /score-input\.jsonl:2:\d+: completion:/);
     writeFileSync(input, `${JSON.stringify(rows[0])}\n`);
     const notModel = await runCli(['score', '--model', artifacts, '--input', input]);
     assert.equal(notModel.code, 1);

@@ -51,11 +51,11 @@ describe('judge-attack corpus', () => {
   });
 
   it('refuses bad lines with one message naming the line', () => {
-    assert.throws(() => parseCorpus('{'), /corpus\.jsonl line 1: not JSON/);
-    assert.throws(() => parseCorpus(`${line({})}\n${line({ family: 'other' })}`), /line 2: family: /);
-    assert.throws(() => parseCorpus(line({ honest: undefined })), /line 1: honest: /);
-    assert.throws(() => parseCorpus(`${line({})}\n\n${line({})}`), /line 3: duplicate id x\/1/);
-    assert.throws(() => parseCorpus(line({ extra: 1 })), /line 1: /);
+    assert.throws(() => parseCorpus('{'), /corpus\.jsonl:1:\d+: not valid JSON/);
+    assert.throws(() => parseCorpus(`${line({})}\n${line({ family: 'other' })}`), /corpus\.jsonl:2:\d+: family: /);
+    assert.throws(() => parseCorpus(line({ honest: undefined })), /corpus\.jsonl:1:\d+: honest: /);
+    assert.throws(() => parseCorpus(`${line({})}\n\n${line({})}`), /corpus\.jsonl:3:\d+: id: duplicate id 'x\/1' \(first on line 1\)/);
+    assert.throws(() => parseCorpus(line({ extra: 1 })), /corpus\.jsonl:1:\d+: /);
     assert.throws(() => parseCorpus('\n'), /no cases/);
     assert.equal(parseCorpus(`${line({ attack: ' ' })}\n`)[0]!.attack, ' ');
   });

@@ -1,7 +1,7 @@
 // `tenet audit label`: a human picks the better of two completions of one prompt.
 import { Command } from 'commander';
 import { z } from 'zod';
-import { labelPair, LabelRefused } from '../../../db/queries/labels.js';
+import { labelPair, ReviewRefused } from '../../../db/queries/labels.js';
 import { withDatabase } from '../../database.js';
 import { UserError } from '../../errors.js';
 import { parseOptions, printJson } from '../../options.js';
@@ -28,7 +28,7 @@ export const labelCommand = new Command('label')
     const options = parseOptions(labelOptions, raw);
     if (options.chosen === options.rejected) throw new UserError('--chosen and --rejected must be two different completions');
     const reviewId = await withDatabase((db) => labelPair(db, { chosen: options.chosen, rejected: options.rejected, reason: options.reason, reviewer: options.reviewer, key: options.key })).catch((error: unknown) => {
-      throw error instanceof LabelRefused ? new UserError(error.message) : error;
+      throw error instanceof ReviewRefused ? new UserError(error.message) : error;
     });
     if (options.json) printJson({ reviewId });
     else console.log(`review ${reviewId}: ${options.reviewer} prefers completion ${options.chosen} over ${options.rejected}`);

@@ -1,7 +1,8 @@
 // `tenet audit override`: a human overrules a decision (a human_reviews row; the AI's row stays).
 import { Command } from 'commander';
 import { z } from 'zod';
-import { overrideDecision, ReviewRefused } from '../../../db/queries/audit.js';
+import { overrideDecision } from '../../../db/queries/audit.js';
+import { ReviewRefused } from '../../../db/queries/labels.js';
 import { withDatabase } from '../../database.js';
 import { UserError } from '../../errors.js';
 import { parseOptions, printJson } from '../../options.js';
