@@ -378,10 +378,12 @@ def test_completion_logprobs_legacy_shape_and_echo(server: Server, reference: Re
     assert lp["text_offset"] == sorted(lp["text_offset"]) and lp["text_offset"][0] == 0
     for token, value, top in zip(lp["tokens"], lp["token_logprobs"], lp["top_logprobs"]):
         assert top[token] == value  # the sampled token is always in its dict
-        assert 3 <= len(top) <= 4
-    # With token ids, checked against the reference.
+        assert 1 <= len(top) <= 4  # text keys can collide (byte fragments all show as "\ufffd")
+    # With token ids (keys that cannot collide), checked against the reference.
     ids_out = server.post("/v1/completions", {**body, "return_tokens_as_token_ids": True})
     lp2 = ids_out["choices"][0]["logprobs"]
+    for token, value, top in zip(lp2["tokens"], lp2["token_logprobs"], lp2["top_logprobs"]):
+        assert top[token] == value and 3 <= len(top) <= 4
     assert all(abs(a - b) < TOL for a, b in zip(lp2["token_logprobs"], lp["token_logprobs"], strict=True))
     completion = [int(t.removeprefix("token_id:")) for t in lp2["tokens"]]
     prompt_ids = reference.tokenizer(prompt)["input_ids"]
