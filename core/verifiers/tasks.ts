@@ -1,10 +1,12 @@
 // Data sets of verifiable tasks: JSONL, one task per line, each naming its verifier and what that verifier
-// needs — a reference answer (math), visible and hidden test cases (code), or an expected trace (tool-call).
+// needs — a reference answer (math), visible and hidden test cases (code), or an expected trace (tool-call,
+// optionally with an `environment` of built-in tools the rollout runs).
 // Every bad line is named, as for prompt files; nothing starts on a bad file.
 import { z } from 'zod';
 import { readJsonlLines } from '../prompts-file.js';
 import { codeLanguages, codeOptionsSchema, codeTestsSchema } from './code.js';
 import { mathOptionsSchema } from './math.js';
+import { toolEnvironmentSchema } from '../tools/environment.js';
 import { expectedTraceSchema, toolCallOptionsSchema } from './tool-call.js';
 
 const message = z.strictObject({
@@ -41,6 +43,8 @@ const toolCallTask = z.strictObject({
   verifier: z.literal('tool-call'),
   /** The tool definitions offered to the model (OpenAI 'tools'), passed through as they are. */
   tools: z.array(z.record(z.string(), z.unknown()), { error: 'expected tools (a list of tool definitions)' }).optional(),
+  /** Built-in tools the rollout runs (core/tools/), fed back until the model answers or max_turns. */
+  environment: toolEnvironmentSchema.optional(),
   expected: expectedTraceSchema.refine((trace) => trace.calls.length > 0 || trace.answer !== undefined, { error: 'expected calls or an answer to check' }),
   options: toolCallOptionsSchema.optional(),
 });
@@ -48,7 +52,10 @@ const toolCallTask = z.strictObject({
 const lineSchema = z
   .discriminatedUnion('verifier', [mathTask, codeTask, toolCallTask], { error: "expected verifier 'math', 'code' or 'tool-call'" })
   .refine((line) => (line.prompt === undefined) !== (line.messages === undefined), { error: "expected exactly one of 'prompt' or 'messages'" })
-  .refine((line) => !line.messages?.length || line.messages.at(-1)?.role === 'user', { error: 'expected the last message to be from the user' });
+  .refine((line) => !line.messages?.length || line.messages.at(-1)?.role === 'user', { error: 'expected the last message to be from the user' })
+  .refine((line) => line.verifier !== 'tool-call' || line.tools === undefined || line.environment === undefined, {
+    error: "expected either 'tools' (definitions only) or 'environment' (built-in tools that run), not both",
+  });
 
 type TaskLine = z.output<typeof lineSchema>;
 type Specific<T> = Omit<T, 'id' | 'prompt' | 'messages' | 'split' | 'metadata'>;
