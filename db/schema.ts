@@ -142,6 +142,11 @@ export const completions = pgTable(
     sampledLogprobs: doublePrecision('sampled_logprobs').array(),
     /** Rollouts: the sampled token ids, parallel to sampled_logprobs; null when the endpoint named its tokens by text only. */
     sampledTokenIds: integer('sampled_token_ids').array(),
+    /**
+     * Rollouts of a task with a tool environment: the messages after the prompt (assistant turns with
+     * their tool_calls, `role: tool` results, the final answer), OpenAI format; null for one-turn completions.
+     */
+    trace: jsonb('trace'),
     ...createdAt,
   },
   (t) => [
