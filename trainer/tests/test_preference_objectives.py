@@ -4,9 +4,10 @@ reward centering for the Bradley–Terry reward model.
 Each one is checked against its paper's closed form on hand-made tensors, value and gradient: the
 expected values are written out here with `math` from the formulas, and the gradients are derived
 by hand (∂/∂ log π of each completion) and compared with torch.autograd.grad. Then one tiny run of
-each option through the CLI: its first-step loss is the closed form of log-probs computed here from
-independent forward passes, or, for the reward model, the difference the centering term makes.
-Bad flag combinations exit 2 with one line, before any data is read."""
+each option through the CLI entry point (`cli.main`, in this process to spare an interpreter start
+per run): its first-step loss is the closed form of log-probs computed here from independent
+forward passes, or, for the reward model, the difference the centering term makes; and short runs
+that learn. Bad flag combinations exit 2 with one line, before any data is read."""
 
 from __future__ import annotations
 
@@ -19,13 +20,13 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from conftest import run_cli
+from conftest import CliResult
 from tenet_trainer import cli, data, reward_model
 from tenet_trainer.dpo import Config as DpoConfig
 from tenet_trainer.dpo import Objective, preference_loss
 from tenet_trainer.models import load_tokenizer
 from tenet_trainer.reward_model import bradley_terry_loss
-from test_dpo import ONE_THREAD, completion_logprob, log_sigmoid, random_adapter, write_pairs  # noqa: F401 (random_adapter is a fixture)
+from test_dpo import completion_logprob, log_sigmoid, random_adapter, write_pairs  # noqa: F401 (random_adapter is a fixture)
 from test_reward_model import TRAIN_STYLE, TRAIN_TOPICS, principle_pairs, write_jsonl
 
 torch.set_num_threads(1)
@@ -275,15 +276,15 @@ FLAGS = {
 
 
 @pytest.mark.parametrize("variant", list(FLAGS))
-def test_first_step_loss_matches_the_closed_form(variant: str, tiny_model: Path, random_adapter: Path, pairs_with_counts, tmp_path: Path):
+def test_first_step_loss_matches_the_closed_form(variant: str, tiny_model: Path, random_adapter: Path, pairs_with_counts, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    """Through the CLI entry point in this process (test_dpo.py runs it as a child process; that
+    costs an interpreter start, ~13 s here, per run)."""
     path, rows, values = pairs_with_counts
     expected, chosen, rejected = expected_first_step(variant, rows, values)
-    result = run_cli(
-        "dpo", "--model", str(tiny_model), "--data", str(path), "--output", str(tmp_path / "out"), "--adapter", str(random_adapter),
-        "--batch-size", str(len(rows)), "--max-steps", "1", "--lr", "1e-3", *FLAGS[variant],
-        env=ONE_THREAD,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    monkeypatch.setenv("TENET_TORCH_THREADS", "1")
+    args = ["--model", str(tiny_model), "--data", str(path), "--output", str(tmp_path / "out"), "--adapter", str(random_adapter), "--batch-size", str(len(rows)), "--max-steps", "1", "--lr", "1e-3"]
+    assert cli.main(["dpo", *args, *FLAGS[variant]]) == 0
+    result = CliResult(0, [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")], "")
     first = next(e for e in result.events if e["event"] == "step")
     print(f"{variant}: first-step loss {first['loss']:.7f}, closed form {expected:.7f}")
     assert first["loss"] == pytest.approx(expected, abs=1e-5)
