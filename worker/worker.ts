@@ -9,6 +9,7 @@ import { closeDatabase, getDatabase } from '../db/pool.js';
 import { applyMigrations } from '../db/migrate.js';
 import { failureConverterPath } from './data-converter.js';
 import { connectHint, describeTemporal, type TemporalConnectOptions } from './temporal-connection.js';
+import { cachedBundle } from './workflow-bundle.js';
 
 export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 
@@ -40,8 +41,9 @@ export function visibleGpus(): string[] {
   }
 }
 
+/** The workflow bundle, rebuilt only when a source changed (worker/workflow-bundle.ts). */
 export async function bundleWorkflows(): Promise<WorkflowBundle> {
-  return bundleWorkflowCode({ workflowsPath, failureConverterPath, logger: quietBundlerLogger });
+  return cachedBundle({ workflowsPath, failureConverterPath }, () => bundleWorkflowCode({ workflowsPath, failureConverterPath, logger: quietBundlerLogger }));
 }
 
 const quietBundlerLogger = {
