@@ -139,6 +139,18 @@ const STDERR_TAIL_LINES = 25;
 
 export function createTrainerActivities(deps: TrainerDeps) {
   const slots = new GpuSlots(deps.gpus);
+  /** The job's GPUs, heartbeating (the last details, so a retry still resumes) while it waits: waiting is not a dead worker, and cancellation arrives with heartbeats. */
+  const acquireGpus = async (count: number): Promise<string[]> => {
+    const activity = Context.current();
+    const details: unknown = activity.info.heartbeatDetails;
+    const every = Math.max(200, Math.min(5_000, (activity.info.heartbeatTimeoutMs ?? 30_000) / 3));
+    const pulse = setInterval(() => activity.heartbeat(details), every);
+    try {
+      return await slots.acquire(count, activity.cancellationSignal);
+    } finally {
+      clearInterval(pulse);
+    }
+  };
   return {
     async runTrainerJob(job: TrainerJob): Promise<TrainedModel> {
       const gpuCount = job.gpus ?? 1;
@@ -169,7 +181,7 @@ export function createTrainerActivities(deps: TrainerDeps) {
       if (gpuCount > 1) args.push('--nproc', String(gpuCount));
 
       await stopLeftover(jobDir);
-      const gpus = await slots.acquire(gpuCount, activity.cancellationSignal);
+      const gpus = await acquireGpus(gpuCount);
       let done: Progress;
       try {
         done = await supervise(deps, args, jobDir, gpus, previous.success ? previous.data : undefined);
@@ -204,7 +216,7 @@ export function createTrainerActivities(deps: TrainerDeps) {
       const dataFile = path.join(jobDir, 'data.jsonl');
       await writeFile(dataFile, result.rows.map((row) => JSON.stringify(row)).join('\n') + '\n');
       await stopLeftover(jobDir);
-      const gpus = await slots.acquire(1, Context.current().cancellationSignal);
+      const gpus = await acquireGpus(1);
       try {
         const sampling = ['--samples', settings.kl_samples, '--max-new-tokens', settings.max_tokens, '--max-length', settings.max_tokens + 1024, '--seed', stableHash(`${input.runId}:kl:${input.iteration}`) % 1_000_000];
         const done = await supervise(deps, ['-m', 'tenet_trainer', 'kl', '--model', baseModel, '--adapter', model.path, '--data', dataFile, ...sampling.map(String)], jobDir, gpus, undefined);
