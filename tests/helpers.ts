@@ -100,3 +100,14 @@ export function defaultConstitution(): { constitution: Constitution; source: str
   if (!parsed.ok) throw new Error('constitutions/default.yaml is not valid');
   return { constitution: parsed.constitution, source };
 }
+
+/** `promise`, or a failure naming `what` after `ms`: a step that hangs fails the test in time, saying which. */
+export async function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: still not done after ${ms / 1000} s`)), ms)));
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -9,7 +9,7 @@ import { applyMigrations } from '../db/migrate.js';
 import { createDatabase, type Database } from '../db/pool.js';
 import { startScriptedEndpoint, type ScriptedEndpoint } from '../worker/scripted-endpoint.js';
 import { bundleWorkflows } from '../worker/worker.js';
-import { createTestDatabase, temporalCli, tempDir, type TestDatabase } from './helpers.js';
+import { createTestDatabase, temporalCli, tempDir, within, type TestDatabase } from './helpers.js';
 
 export interface RunStack {
   env: TestWorkflowEnvironment;
@@ -42,12 +42,13 @@ export async function startRunStack(databasePrefix: string): Promise<RunStack> {
     dir,
     cli: { TEMPORAL_ADDRESS: env.address, DATABASE_URL: database.url, TENET_HOME: dir },
     async stop() {
+      // Each step bounded: a hang fails the file's after hook naming the step, not its 600 s timeout.
       worker.shutdown();
-      await running;
-      await endpoint.close();
-      await db.$client.end();
-      await env.teardown();
-      await database.drop();
+      await within(60_000, 'the test worker shutting down', running);
+      await within(30_000, 'the scripted endpoint closing', endpoint.close());
+      await within(30_000, 'the database pool closing', db.$client.end());
+      await within(60_000, 'the Temporal dev server stopping', env.teardown());
+      await within(60_000, 'dropping the test database', database.drop());
     },
   };
 }

@@ -15,7 +15,7 @@ import type { RunConfig } from '../../core/run-config.js';
 import { storeConstitution } from '../../db/constitutions.js';
 import type { Database } from '../../db/pool.js';
 import { setUpRaterEvaluation, storeEvaluationMetrics } from '../../db/rater-evaluations.js';
-import { freePort, runCli, tempDir } from '../helpers.js';
+import { freePort, runCli, tempDir, within } from '../helpers.js';
 import { startRunStack, type RunStack } from '../run-stack.js';
 
 const chromiumPath = '/usr/bin/chromium';
@@ -71,8 +71,8 @@ describe('tenet ui: run controls, direct labels, constitutions', () => {
   });
 
   after(async () => {
-    await browser?.close();
-    await server?.close();
+    await within(60_000, 'Chromium closing', browser?.close() ?? Promise.resolve());
+    await within(30_000, 'the console server closing', server?.close() ?? Promise.resolve());
     await stack?.stop();
   });
 
@@ -89,7 +89,7 @@ describe('tenet ui: run controls, direct labels, constitutions', () => {
     await page.waitForFunction(([row, pattern]) => new RegExp(pattern).test((globalThis as unknown as Doc).document.querySelector(`tr[data-run="${row}"] .pending`)?.textContent ?? ''), [deadRun, reason.source] as const, { timeout: 45_000 });
     assert.ok(Number(await page.evaluate(() => (globalThis as unknown as Doc).document.body.dataset.refreshed)) >= 1, 'the script refreshed the page');
     assert.match(await dead.locator('.progress').innerText(), /sample 0\/4/);
-    const live = (await (await fetch(`${server.url}/runs/live.json`)).json()) as { runs: { id: number; pending: string[] }[] };
+    const live = (await (await fetch(`${server.url}/runs/live.json`, { signal: AbortSignal.timeout(30_000) })).json()) as { runs: { id: number; pending: string[] }[] };
     assert.match(live.runs.find((r) => r.id === deadRun)!.pending.join('\n'), reason);
   });
 
@@ -114,15 +114,15 @@ describe('tenet ui: run controls, direct labels, constitutions', () => {
     await page.goto(`${server.url}/runs`);
     const csrf = await page.locator(`tr[data-run="${deadRun}"] input[name="csrf"]`).count();
     assert.equal(csrf, 0, 'the cancelled run lost its buttons');
-    const forged = await fetch(`${server.url}/runs/${doneRun}/pause`, { method: 'POST', body: new URLSearchParams({ action: 'pause' }), redirect: 'manual' });
+    const forged = await fetch(`${server.url}/runs/${doneRun}/pause`, { method: 'POST', body: new URLSearchParams({ action: 'pause' }), redirect: 'manual', signal: AbortSignal.timeout(30_000) });
     assert.equal(forged.status, 403);
     const cookies = await browser.cookies(server.url);
     const token = cookies.find((c) => c.name === 'tenet_csrf')!.value;
-    const finished = await fetch(`${server.url}/runs/${doneRun}/pause`, { method: 'POST', body: new URLSearchParams({ csrf: token }), headers: { cookie: `tenet_csrf=${token}` }, redirect: 'manual' });
+    const finished = await fetch(`${server.url}/runs/${doneRun}/pause`, { method: 'POST', body: new URLSearchParams({ csrf: token }), headers: { cookie: `tenet_csrf=${token}` }, redirect: 'manual', signal: AbortSignal.timeout(30_000) });
     assert.equal(finished.status, 409);
     assert.match(await finished.text(), /is completed: there is nothing to pause/);
     assert.equal((await signals('console-done')).length, before);
-    const unknown = await fetch(`${server.url}/runs/${doneRun}/explode`, { method: 'POST', body: new URLSearchParams({ csrf: token }), headers: { cookie: `tenet_csrf=${token}` }, redirect: 'manual' });
+    const unknown = await fetch(`${server.url}/runs/${doneRun}/explode`, { method: 'POST', body: new URLSearchParams({ csrf: token }), headers: { cookie: `tenet_csrf=${token}` }, redirect: 'manual', signal: AbortSignal.timeout(30_000) });
     assert.equal(unknown.status, 400);
   });
 
