@@ -290,7 +290,7 @@ def check_nproc(nproc: int, device: str, batch_size: int) -> None:
 
 def launch(argv: list[str], nproc: int, grace_s: float = 30.0) -> int:
     """Run `python -m tenet_trainer ARGV` in `nproc` processes with torchrun's environment; return
-    0 when all succeed, else the first failure's exit code (2 for a user error).
+    0 when all succeed, else the first failure's exit code (2 when a rank failed on a user error).
 
     SIGTERM is passed on to every worker (they checkpoint at the same step and exit 0). When a worker
     fails the others are stopped (SIGTERM, then SIGKILL after `grace_s`): a rank waiting in a
@@ -314,13 +314,13 @@ def launch(argv: list[str], nproc: int, grace_s: float = 30.0) -> int:
     failed: int | None = None
     stop_at: float | None = None
     try:
-        while any(c.poll() is None for c in children):
-            for child in children:
-                code = child.poll()
-                if code not in (None, 0) and failed is None:
-                    failed = code if code > 0 else 128 - code
-                    stop_at = time.monotonic() + grace_s
-                    forward(signal.SIGTERM, None)
+        while None in [c.poll() for c in children]:  # polls every child, so each returncode is current
+            codes = [_exit_code(c.returncode) for c in children if c.returncode not in (None, 0)]
+            if codes and failed is None:
+                # Ranks that fail together (one's error breaks the others' collectives): a user error wins.
+                failed = 2 if 2 in codes else codes[0]
+                stop_at = time.monotonic() + grace_s
+                forward(signal.SIGTERM, None)
             if stop_at is not None and time.monotonic() > stop_at:
                 forward(signal.SIGKILL, None)
             time.sleep(0.05)
@@ -328,7 +328,11 @@ def launch(argv: list[str], nproc: int, grace_s: float = 30.0) -> int:
         for s, handler in previous.items():
             signal.signal(s, handler)
     if failed is None:
-        codes = [c.returncode for c in children]
-        bad = [c for c in codes if c != 0]
-        failed = (bad[0] if bad[0] > 0 else 128 - bad[0]) if bad else None
-    return failed or 0
+        codes = [_exit_code(c.returncode) for c in children if c.returncode != 0]
+        failed = (2 if 2 in codes else codes[0]) if codes else 0
+    return failed
+
+
+def _exit_code(returncode: int) -> int:
+    """A shell's exit code: 128 + N for a process killed by signal N."""
+    return returncode if returncode >= 0 else 128 - returncode

@@ -351,7 +351,7 @@ def run(job: Job) -> dict[str, Any]:
             metrics = job.evaluate()
         emit("eval", step=steps, metrics=metrics)
     if spread:
-        # Whole weights into every rank's modules (a collective); rank 0 alone writes them.
+        # Every rank helps gather the whole weights; rank 0's model becomes a plain module again and it alone publishes.
         if not distributed.unwrap(job.model):
             distributed.barrier()
             return metrics
