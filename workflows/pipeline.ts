@@ -24,6 +24,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { rootCauseMessage } from '../core/failure.js';
+import { iterationNames } from '../core/trainer-jobs.js';
 import type { CpuActivities } from '../activities/index.js';
 import { db, localDb, loopStepOptions, loopSteps, measure, stageBatches } from './presets.js';
 import { runChainedBatches, stageShard } from './shard.js';
@@ -224,7 +225,7 @@ function markDone(state: PipelineState, stage: string): void {
 
 async function trainRewardModel(input: PipelineInput, state: PipelineState): Promise<number> {
   const job = await loopSteps.planTrainerJob({ runId: input.runId, iteration: input.iteration, step: 'reward' });
-  const model = await executeChild(trainerJob, { workflowId: `${workflowInfo().workflowId}/it-${input.iteration}/reward`, args: [job] });
+  const model = await executeChild(trainerJob, { workflowId: iterationNames(input.runId, input.iteration).childWorkflowId(workflowInfo().workflowId, 'reward'), args: [job] });
   markDone(state, 'reward');
   await db.recordMetrics({ runId: input.runId, iteration: input.iteration, values: numericMetrics('reward', model.metrics) });
   return model.modelId;
@@ -236,9 +237,10 @@ async function trainAndEvaluate(input: PipelineInput, state: PipelineState): Pro
   state.rewardModelId ??= await trainRewardModel(input, state);
   if (!state.newPolicy) {
     const job = await loopSteps.planTrainerJob({ runId, iteration, step: 'policy', ...(input.policy ? { policyModelId: input.policy.modelId } : {}) });
-    const model = await executeChild(trainerJob, { workflowId: `${workflowInfo().workflowId}/it-${iteration}/policy`, args: [job] });
+    const names = iterationNames(runId, iteration);
+    const model = await executeChild(trainerJob, { workflowId: names.childWorkflowId(workflowInfo().workflowId, 'policy'), args: [job] });
     await db.recordMetrics({ runId, iteration, values: numericMetrics('policy', model.metrics) });
-    const name = adapterNameFor(runId, iteration + 1);
+    const name = names.adapterAfterUpdate;
     // The load heartbeats; a worker lost mid-load is noticed after the run's heartbeat timeout, not loopSteps' 5 minutes.
     const adapterLoad = input.scale.heartbeatTimeoutS ? proxyActivities<CpuActivities>({ ...loopStepOptions, heartbeatTimeout: input.scale.heartbeatTimeoutS * 1000 }) : loopSteps;
     await adapterLoad.activatePolicy({ runId, modelId: model.modelId, name });
@@ -271,11 +273,6 @@ async function watchMonitors(input: PipelineInput, state: PipelineState, setStat
     await setStatus('paused', check.reason);
   }
   await condition(() => !state.paused);
-}
-
-/** The served name of a run's policy after `iteration` updates (kept in step with activities/loop.ts). */
-function adapterNameFor(runId: number, iteration: number): string {
-  return `run${runId}-it${iteration}`;
 }
 
 /** Numeric trainer metrics as `prefix.name` metric rows (nested objects are skipped). */
