@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { canonicalJson } from '../core/constitution/hash.js';
 import type { TopLogprob } from '../core/rater/labels.js';
 import type { EndpointConfig } from '../core/run-config.js';
+import type { ToolCall, ToolDefinition, TraceMessage } from '../core/tools/environment.js';
 import { storableJson } from '../core/text.js';
 import { inList, insertNewRows } from '../db/bulk.js';
 import type { Database } from '../db/pool.js';
@@ -21,7 +22,10 @@ export interface ChatMessage {
 }
 
 export interface ChatRequest {
-  messages: ChatMessage[];
+  /** The prompt, then (in a tool-using rollout) the turns so far. */
+  messages: (ChatMessage | TraceMessage)[];
+  /** Tools the model may call (OpenAI function tools). */
+  tools?: ToolDefinition[];
   max_tokens: number;
   temperature: number;
   top_p?: number;
@@ -41,6 +45,8 @@ export interface ChatResult {
   sampledLogprobs: number[] | undefined;
   /** Their token ids, when every entry named its token as "token_id:123" (return_tokens_as_token_ids). */
   sampledTokenIds: number[] | undefined;
+  /** The tool calls of the answer, when it made any. */
+  toolCalls: ToolCall[] | undefined;
   finishReason: string | null;
   promptTokens: number | null;
   completionTokens: number | null;
@@ -56,7 +62,15 @@ const responseSchema = z.object({
   choices: z
     .array(
       z.object({
-        message: z.object({ content: z.string().nullable().optional() }).passthrough(),
+        message: z
+          .object({
+            content: z.string().nullable().optional(),
+            tool_calls: z
+              .array(z.object({ id: z.string(), type: z.literal('function').default('function'), function: z.object({ name: z.string(), arguments: z.string() }) }))
+              .nullable()
+              .optional(),
+          })
+          .passthrough(),
         finish_reason: z.string().nullable().optional(),
         logprobs: z
           .object({
@@ -230,6 +244,7 @@ function chatResult(answer: Answer, call: Pick<ChatResult, 'fromCache' | 'latenc
     firstTokenTopLogprobs: answer.firstTokenTopLogprobs,
     sampledLogprobs: answer.sampledLogprobs,
     sampledTokenIds: answer.sampledTokenIds,
+    toolCalls: answer.toolCalls,
     finishReason: answer.finishReason,
     promptTokens: answer.promptTokens,
     completionTokens: answer.completionTokens,
@@ -253,6 +268,7 @@ function read(body: unknown, config: EndpointConfig): Answer {
     firstTokenTopLogprobs: first ? (first.top_logprobs && first.top_logprobs.length > 0 ? first.top_logprobs : [{ token: first.token, logprob: first.logprob }]) : undefined,
     sampledLogprobs: sampled && sampled.length > 0 ? sampled.map((entry) => entry.logprob) : undefined,
     sampledTokenIds: sampled && sampled.length > 0 ? tokenIds(sampled) : undefined,
+    toolCalls: choice.message.tool_calls && choice.message.tool_calls.length > 0 ? choice.message.tool_calls : undefined,
     finishReason: choice.finish_reason ?? null,
     promptTokens: parsed.data.usage?.prompt_tokens ?? null,
     completionTokens: parsed.data.usage?.completion_tokens ?? null,

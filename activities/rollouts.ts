@@ -2,7 +2,8 @@
 // policy, scored in Node by the reward model (onnxruntime-node) plus the configured reward terms;
 // every component and the total are stored per completion (rollout_rewards). The server's log-probs
 // of the sampled tokens (and their ids, where it gives them) are stored with each completion for the
-// trainer's importance correction (loop.rollouts.logprobs).
+// trainer's importance correction (loop.rollouts.logprobs). Tool-call tasks with tools are rolled out
+// as conversations (./tool-rollouts.ts): their trace is stored with the completion and scored.
 import { ApplicationFailure } from '@temporalio/activity';
 import { and, eq, inArray, isNull } from 'drizzle-orm';
 import { availableParallelism } from 'node:os';
@@ -10,6 +11,7 @@ import PQueue from 'p-queue';
 import { stableHash } from '../core/rater/principles.js';
 import { checkFormat, composeRewards, lengthPenaltyRaw, RewardInputError, type ComposedReward, type RewardRow } from '../core/rewards/compose.js';
 import { rolloutRewardTerms } from '../core/run-config.js';
+import { offeredTools, type TraceMessage } from '../core/tools/environment.js';
 import type { Verdict } from '../core/verifiers/verdict.js';
 import type { Database } from '../db/pool.js';
 import { completions, rolloutRewards } from '../db/schema.js';
@@ -19,6 +21,7 @@ import type { ChatMessage, ChatRequest, ChatResult, ModelEndpoints } from './llm
 import type { StageBatch } from './pipeline.js';
 import { conversationText, type PromptRow, type RunContext } from './run-context.js';
 import { scoreOne } from './score.js';
+import { runToolConversations, type ToolConversation } from './tool-rollouts.js';
 import type { RewardScorers } from './scorers.js';
 import { taskOf, verifyResponse, type TaskSpec } from './verifiers/dispatch.js';
 
@@ -41,12 +44,26 @@ export async function rolloutBatch(db: Database, llm: ModelEndpoints, scorers: R
   }
   if (wanted.length > 0) {
     const logprobs = logprobsRequest(settings.logprobs);
-    let results: ChatResult[];
+    const requests: ChatRequest[] = wanted.map((w) => ({ messages: w.prompt.messages as ChatMessage[], temperature: settings.temperature, max_tokens: settings.max_tokens, seed: w.seed, ...logprobs }));
+    // Tool-call tasks that offer tools: a conversation each; everything else: one request.
+    const conversations = new Map<number, ToolConversation>();
+    wanted.forEach((w, i) => {
+      const task = taskOf(w.prompt.metadata);
+      const tools = task?.verifier === 'tool-call' ? offeredTools(task) : undefined;
+      if (task?.verifier === 'tool-call' && tools) conversations.set(i, { request: { ...requests[i]!, tools }, environment: task.environment });
+    });
+    let results: { text: string; last: ChatResult; trace: TraceMessage[] | null; completionTokens: number | null; turns: number }[];
     try {
-      results = await llm.chatMany(
-        endpoint,
-        wanted.map((w) => ({ messages: w.prompt.messages as ChatMessage[], temperature: settings.temperature, max_tokens: settings.max_tokens, seed: w.seed, ...logprobs })),
-      );
+      const plain = wanted.flatMap((_, i) => (conversations.has(i) ? [] : [i]));
+      const [single, conversed] = await Promise.all([llm.chatMany(endpoint, plain.map((i) => requests[i]!)), runToolConversations(llm, endpoint, [...conversations.values()])]);
+      const byIndex = new Map<number, (typeof results)[number]>();
+      plain.forEach((i, k) => byIndex.set(i, { text: single[k]!.text, last: single[k]!, trace: null, completionTokens: single[k]!.completionTokens, turns: 1 }));
+      [...conversations.keys()].forEach((i, k) => {
+        const { trace, answers } = conversed[k]!;
+        const counted = answers.every((a) => a.completionTokens !== null) ? answers.reduce((sum, a) => sum + a.completionTokens!, 0) : null;
+        byIndex.set(i, { text: answers.at(-1)!.text, last: answers.at(-1)!, trace, completionTokens: counted, turns: answers.length });
+      });
+      results = wanted.map((_, i) => byIndex.get(i)!);
     } catch (error) {
       // An endpoint that rejects the token-id extension (OpenAI's API): name the setting that sends it.
       if (error instanceof ApplicationFailure && error.nonRetryable && logprobs.return_tokens_as_token_ids && /return_tokens_as_token_ids/.test(error.message)) {
@@ -54,29 +71,35 @@ export async function rolloutBatch(db: Database, llm: ModelEndpoints, scorers: R
       }
       throw error;
     }
-    const rows = wanted.map((w, i) => ({
-      runId: context.runId,
-      promptId: w.prompt.id,
-      stage: 'rollout',
-      iteration: batch.iteration,
-      sampleIndex: w.sampleIndex,
-      policyModel: endpoint.model,
-      policyVersion: endpoint.model,
-      text: results[i]!.text,
-      generationParams: { temperature: settings.temperature, max_tokens: settings.max_tokens, seed: w.seed, endpoint: endpoint.base_url, from_cache: results[i]!.fromCache },
-      finishReason: results[i]!.finishReason,
-      promptTokens: results[i]!.promptTokens,
-      completionTokens: results[i]!.completionTokens,
-      sampledLogprobs: results[i]!.sampledLogprobs ?? null,
-      // Ids only when they pair one-to-one with the log-probs.
-      sampledTokenIds: results[i]!.sampledTokenIds?.length === results[i]!.sampledLogprobs?.length ? (results[i]!.sampledTokenIds ?? null) : null,
-    }));
+    const rows = wanted.map((w, i) => {
+      const { text, last, trace, completionTokens, turns } = results[i]!;
+      // Log-probs of a one-turn answer only: those of several turns do not pair with one completion's tokens.
+      const sampledLogprobs = turns === 1 ? (last.sampledLogprobs ?? null) : null;
+      return {
+        runId: context.runId,
+        promptId: w.prompt.id,
+        stage: 'rollout',
+        iteration: batch.iteration,
+        sampleIndex: w.sampleIndex,
+        policyModel: endpoint.model,
+        policyVersion: endpoint.model,
+        text,
+        generationParams: { temperature: settings.temperature, max_tokens: settings.max_tokens, seed: w.seed, endpoint: endpoint.base_url, from_cache: last.fromCache, ...(trace ? { turns } : {}) },
+        finishReason: last.finishReason,
+        promptTokens: last.promptTokens,
+        completionTokens,
+        sampledLogprobs,
+        // Ids only when they pair one-to-one with the log-probs.
+        sampledTokenIds: sampledLogprobs && last.sampledTokenIds?.length === sampledLogprobs.length ? last.sampledTokenIds : null,
+        trace,
+      };
+    });
     for (let i = 0; i < rows.length; i += 500) await db.insert(completions).values(rows.slice(i, i + 500)).onConflictDoNothing();
   }
 
   // Score what has no reward yet (a retried batch skips what it scored before).
   const pending = await db
-    .select({ id: completions.id, promptId: completions.promptId, text: completions.text, tokens: completions.completionTokens })
+    .select({ id: completions.id, promptId: completions.promptId, text: completions.text, tokens: completions.completionTokens, trace: completions.trace })
     .from(completions)
     .leftJoin(rolloutRewards, eq(rolloutRewards.completionId, completions.id))
     .where(and(where, isNull(rolloutRewards.id)));
@@ -84,7 +107,7 @@ export async function rolloutBatch(db: Database, llm: ModelEndpoints, scorers: R
     const terms = rolloutRewardTerms(context.config.loop);
     const byId = new Map(prompts.map((p) => [p.id, p]));
     const scores = terms.reward_model ? await (await scorers.get(batch.rewardModelId!)).score(pending.map((r) => ({ prompt: byId.get(r.promptId)!.messages, completion: r.text }))) : [];
-    const verdicts = terms.verifier ? await verifyAll(pending.map((r) => ({ task: taskOf(byId.get(r.promptId)!.metadata), text: r.text }))) : [];
+    const verdicts = terms.verifier ? await verifyAll(pending.map((r) => ({ task: taskOf(byId.get(r.promptId)!.metadata), text: r.text, trace: r.trace as unknown[] | null }))) : [];
     const raterScores = terms.rater_score ? await raterScoresOf(db, llm, context, pending.map((r) => ({ prompt: byId.get(r.promptId)!, completion: { id: r.id, text: r.text } })), batch.iteration) : [];
     const processValues = terms.process
       ? await processRewards(db, llm, context, pending.map((r) => ({ prompt: byId.get(r.promptId)!, completion: { id: r.id, text: r.text } })), batch.iteration, terms.process)
@@ -141,9 +164,9 @@ export function seedScope(context: RunContext): string {
 }
 
 /** Verdicts of the prompts' tasks (none for a prompt without one), a few sandboxes at a time. */
-async function verifyAll(items: { task: TaskSpec | undefined; text: string }[]): Promise<(Verdict | undefined)[]> {
+async function verifyAll(items: { task: TaskSpec | undefined; text: string; trace: unknown[] | null }[]): Promise<(Verdict | undefined)[]> {
   const queue = new PQueue({ concurrency: Math.max(1, availableParallelism()) });
-  return Promise.all(items.map((item) => (item.task ? queue.add(() => verifyResponse(item.task!, item.text)) : Promise.resolve(undefined))));
+  return Promise.all(items.map((item) => (item.task ? queue.add(() => verifyResponse(item.task!, item.text, item.trace)) : Promise.resolve(undefined))));
 }
 
 /** The rater's pointwise score of each rollout: the mean over principles of its 1–10 scores, in [-1, 1] (decisions of stage `score`). */

@@ -16,8 +16,10 @@ import { eq, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import { stableHash } from '../core/rater/principles.js';
 import { runConfigSchema } from '../core/run-config.js';
+import { offeredTools, type ToolDefinition } from '../core/tools/environment.js';
 import type { Database } from '../db/pool.js';
 import { models, runs } from '../db/schema.js';
+import { taskOf } from './verifiers/dispatch.js';
 
 export type TrainerCommand = 'reward-model' | 'sft' | 'dpo' | 'rl';
 export type ModelKind = 'reward' | 'policy' | 'sft';
@@ -253,8 +255,8 @@ async function writeTrainingData(db: Database, job: TrainerJob, file: string): P
   } else if (job.data.source === 'rollouts') {
     // In the prompts' and samples' order, never by row id (a retried batch inserts its rows later) or
     // group_key as text ('10' < '9'), so two runs with the same rollouts train on the same sequence.
-    const result = await db.execute<{ prompt: unknown; completion: string; total: number; components: Record<string, number>; group_key: string; sampled_logprobs: number[] | null; sampled_token_ids: number[] | null }>(sql`
-      select p.messages as prompt, c.text as completion, w.total, w.components, w.group_key, c.sampled_logprobs, c.sampled_token_ids
+    const result = await db.execute<{ prompt: unknown; completion: string; total: number; components: Record<string, number>; group_key: string; sampled_logprobs: number[] | null; sampled_token_ids: number[] | null; trace: unknown[] | null; metadata: unknown }>(sql`
+      select p.messages as prompt, c.text as completion, w.total, w.components, w.group_key, c.sampled_logprobs, c.sampled_token_ids, c.trace, p.metadata
       from rollout_rewards w
       join completions c on c.id = w.completion_id
       join prompts p on p.id = c.prompt_id
@@ -270,6 +272,8 @@ async function writeTrainingData(db: Database, job: TrainerJob, file: string): P
         group: row.group_key,
         ...(row.sampled_logprobs ? { sampled_logprobs: row.sampled_logprobs } : {}),
         ...(row.sampled_token_ids ? { sampled_token_ids: row.sampled_token_ids } : {}),
+        // A tool-using rollout: its turns after the prompt and the tools offered, which the trainer renders through the chat template.
+        ...(row.trace ? { messages: row.trace, tools: toolsOffered(row.metadata) ?? [] } : {}),
       }),
     );
     counts = { rows: result.rows.length };
@@ -440,4 +444,10 @@ async function registerModel(
     .returning({ id: models.id });
   if (inserted) return { modelId: inserted.id, modelKey: job.modelKey, artifactPath: result.artifactPath, metrics: result.metrics };
   return (await findModel(db, job.modelKey))!;
+}
+
+/** The tools a rollout's tool-call task offered the model (none for other prompts). */
+function toolsOffered(metadata: unknown): ToolDefinition[] | undefined {
+  const task = taskOf(metadata);
+  return task?.verifier === 'tool-call' ? offeredTools(task) : undefined;
 }

@@ -2,7 +2,7 @@
 // completions, critiques, revisions and rater verdicts by default, and any status, header, delay or
 // body a test asks for (429 with Retry-After, 500, slow replies, malformed JSON, injection-bearing
 // text), and, when started with `logprobs`, the log-probs of the generated tokens as vLLM returns them
-// (tokens named "token_id:123" on return_tokens_as_token_ids). Tests use it for exact assertions; the demo uses it as its model endpoint until a local
+// (tokens named "token_id:123" on return_tokens_as_token_ids), and tool calls a script asks for. Tests use it for exact assertions; the demo uses it as its model endpoint until a local
 // model server is configured. It is a real HTTP server: the `openai` client talks to it unchanged.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -10,7 +10,9 @@ import { stableHash, stableUniform } from '../core/rater/principles.js';
 
 export interface ChatBody {
   model: string;
-  messages: { role: string; content: string }[];
+  /** content is typed as text for the scripts' sake; an assistant turn that only calls tools sends null. */
+  messages: { role: string; content: string; tool_calls?: { id: string; function: { name: string; arguments: string } }[]; tool_call_id?: string }[];
+  tools?: { type: string; function: { name: string } }[];
   max_tokens?: number;
   temperature?: number;
   seed?: number;
@@ -31,6 +33,8 @@ export interface ScriptedReply {
   topLogprobs?: { token: string; logprob: number }[];
   /** The generated tokens (content defaults to their texts); each gets a logprob entry when the request asked for logprobs. */
   tokens?: ScriptedToken[];
+  /** Tool calls of the answer (finish_reason 'tool_calls'; content null unless given); arguments objects are sent as JSON text. */
+  toolCalls?: { name: string; arguments: string | Record<string, unknown> }[];
 }
 
 export interface ScriptedToken {
@@ -77,6 +81,16 @@ export interface ScriptedEndpoint {
 
 const lastUser = (body: ChatBody) => [...body.messages].reverse().find((m) => m.role === 'user')?.content ?? '';
 
+/** The tool calls of a scripted reply as an endpoint sends them, with ids stable per request and position. */
+function toolCallsBody(body: ChatBody, calls: NonNullable<ScriptedReply['toolCalls']>) {
+  const turn = body.messages.filter((m) => m.role === 'assistant').length;
+  return calls.map((call, i) => ({
+    id: `call_${turn}_${i}`,
+    type: 'function',
+    function: { name: call.name, arguments: typeof call.arguments === 'string' ? call.arguments : JSON.stringify(call.arguments) },
+  }));
+}
+
 /** The text of a fenced block in a rater prompt (see core/rater/prompt.ts). */
 export function fencedBlock(text: string, name: string): string | undefined {
   const match = new RegExp(`⟦BEGIN ${name}⟧\\n([\\s\\S]*?)\\n⟦END ${name}⟧`).exec(text);
@@ -117,6 +131,7 @@ export function defaultReply(request: RecordedRequest): ScriptedReply {
 
 function completionBody(body: ChatBody, reply: ScriptedReply, options: { logprobs: boolean; tokenIds: boolean }) {
   const content = reply.content ?? reply.tokens?.map((t) => t.text).join('') ?? '';
+  const toolCalls = reply.toolCalls && reply.toolCalls.length > 0 ? toolCallsBody(body, reply.toolCalls) : undefined;
   const generated = reply.tokens ?? (options.logprobs && !reply.topLogprobs ? scriptedTokens(content, body.seed) : undefined);
   const tokens = generated ? generated.length : Math.max(1, Math.ceil(content.length / 4));
   const first = reply.topLogprobs?.[0];
@@ -136,8 +151,8 @@ function completionBody(body: ChatBody, reply: ScriptedReply, options: { logprob
     choices: [
       {
         index: 0,
-        message: { role: 'assistant', content },
-        finish_reason: tokens >= (body.max_tokens ?? Infinity) ? 'length' : 'stop',
+        message: toolCalls ? { role: 'assistant', content: reply.content ?? null, tool_calls: toolCalls } : { role: 'assistant', content },
+        finish_reason: toolCalls ? 'tool_calls' : tokens >= (body.max_tokens ?? Infinity) ? 'length' : 'stop',
         logprobs,
       },
     ],

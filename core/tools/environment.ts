@@ -45,3 +45,19 @@ const definitions: Record<BuiltinToolName, ToolDefinition> = {
 export function toolDefinitions(environment: ToolEnvironment): ToolDefinition[] {
   return environment.tools.map((name) => definitions[name]);
 }
+
+/** A tool call as an OpenAI-compatible endpoint returns it (arguments: JSON text). */
+export interface ToolCall {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: string };
+}
+
+/** A message of a tool-using conversation after the prompt: an assistant turn (perhaps calling tools) or a tool's result. */
+export type TraceMessage = { role: 'assistant'; content: string | null; tool_calls?: ToolCall[] } | { role: 'tool'; tool_call_id: string; name: string; content: string };
+
+/** The tools a tool-call task offers the model: its environment's definitions, else its own `tools` (definitions only, nothing runs). */
+export function offeredTools(task: { tools?: unknown[]; environment?: ToolEnvironment }): ToolDefinition[] | undefined {
+  if (task.environment) return toolDefinitions(task.environment);
+  return task.tools && task.tools.length > 0 ? (task.tools as ToolDefinition[]) : undefined;
+}

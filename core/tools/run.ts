@@ -4,7 +4,7 @@
 import math from 'mathjs/lib/browser/math.js';
 import type { MathNode } from 'mathjs';
 import table from './lookup-table.json' with { type: 'json' };
-import { type BuiltinToolName, type ToolEnvironment } from './environment.js';
+import type { BuiltinToolName, ToolCall, ToolEnvironment, TraceMessage } from './environment.js';
 
 /** The result text of one call; `ok` false when the call could not be run as asked. */
 export interface ToolResult {
@@ -87,4 +87,17 @@ export function lookUp(key: string): ToolResult {
 /** An environment's answer to an assistant message's tool calls: one `role: tool` message per call, in order. */
 export function toolMessages(environment: ToolEnvironment, calls: readonly { id: string; function: { name: string; arguments: unknown } }[]): { role: 'tool'; tool_call_id: string; name: string; content: string }[] {
   return calls.map((call) => ({ role: 'tool', tool_call_id: call.id, name: call.function.name, content: runTool(environment, call.function.name, call.function.arguments).content }));
+}
+
+/**
+ * One model answer in a tool-using rollout: the messages it adds to the trace, and whether the model is
+ * asked again — only when it called tools, the task has an environment to run them, and `turnsTaken`
+ * (model calls so far, this one included) is below max_turns. Calls that are not run stay in the trace
+ * unanswered, for the verifier to score.
+ */
+export function answerTurn(environment: ToolEnvironment | undefined, turnsTaken: number, answer: { text: string; toolCalls: ToolCall[] | undefined }): { messages: TraceMessage[]; again: boolean } {
+  const calls = answer.toolCalls ?? [];
+  const assistant: TraceMessage = calls.length > 0 ? { role: 'assistant', content: answer.text === '' ? null : answer.text, tool_calls: calls } : { role: 'assistant', content: answer.text };
+  if (calls.length === 0 || environment === undefined || turnsTaken >= environment.max_turns) return { messages: [assistant], again: false };
+  return { messages: [assistant, ...toolMessages(environment, calls)], again: true };
 }
