@@ -555,9 +555,10 @@ class Batch:
         idx = [r for r, row in enumerate(self.rows) if row.job.params.logprobs is not None]
         if not idx:
             return
+        every = len(idx) == len(self.rows)
         at = torch.tensor(idx, device=self.device)
-        logprobs = torch.log_softmax(self.last[at], dim=-1)
-        values = logprobs.gather(1, chosen[at][:, None]).squeeze(1).tolist()
+        logprobs = torch.log_softmax(self.last if every else self.last[at], dim=-1)
+        values = logprobs.gather(1, (chosen if every else chosen[at])[:, None]).squeeze(1).tolist()
         k = max(self.rows[r].job.params.logprobs or 0 for r in idx)
         top_v, top_i = logprobs.topk(k, dim=-1) if k > 0 else (logprobs[:, :0], logprobs[:, :0].long())
         tv, ti = top_v.tolist(), top_i.tolist()

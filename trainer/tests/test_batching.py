@@ -234,3 +234,45 @@ def test_concurrent_requests_share_steps_and_answer_as_alone(tiny_model: Path, a
     assert done["max_batch_rows"] >= 4, done
     assert done["decode_steps"] < done["completion_tokens"], done
     assert "Traceback" not in srv.log.read_text()
+
+
+def test_inverse_cdf_sampling_follows_the_distribution_and_never_picks_probability_zero():
+    probs = torch.tensor([[0.0, 0.5, 0.25, 0.0, 0.15, 0.1, 0.0]])
+    draws = 40_000
+    g = torch.Generator().manual_seed(3)
+    picked = gen._inverse_cdf(probs.expand(draws, -1), torch.rand(draws, generator=g, dtype=torch.float64))
+    freq = torch.bincount(picked, minlength=probs.shape[1]).double() / draws
+    p = probs[0].double()
+    sigma = (p * (1 - p) / draws).sqrt()  # a frequency's standard deviation; 5 sigma: no seed fails by chance
+    assert bool(((freq - p).abs() <= 5 * sigma + 1e-12).all()), (freq, p)
+    assert freq[p == 0].sum().item() == 0.0
+    # The extremes of the draw land on the first and the last token of nonzero probability.
+    edges = gen._inverse_cdf(probs.expand(2, -1), torch.tensor([0.0, 1.0 - 2.0**-53], dtype=torch.float64))
+    assert edges.tolist() == [1, 5]
+
+
+def test_decode_steps_write_the_kv_cache_in_place(lm):
+    model, tokenizer, ends = lm
+    batch = gen.Batch(model, tokenizer, ends)
+    job = batch.add(encode(tokenizer, PROMPTS["mid"]), gen.SamplingParams(max_tokens=12, temperature=0, ignore_eos=True))
+    batch.step()  # the first step moves the prefill's cache into buffers with room to grow
+    batch.step()
+    layer = batch.cache.layers[0]
+    where, length = layer.keys.data_ptr(), layer.keys.shape[-2]
+    batch.step()
+    assert layer.keys.shape[-2] == length + 1 and layer.keys.data_ptr() == where  # no copy of the whole cache
+    while not job.done:
+        batch.step()
+    assert_same_generation(job.generation, gen.generate(model, tokenizer, encode(tokenizer, PROMPTS["mid"]), gen.SamplingParams(max_tokens=12, temperature=0, ignore_eos=True), ends))
+
+
+def test_column_major_weights_give_the_same_logits(tiny_model: Path):
+    from tenet_trainer.models import load_causal_lm
+
+    plain = load_causal_lm(str(tiny_model), torch.device("cpu"), torch.float32).eval()
+    changed = load_causal_lm(str(tiny_model), torch.device("cpu"), torch.float32).eval()
+    assert gen.column_major_linears(changed) > 0 and gen.column_major_linears(changed) == 0  # once only
+    ids = torch.tensor([list(range(3, 40)), list(range(40, 77))])
+    with torch.inference_mode():
+        a, b = plain(input_ids=ids).logits, changed(input_ids=ids).logits
+    assert (a - b).abs().max().item() <= TOL
