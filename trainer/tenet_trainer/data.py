@@ -4,8 +4,10 @@ Preferences: {"prompt": str | messages, "chosen": str | messages, "rejected": st
 "soft_label": p (optional, P(chosen is better), default 1)}.
 SFT: {"messages": [...]} or {"prompt": str | messages, "completion": str | messages}.
 Rollouts (rl): {"prompt": ..., "completion": str, "reward": float, "rewards": {...}, "group": str?,
-"sampled_logprobs": [float]?, "sampled_token_ids": [int]?} — the last two as the serving engine reported
-the sampled completion tokens (its log-prob of each, in order), for rl's importance correction.
+"sampled_logprobs": [float]?, "sampled_token_ids": [int]?, "messages": [...]?, "tools": [...]?} —
+sampled_* as the serving engine reported the sampled completion tokens (its log-prob of each, in order),
+for rl's importance correction; `messages` a tool-using rollout's turns after the prompt (assistant turns
+with tool_calls, tool results; OpenAI format, see tools.py) and `tools` the tool definitions it was offered.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
+from tenet_trainer import tools as tool_use
 from tenet_trainer.common import UserError
 
 Message = dict[str, str]
@@ -90,6 +93,10 @@ class Rollout:
     """The serving engine's log-prob of each sampled completion token, in order (optional)."""
     sampled_token_ids: tuple[int, ...] | None = None
     """The ids of those tokens (optional; lets the trainer check they are its own encoding)."""
+    turns: tuple[dict[str, Any], ...] | None = None
+    """A tool-using rollout's messages after the prompt; trained on its assistant turns only (logprobs.encode_turns)."""
+    tools: tuple[dict[str, Any], ...] | None = None
+    """The tool definitions the rollout was offered (rendered into the prompt as when it was sampled)."""
 
 
 LOGPROB_SLACK = 1e-4
@@ -134,6 +141,10 @@ def parse_rollout(obj: dict[str, Any], _line: int) -> Rollout:
         raise UserError("sampled_token_ids: given without sampled_logprobs (the log-probs are what the trainer uses)")
     if token_ids is not None and logprobs is not None and len(token_ids) != len(logprobs):
         raise UserError(f"sampled_token_ids ({len(token_ids)}) and sampled_logprobs ({len(logprobs)}): expected one log-prob per token")
+    turns = None if obj.get("messages") is None else tuple(tool_use.validate_turns(obj["messages"], "messages"))
+    offered = obj.get("tools")
+    if offered is not None and (not isinstance(offered, list) or not all(isinstance(t, dict) for t in offered)):
+        raise UserError("tools: expected a list of tool definitions")
     return Rollout(
         prompt=prompt,
         completion=_completion_text(obj["completion"], "completion"),
@@ -142,11 +153,23 @@ def parse_rollout(obj: dict[str, Any], _line: int) -> Rollout:
         group=str(group) if group is not None else render_plain(prompt),
         sampled_logprobs=logprobs,
         sampled_token_ids=token_ids,
+        turns=turns,
+        tools=tuple(offered) if offered else None,
     )
 
 
 def render_plain(messages: list[Message]) -> str:
     return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
+
+
+def render_conversation(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, add_generation_prompt: bool) -> str:
+    """Messages that may hold tool calls and results, as the model sees them (tools.template_messages);
+    without a chat template, `role: content` lines."""
+    if getattr(tokenizer, "chat_template", None):
+        converted, tools_argument = tool_use.template_messages(tokenizer, messages, tools)
+        return tokenizer.apply_chat_template(converted, tools=tools_argument, tokenize=False, add_generation_prompt=add_generation_prompt)  # type: ignore[return-value]
+    converted, _ = tool_use.template_messages(tokenizer, messages, tools)
+    return render_plain(converted) + ("\nassistant: " if add_generation_prompt else "")
 
 
 def render_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[Message]) -> str:

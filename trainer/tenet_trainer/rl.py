@@ -477,7 +477,7 @@ def run(config: Config) -> dict[str, Any]:
     tokenizer = load_tokenizer(config.model)
     pad_id = int(tokenizer.pad_token_id)
 
-    all_sequences = [lp.encode(tokenizer, r.prompt, r.completion, config.max_length) for r in read]
+    all_sequences = [lp.encode(tokenizer, r.prompt, r.completion, config.max_length, r.turns, r.tools) for r in read]
     all_lengths = torch.tensor([s.completion_tokens for s in all_sequences])
     raw_rewards = torch.tensor([r.reward for r in read])
     all_rewards = shaped_rewards(raw_rewards, all_lengths, config.length_penalty, config.max_length, config.overlong_penalty, config.max_completion_tokens)
