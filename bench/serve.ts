@@ -9,10 +9,12 @@
 // Half the requests are greedy, half sampled with a seed, all with logprobs: a request's tokens and
 // logprobs must not depend on what shares its forward passes, so the two runs are compared too.
 // Tokens per CPU-second of the server process are printed too: on a busy shared machine they say what
-// wall-clock rates cannot (how much of the CPU the server got differs between the two runs).
+// wall-clock rates cannot (how much of the CPU the server got differs between the two runs); their
+// ratio and the load average are printed beside the wall-clock ratio.
 // Ends with `ratio=<tokens/s at BENCH_CONCURRENCY ÷ tokens/s one at a time>`.
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { availableParallelism, loadavg } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import PQueue from 'p-queue';
@@ -109,6 +111,8 @@ try {
     console.log(line('single', 'concurrency 1:'));
     console.log(line('batched', `concurrency ${concurrency}:`));
     console.log(`same tokens alone and batched: ${agreement.same}/${requestCount * rounds} requests; largest logprob difference on shared tokens: ${agreement.maxDiff.toExponential(2)}`);
+    const perCpu = (side: keyof typeof totals) => totals[side].tokens / totals[side].cpu;
+    console.log(`per server CPU-second: ${(perCpu('batched') / perCpu('single')).toFixed(2)}× (what the ratio would be with the server's CPU share equal in both runs); load average at the end ${loadavg().map((x) => x.toFixed(2)).join(' ')} on ${availableParallelism()} cores`);
     console.log(`ratio=${(rate('batched') / rate('single')).toFixed(2)}`);
   } finally {
     await serve.stop();
