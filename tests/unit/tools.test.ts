@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { toolDefinitions, toolEnvironmentSchema } from '../../core/tools/environment.js';
-import { calculate, lookUp, runTool, toolMessages } from '../../core/tools/run.js';
+import { answerTurn, calculate, lookUp, runTool, toolMessages } from '../../core/tools/run.js';
 import { parseTasksJsonl } from '../../core/verifiers/tasks.js';
 
 const both = toolEnvironmentSchema.parse({ tools: ['calculator', 'lookup'] });
@@ -54,6 +54,25 @@ describe('built-in tools', () => {
     const environment = toolEnvironmentSchema.parse({ tools: ['lookup', 'calculator'] });
     assert.equal(environment.max_turns, 4);
     assert.deepEqual(toolDefinitions(environment).map((tool) => [tool.type, tool.function.name]), [['function', 'lookup'], ['function', 'calculator']]);
+  });
+});
+
+describe('a tool-using rollout’s turns', () => {
+  const call = { id: 'call_0_0', type: 'function' as const, function: { name: 'calculator', arguments: '{"expression":"2*21"}' } };
+
+  it('runs the calls and asks again while turns are left; stops at an answer or at max_turns with the calls unanswered', () => {
+    const environment = toolEnvironmentSchema.parse({ tools: ['calculator'], max_turns: 2 });
+    assert.deepEqual(answerTurn(environment, 1, { text: '', toolCalls: [call] }), {
+      messages: [
+        { role: 'assistant', content: null, tool_calls: [call] },
+        { role: 'tool', tool_call_id: 'call_0_0', name: 'calculator', content: '42' },
+      ],
+      again: true,
+    });
+    assert.deepEqual(answerTurn(environment, 2, { text: 'Let me check.', toolCalls: [call] }), { messages: [{ role: 'assistant', content: 'Let me check.', tool_calls: [call] }], again: false });
+    assert.deepEqual(answerTurn(environment, 1, { text: '42', toolCalls: undefined }), { messages: [{ role: 'assistant', content: '42' }], again: false });
+    // Tools offered as definitions only: nothing runs.
+    assert.deepEqual(answerTurn(undefined, 1, { text: '', toolCalls: [call] }), { messages: [{ role: 'assistant', content: null, tool_calls: [call] }], again: false });
   });
 });
 
