@@ -2,6 +2,8 @@
 import type { Database } from '../db/pool.js';
 import { createGpuActivities } from './gpu.js';
 import { ModelEndpoints } from './llm.js';
+import { createAdapterActivities } from './adapters.js';
+import { createEvaluationActivities } from './evaluation.js';
 import { createLoopActivities } from './loop.js';
 import { createPipelineActivities } from './pipeline.js';
 import { createRaterEvalActivities } from './rater-eval.js';
@@ -18,7 +20,9 @@ export function createCpuActivities(deps: { db: Database; llm?: ModelEndpoints }
     ...createRunActivities(deps.db),
     ...createSmokeActivities(deps.db),
     ...createPipelineActivities({ db: deps.db, llm, contexts, scorers }),
-    ...createLoopActivities({ db: deps.db, llm, contexts, scorers }),
+    ...createLoopActivities({ db: deps.db, contexts }),
+    ...createAdapterActivities({ db: deps.db, contexts }),
+    ...createEvaluationActivities({ db: deps.db, llm, contexts, scorers }),
     ...createRaterEvalActivities({ db: deps.db, llm, contexts }),
   };
 }

@@ -16,39 +16,24 @@ import { eq, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import { stableHash } from '../core/rater/principles.js';
 import { runConfigSchema } from '../core/run-config.js';
+import { iterationNames, trainerJobMetrics, type TrainerJob } from '../core/trainer-jobs.js';
 import { offeredTools, type ToolDefinition } from '../core/tools/environment.js';
 import type { Database } from '../db/pool.js';
+import { recordMetrics } from '../db/runs.js';
 import { models, runs } from '../db/schema.js';
 import { taskOf } from './verifiers/dispatch.js';
 
-export type TrainerCommand = 'reward-model' | 'sft' | 'dpo' | 'rl';
-export type ModelKind = 'reward' | 'policy' | 'sft';
-export type TrainerOptions = Record<string, string | number | boolean>;
-
-export interface TrainerJob {
-  runId: number;
-  iteration: number;
-  command: TrainerCommand;
-  kind: ModelKind;
-  /** Attempt-independent identity of the model this job makes, e.g. `run-7/it-1/policy`. */
-  modelKey: string;
-  /** The HF weights under everything: a local folder or a hub id. */
-  baseModel: string;
-  /** Continue from this model's adapter (the previous iteration's policy). */
-  parentModelId?: number;
-  /** Trainer flags (snake_case names of its config dataclass). */
-  options: TrainerOptions;
-  /** Which rows of the run become the training file. */
-  data: { source: 'preferences'; iterations?: number[] } | { source: 'rollouts'; iteration: number } | { source: 'revisions' };
-  /** GPUs (one trainer process each, FSDP2 over them: `trainer --nproc N`); 1 when absent. */
-  gpus?: number;
-}
+export type { ModelKind, TrainerCommand, TrainerJob, TrainerOptions } from '../core/trainer-jobs.js';
 
 export interface TrainedModel {
   modelId: number;
   modelKey: string;
   artifactPath: string;
-  metrics: Record<string, unknown>;
+  /**
+   * The trainer's final metrics: only in the histories of runs from before trainer jobs wrote them
+   * themselves (the `models` row and the run's `metrics` carry them, written with the model).
+   */
+  metrics?: Record<string, unknown>;
 }
 
 /** One line of the trainer's stdout (zod at the boundary; unknown events pass through). */
@@ -161,7 +146,7 @@ export function createTrainerActivities(deps: TrainerDeps) {
       const registered = await findModel(deps.db, job.modelKey);
       if (registered) return registered;
 
-      const jobDir = path.join(deps.artifactsRoot, `run-${job.runId}`, `it-${job.iteration}`, job.kind);
+      const jobDir = path.join(deps.artifactsRoot, ...iterationNames(job.runId, job.iteration).artifactSegments(job.kind));
       await mkdir(jobDir, { recursive: true });
       const dataFile = path.join(jobDir, 'data.jsonl');
       const rows = await writeTrainingData(deps.db, job, dataFile);
@@ -213,7 +198,7 @@ export function createTrainerActivities(deps: TrainerDeps) {
         where c.run_id = ${input.runId} and c.stage = 'eval' and c.iteration = ${input.iteration} and c.policy_version = ${input.policyName}
         order by c.prompt_id`);
       if (result.rows.length === 0) return {};
-      const jobDir = path.join(deps.artifactsRoot, `run-${input.runId}`, `it-${input.iteration}`, 'kl');
+      const jobDir = path.join(deps.artifactsRoot, ...iterationNames(input.runId, input.iteration).artifactSegments('kl'));
       await mkdir(jobDir, { recursive: true });
       const dataFile = path.join(jobDir, 'data.jsonl');
       await writeFile(dataFile, result.rows.map((row) => JSON.stringify(row)).join('\n') + '\n');
@@ -222,7 +207,10 @@ export function createTrainerActivities(deps: TrainerDeps) {
       try {
         const sampling = ['--samples', settings.kl_samples, '--max-new-tokens', settings.max_tokens, '--max-length', settings.max_tokens + 1024, '--seed', stableHash(`${input.runId}:kl:${input.iteration}`) % 1_000_000];
         const done = await supervise(deps, ['-m', 'tenet_trainer', 'kl', '--model', baseModel, '--adapter', model.path, '--data', dataFile, ...sampling.map(String)], jobDir, gpus, undefined);
-        return Object.fromEntries(Object.entries(done.metrics ?? {}).filter((entry): entry is [string, number] => typeof entry[1] === 'number'));
+        const values = Object.fromEntries(Object.entries(done.metrics ?? {}).filter((entry): entry is [string, number] => typeof entry[1] === 'number'));
+        // The KL estimates as the iteration's eval.kl_* metrics (the evaluation's own mean length stays eval.mean_length).
+        await recordMetrics(deps.db, input.runId, input.iteration, Object.fromEntries(Object.entries(values).flatMap(([name, value]) => (name.startsWith('kl_') ? [[`eval.${name}`, value]] : []))));
+        return values;
       } finally {
         slots.release(gpus);
       }
@@ -231,8 +219,8 @@ export function createTrainerActivities(deps: TrainerDeps) {
 }
 
 async function findModel(db: Database, modelKey: string): Promise<TrainedModel | undefined> {
-  const [row] = await db.select({ id: models.id, key: models.modelKey, artifactPath: models.artifactPath, metrics: models.metrics }).from(models).where(eq(models.modelKey, modelKey));
-  return row ? { modelId: row.id, modelKey: row.key, artifactPath: row.artifactPath, metrics: row.metrics as Record<string, unknown> } : undefined;
+  const [row] = await db.select({ id: models.id, key: models.modelKey, artifactPath: models.artifactPath }).from(models).where(eq(models.modelKey, modelKey));
+  return row ? { modelId: row.id, modelKey: row.key, artifactPath: row.artifactPath } : undefined;
 }
 
 /** The job's training file, written whole (tmp + rename) from the run's rows. Returns its row count. */
@@ -426,23 +414,29 @@ async function registerModel(
     command: job.command,
     data: { source: job.data.source, runIds: [job.runId], ...('iterations' in job.data && job.data.iterations ? { iterations: job.data.iterations } : {}), ...('iteration' in job.data ? { iteration: job.data.iteration } : {}), counts: result.rows },
   };
-  const [inserted] = await db
-    .insert(models)
-    .values({
-      modelKey: job.modelKey,
-      kind: job.kind,
-      parentId: result.parent?.id ?? null,
-      runId: job.runId,
-      iteration: job.iteration,
-      artifactPath: result.artifactPath,
-      constitutionHash: run?.hash ?? null,
-      lineage,
-      hyperparameters: result.hyperparameters,
-      metrics: result.metrics,
-    })
-    .onConflictDoNothing({ target: models.modelKey })
-    .returning({ id: models.id });
-  if (inserted) return { modelId: inserted.id, modelKey: job.modelKey, artifactPath: result.artifactPath, metrics: result.metrics };
+  // The model row and its metrics as the run's `kind.*` metrics, in one transaction: both or neither,
+  // and a retried job that finds its model registered writes nothing (its metrics came with it).
+  const inserted = await db.transaction(async (tx) => {
+    const [row] = await tx
+      .insert(models)
+      .values({
+        modelKey: job.modelKey,
+        kind: job.kind,
+        parentId: result.parent?.id ?? null,
+        runId: job.runId,
+        iteration: job.iteration,
+        artifactPath: result.artifactPath,
+        constitutionHash: run?.hash ?? null,
+        lineage,
+        hyperparameters: result.hyperparameters,
+        metrics: result.metrics,
+      })
+      .onConflictDoNothing({ target: models.modelKey })
+      .returning({ id: models.id });
+    if (row) await recordMetrics(tx, job.runId, job.iteration, trainerJobMetrics(job.kind, result.metrics));
+    return row;
+  });
+  if (inserted) return { modelId: inserted.id, modelKey: job.modelKey, artifactPath: result.artifactPath };
   return (await findModel(db, job.modelKey))!;
 }
 

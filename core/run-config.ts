@@ -41,6 +41,8 @@ const trainerOptionsFor = (what: string) =>
  * online RL from scored rollouts) → evaluation, `iterations` times. `mode: none` stops after the
  * data stages.
  */
+const gpuCount = z.number({ error: 'expected a number of GPUs' }).int().min(1, { error: 'expected at least 1 GPU' }).max(64);
+
 export const loopSchema = z
   .strictObject({
     mode: z.enum(['none', 'dpo', 'online'], { error: 'expected none, dpo or online' }).default('none'),
@@ -54,10 +56,12 @@ export const loopSchema = z
         /** The reward model's backbone; defaults to base_model. */
         base: z.string().min(1).optional(),
         options: trainerOptionsFor('loop.reward_model.options'),
+        /** GPUs for the job (one trainer process each, FSDP2 over them); a GPU worker with fewer refuses it. */
+        gpus: gpuCount.optional(),
       })
       .default({ options: {} }),
-    /** Flags of `trainer dpo` or `trainer rl`, by mode. */
-    policy: z.strictObject({ options: trainerOptionsFor('loop.policy.options') }).default({ options: {} }),
+    /** Flags of `trainer dpo` or `trainer rl`, by mode, and the GPUs of the job. */
+    policy: z.strictObject({ options: trainerOptionsFor('loop.policy.options'), gpus: gpuCount.optional() }).default({ options: {} }),
     rollouts: z
       .strictObject({
         /** Completions per prompt: the group of group-relative advantages. */

@@ -73,6 +73,7 @@ export function planTrainerJob(config: RunConfig, input: PlanInput): TrainerJob 
       modelKey: names.modelKey('reward'),
       baseModel: loop.reward_model.base ?? loop.base_model,
       options: loop.reward_model.options,
+      ...(loop.reward_model.gpus !== undefined ? { gpus: loop.reward_model.gpus } : {}),
       // Every preference gathered so far: later iterations add to the reward model's data.
       data: { source: 'preferences', iterations: Array.from({ length: input.iteration + 1 }, (_, i) => i) },
     };
@@ -86,6 +87,17 @@ export function planTrainerJob(config: RunConfig, input: PlanInput): TrainerJob 
     baseModel: loop.base_model,
     ...(input.policyModelId !== undefined ? { parentModelId: input.policyModelId } : {}),
     options: loop.policy.options,
+    ...(loop.policy.gpus !== undefined ? { gpus: loop.policy.gpus } : {}),
     data: loop.mode === 'dpo' ? { source: 'preferences', iterations: [input.iteration] } : { source: 'rollouts', iteration: input.iteration },
   };
+}
+
+/** A trainer job's metrics as run metrics, `kind.name` (`reward.*`, `policy.*`): numbers, and booleans as 1 or 0; nested objects are left out. */
+export function trainerJobMetrics(kind: ModelKind, metrics: Record<string, unknown>): Record<string, number> {
+  const values: Record<string, number> = {};
+  for (const [name, value] of Object.entries(metrics)) {
+    if (typeof value === 'number' && Number.isFinite(value)) values[`${kind}.${name}`] = value;
+    if (typeof value === 'boolean') values[`${kind}.${name}`] = value ? 1 : 0;
+  }
+  return values;
 }

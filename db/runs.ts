@@ -52,8 +52,9 @@ export async function upsertPrompts(db: Database, runId: number, input: PromptIn
   });
 }
 
+/** Writes (or overwrites) metric values of a run's iteration; `db` may be a transaction. */
 export async function recordMetrics(
-  db: Database,
+  db: Pick<Database, 'insert'>,
   runId: number,
   iteration: number,
   values: Record<string, number>,

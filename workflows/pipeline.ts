@@ -24,7 +24,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import { rootCauseMessage } from '../core/failure.js';
-import { iterationNames } from '../core/trainer-jobs.js';
+import { iterationNames, trainerJobMetrics } from '../core/trainer-jobs.js';
 import type { CpuActivities } from '../activities/index.js';
 import { db, localDb, loopStepOptions, loopSteps, measure, stageBatches } from './presets.js';
 import { runChainedBatches, stageShard } from './shard.js';
@@ -203,6 +203,8 @@ const chainedStagesPatch = 'chained-stages';
 const localBookkeepingPatch = 'local-bookkeeping';
 /** Marks runs that run a chain over a single shard in the pipeline workflow itself (see `runChainedBatches`). */
 const inlineShardPatch = 'inline-single-shard';
+/** Marks runs whose trainer jobs write their own metrics, in the transaction that registers their model (activities/trainer.ts). */
+const trainerJobWritesMetrics = 'trainer-job-writes-metrics';
 
 /** Stages that read only the samples of their own prompts, so a batch can go on to them as soon as it is sampled. */
 const chainable: readonly StageName[] = ['sample', 'critique', 'label', 'score'];
@@ -227,7 +229,9 @@ async function trainRewardModel(input: PipelineInput, state: PipelineState): Pro
   const job = await loopSteps.planTrainerJob({ runId: input.runId, iteration: input.iteration, step: 'reward' });
   const model = await executeChild(trainerJob, { workflowId: iterationNames(input.runId, input.iteration).childWorkflowId(workflowInfo().workflowId, 'reward'), args: [job] });
   markDone(state, 'reward');
-  await db.recordMetrics({ runId: input.runId, iteration: input.iteration, values: numericMetrics('reward', model.metrics) });
+  // Since trainer jobs write their metrics with their model row, only runs started before that
+  // change record them here, from the child's result in their history.
+  if (!patched(trainerJobWritesMetrics)) await db.recordMetrics({ runId: input.runId, iteration: input.iteration, values: trainerJobMetrics('reward', model.metrics ?? {}) });
   return model.modelId;
 }
 
@@ -239,7 +243,7 @@ async function trainAndEvaluate(input: PipelineInput, state: PipelineState): Pro
     const job = await loopSteps.planTrainerJob({ runId, iteration, step: 'policy', ...(input.policy ? { policyModelId: input.policy.modelId } : {}) });
     const names = iterationNames(runId, iteration);
     const model = await executeChild(trainerJob, { workflowId: names.childWorkflowId(workflowInfo().workflowId, 'policy'), args: [job] });
-    await db.recordMetrics({ runId, iteration, values: numericMetrics('policy', model.metrics) });
+    if (!patched(trainerJobWritesMetrics)) await db.recordMetrics({ runId, iteration, values: trainerJobMetrics('policy', model.metrics ?? {}) });
     const name = names.adapterAfterUpdate;
     // The load heartbeats; a worker lost mid-load is noticed after the run's heartbeat timeout, not loopSteps' 5 minutes.
     const adapterLoad = input.scale.heartbeatTimeoutS ? proxyActivities<CpuActivities>({ ...loopStepOptions, heartbeatTimeout: input.scale.heartbeatTimeoutS * 1000 }) : loopSteps;
@@ -255,8 +259,8 @@ async function trainAndEvaluate(input: PipelineInput, state: PipelineState): Pro
     rewardModelId: state.rewardModelId,
   });
   const kl = await measure.measurePolicy({ runId, iteration, modelId: state.newPolicy.modelId, policyName: state.newPolicy.name });
-  // KL only: the evaluation's own mean length (served tokens) stays eval.mean_length.
-  await db.recordMetrics({ runId, iteration, values: Object.fromEntries(Object.entries(kl).flatMap(([name, value]) => (name.startsWith('kl_') ? [[`eval.${name}`, value]] : []))) });
+  // KL only: the evaluation's own mean length (served tokens) stays eval.mean_length. (Recorded by the job itself since trainerJobWritesMetrics.)
+  if (!patched(trainerJobWritesMetrics)) await db.recordMetrics({ runId, iteration, values: Object.fromEntries(Object.entries(kl).flatMap(([name, value]) => (name.startsWith('kl_') ? [[`eval.${name}`, value]] : []))) });
   markDone(state, 'evaluate');
   return state.newPolicy;
 }
@@ -273,14 +277,4 @@ async function watchMonitors(input: PipelineInput, state: PipelineState, setStat
     await setStatus('paused', check.reason);
   }
   await condition(() => !state.paused);
-}
-
-/** Numeric trainer metrics as `prefix.name` metric rows (nested objects are skipped). */
-function numericMetrics(prefix: string, metrics: Record<string, unknown>): Record<string, number> {
-  const values: Record<string, number> = {};
-  for (const [name, value] of Object.entries(metrics)) {
-    if (typeof value === 'number' && Number.isFinite(value)) values[`${prefix}.${name}`] = value;
-    if (typeof value === 'boolean') values[`${prefix}.${name}`] = value ? 1 : 0;
-  }
-  return values;
 }

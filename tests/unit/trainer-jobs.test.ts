@@ -31,6 +31,9 @@ describe('trainer jobs', () => {
     assert.equal('parentModelId' in online, false, 'the first update starts from the base model');
     assert.deepEqual(online.data, { source: 'rollouts', iteration: 0 });
     assert.equal(planTrainerJob(config({ mode: 'dpo', base_model: 'base' }), { runId: 1, iteration: 0, step: 'reward' }).baseModel, 'base', 'the reward model defaults to the base model');
+    const sharded = config({ mode: 'dpo', base_model: 'base', reward_model: { gpus: 2 }, policy: { gpus: 4 } });
+    assert.deepEqual([planTrainerJob(sharded, { runId: 1, iteration: 0, step: 'reward' }).gpus, planTrainerJob(sharded, { runId: 1, iteration: 0, step: 'policy' }).gpus], [2, 4]);
+    assert.throws(() => config({ mode: 'dpo', base_model: 'base', policy: { gpus: 0 } }), /at least 1 GPU/);
   });
 
   it('refuses a run without a loop', () => {
