@@ -1,8 +1,9 @@
 """The scheduler of `serve`: one thread makes every model call, so concurrent requests share forward passes.
 
 Requests wait in a queue, one entry per prompt. Between two decode steps the scheduler admits waiting
-prompts (each prefilled on its own, then joining a `generation.Batch`) while the batch has room
-(`max_num_seqs` rows), runs one step of every batch, and answers the requests whose prompts have all
+prompts while the batch has room (`max_num_seqs` rows): the prompts admitted together for one set of
+weights are prefilled together (`generation.Batch.add_many`, one padded forward pass where their
+lengths allow) and join a `generation.Batch`; then it runs one step of every batch, and answers the requests whose prompts have all
 finished: continuous batching, sequences join and leave between steps. Requests for different weights
 (the base model, each LoRA adapter) are kept in separate batches, one per set of weights, and never
 share a forward pass. Work that changes the weights (loading an adapter) runs on the same thread
@@ -156,6 +157,15 @@ class Scheduler:
         return sum(len(batch.rows) for batch in self._batches.values())
 
     def _admit(self) -> None:
+        """Take waiting prompts while there is room, then prefill them, those of one set of weights together."""
+        taken: dict[Hashable, list[_Item]] = {}
+        try:
+            self._take(taken)
+        finally:
+            for key, items in taken.items():
+                self._prefill(key, items)
+
+    def _take(self, taken: dict[Hashable, list[_Item]]) -> None:
         active = self._active_rows()
         while True:
             with self._cond:
@@ -178,22 +188,47 @@ class Scheduler:
             batch = self._batches.get(request.key)
             if batch is None:
                 batch = self._batches[request.key] = gen.Batch(self.host.model, self.host.tokenizer, self.host.end_ids, lambda: self.host.stopping, self._prefix_cache(request.key))
-            if not batch.can_join:  # a model whose cache cannot be joined: one prompt at a time
+            group = taken.setdefault(request.key, [])
+            if not batch.can_join or (group and not batch.joinable):  # a cache that cannot be joined: one prompt at a time
                 with self._cond:
                     self._pending.appendleft(item)
                 return
+            group.append(item)
+            active += item.rows
+
+    def _prefill(self, key: Hashable, items: list[_Item]) -> None:
+        """Prefill `items` into the batch of `key` together; if that fails, one by one, so that only a
+        prompt that fails on its own fails its request."""
+        batch = self._batches[key]
+        items = [item for item in items if not item.request.future.done()]
+        work = [(item.request.prompts[item.index], item.request.params[item.index]) for item in items]
+        if len(items) > 1:
             try:
-                with self.host.weights(request.key):
-                    job = batch.add(request.prompts[item.index], request.params[item.index])
+                with self.host.weights(key):
+                    jobs = batch.add_many(work)
+            except Exception:  # noqa: BLE001 - retried one by one below, which names the culprit
+                log.exception("batched prefill failed; prefilling one prompt at a time")
+            else:
+                for item, job in zip(items, jobs):
+                    self._started(item, job)
+                return
+        for item, one in zip(items, work):
+            if item.request.future.done():  # an earlier prompt of its request failed
+                continue
+            try:
+                with self.host.weights(key):
+                    job = batch.add(*one)
             except Exception as err:  # noqa: BLE001 - this request's failure only
                 log.exception("prefill failed")
-                self._fail(request, err)
+                self._fail(item.request, err)
                 continue
-            job.owner = request
-            request.jobs[item.index] = job
-            active += item.rows
-            if job.done:
-                self._job_done(job)
+            self._started(item, job)
+
+    def _started(self, item: _Item, job: gen.Job) -> None:
+        job.owner = item.request
+        item.request.jobs[item.index] = job
+        if job.done:
+            self._job_done(job)
 
     def _prefix_cache(self, key: Hashable) -> gen.PrefixCache | None:
         if self.prefix_entries <= 0:

@@ -14,7 +14,10 @@ Written out (rather than calling HF `generate`) so that what is reported is exac
   output, and choice `i` does not depend on how many other choices were asked for, nor on which
   other requests share its forward passes.
 * A prompt is prefilled once, its KV cache repeated for its `n` choices; every row of a `Batch`
-  (choices of any prompts) then decodes together, one forward pass per token.
+  (choices of any prompts) then decodes together, one forward pass per token. Prompts that join at
+  the same time are prefilled together (`Batch.add_many`), right-padded to the longest: a causal
+  model's token attends only to tokens before it, so padding after a prompt changes none of its
+  keys, values or logits, and each prompt's KV is its first `len(prompt)` columns.
 """
 
 from __future__ import annotations
@@ -296,6 +299,16 @@ def _mergeable(cache: Any) -> bool:
     return type(cache) is DynamicCache and all(type(layer) in (DynamicLayer, _GrowingLayer) for layer in cache.layers)
 
 
+def _joinable(model: Any) -> bool:
+    """The caches `model` makes are plain DynamicCaches (judged from its config, before any forward pass)."""
+    try:
+        from transformers.cache_utils import DynamicCache
+
+        return _mergeable(DynamicCache(config=model.config))
+    except Exception:  # noqa: BLE001 - a config this cannot read: one prompt at a time
+        return False
+
+
 try:
     from transformers.cache_utils import DynamicLayer as _DynamicLayer
 except ImportError:  # pragma: no cover - older transformers
@@ -391,8 +404,8 @@ class PrefixCache:
         """All entries together hold at most this many tokens (the oldest go first)."""
         self.entries: list[tuple[list[int], list[tuple[torch.Tensor, torch.Tensor]]]] = []
 
-    def lookup(self, prompt_ids: list[int]) -> tuple[int, list[tuple[torch.Tensor, torch.Tensor]]]:
-        """The longest stored prefix of `prompt_ids` (leaving at least its last token to prefill) and its KV per layer."""
+    def match(self, prompt_ids: list[int]) -> tuple[int, int]:
+        """(entry, length) of the longest stored prefix of `prompt_ids` that `lookup` would use; (-1, 0) if none."""
         best, best_len = -1, 0
         for e, (tokens, _) in enumerate(self.entries):
             n = 0
@@ -402,6 +415,13 @@ class PrefixCache:
             if n > best_len:
                 best, best_len = e, n
         if best < 0 or best_len < self.min_tokens:
+            return -1, 0
+        return best, best_len
+
+    def lookup(self, prompt_ids: list[int]) -> tuple[int, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """The longest stored prefix of `prompt_ids` (leaving at least its last token to prefill) and its KV per layer."""
+        best, best_len = self.match(prompt_ids)
+        if best < 0:
             return 0, []
         self.entries.insert(0, self.entries.pop(best))
         return best_len, [(k[..., :best_len, :], v[..., :best_len, :]) for k, v in self.entries[0][1]]
@@ -416,11 +436,45 @@ class PrefixCache:
             self.entries.pop()
 
 
+@dataclass
+class _Prefilled:
+    """A prefilled prompt's rows, waiting to join the batch: `cache` holds [rows, heads, length, dim] per layer."""
+
+    cache: Any
+    length: int
+    last: torch.Tensor
+    rows: list[_Row]
+
+
+PREFILL_TOKENS = 4096
+"""A batched prefill carries at most this many token positions (prompts × the longest, padding included)."""
+
+
+def prefill_groups(lengths: Sequence[int], budget: int = PREFILL_TOKENS) -> list[list[int]]:
+    """Indices of prompts to prefill together, longest first. A group is padded to its longest prompt
+    `L`: it takes the next prompt (length `l`) while `k + 1` prompts × `L` stay within `budget` and
+    the padding `(k + 1)·L − Σ l` stays at most the real tokens `Σ l` (padding costs compute like a
+    real token; a prompt far shorter than the group's longest goes to a later group)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    groups: list[list[int]] = []
+    for i in order:
+        if groups:
+            group = groups[-1]
+            width = lengths[group[0]]
+            real = sum(lengths[j] for j in group) + lengths[i]
+            if (len(group) + 1) * width <= budget and (len(group) + 1) * width <= 2 * real:
+                group.append(i)
+                continue
+        groups.append([i])
+    return groups
+
+
 class Batch:
     """Sequences decoded together, one forward pass per step over a shared KV cache (continuous batching).
 
-    Each prompt is prefilled on its own, without padding, so its cache is what a lone request computes;
-    its rows then join the batch's cache, left-padded to a common length. An attention mask hides the
+    A prompt is prefilled alone, or with others that join at the same time (`add_many`, right-padded,
+    so each prompt's keys and values are the ones it gets alone, up to float rounding in batched
+    kernels); its rows then join the batch's cache, left-padded to a common length. An attention mask hides the
     padding and position ids carry each row's own positions, so a row's logits do not depend on what
     else is in the batch (up to float rounding in batched kernels). Finished rows leave between steps
     and columns no row uses any more are trimmed. Caches other than a plain DynamicCache (e.g.
@@ -444,6 +498,8 @@ class Batch:
         self.last = torch.zeros(0, 0, device=self.device)
         """[rows, vocabulary]: the logits each row's next token is picked from."""
         self.mergeable = True
+        self.joinable = _joinable(model)
+        """The model's cache can be joined (and so several prompts can be prefilled together)."""
 
     @property
     def can_join(self) -> bool:
@@ -454,6 +510,80 @@ class Batch:
         """Prefill a prompt; its `n` rows take part from the next `step` on (the job may already be done: max_tokens 0)."""
         if not self.can_join:
             raise RuntimeError("this batch's cache cannot take another prompt while it decodes")
+        job, part = self._prefill_one(prompt_ids, params)
+        self._join([part] if part is not None else [])
+        return job
+
+    @torch.inference_mode()
+    def add_many(self, work: Sequence[tuple[list[int], SamplingParams]]) -> list[Job]:
+        """Prefill several prompts, sharing forward passes where it pays (`prefill_groups`), and return
+        their jobs in order; their rows take part from the next `step` on. Prompts that ask for
+        prompt logprobs or begin like a `PrefixCache` entry are prefilled on their own. Nothing joins
+        unless every prefill succeeds (an error leaves the batch as it was)."""
+        if len(work) > 1 and not (self.joinable and self.can_join):
+            raise RuntimeError("this batch's cache cannot take several prompts at once")
+        if len(work) == 1:
+            return [self.add(*work[0])]
+        jobs: list[Job | None] = [None] * len(work)
+        parts: list[_Prefilled | None] = [None] * len(work)
+        shared: list[int] = []
+        for i, (prompt_ids, params) in enumerate(work):
+            hit = self.prefixes is not None and self.prefixes.match(prompt_ids)[0] >= 0
+            if params.prompt_logprobs is not None or hit or not prompt_ids:
+                jobs[i], parts[i] = self._prefill_one(prompt_ids, params)
+            else:
+                shared.append(i)
+        for group in prefill_groups([len(work[i][0]) for i in shared]):
+            at = [shared[g] for g in group]
+            if len(at) == 1:
+                jobs[at[0]], parts[at[0]] = self._prefill_one(*work[at[0]])
+                continue
+            for i, (job, part) in zip(at, self._prefill_shared([work[i] for i in at])):
+                jobs[i], parts[i] = job, part
+        self._join([p for p in parts if p is not None])
+        return [j for j in jobs if j is not None]
+
+    def _prefill_shared(self, work: Sequence[tuple[list[int], SamplingParams]]) -> list[tuple[Job, _Prefilled | None]]:
+        """One forward pass over prompts right-padded to the longest, `L`: `attention_mask[i, t] = 1`
+        for `t < len_i`, positions `0 … L−1`. Prompt i's next-token logits are those at column
+        `len_i − 1` and its KV the first `len_i` columns of row i (copied out: the padded batch's
+        cache is dropped)."""
+        from transformers.cache_utils import DynamicCache
+
+        lengths = [len(p) for p, _ in work]
+        width = max(lengths)
+        ids = torch.zeros(len(work), width, dtype=torch.long, device=self.device)
+        for i, (prompt_ids, _) in enumerate(work):
+            ids[i, : len(prompt_ids)] = torch.tensor(prompt_ids, dtype=torch.long, device=self.device)
+        span = torch.arange(width, device=self.device)
+        mask = (span[None, :] < torch.tensor(lengths, device=self.device)[:, None]).long()
+        ends = torch.tensor(lengths, device=self.device)[:, None] - 1
+        kwargs: dict[str, Any] = {"use_cache": True}
+        if self.keep_kw:
+            kwargs["logits_to_keep"] = ends  # [prompts, 1]: one position per row
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=span[None, :].expand(len(work), -1), **kwargs)
+        logits = out.logits[:, 0, :] if self.keep_kw else out.logits.gather(1, ends[:, :, None].expand(-1, -1, out.logits.shape[-1]))[:, 0, :]
+        padded = _cache_of(out)
+        done: list[tuple[Job, _Prefilled | None]] = []
+        for i, (prompt_ids, params) in enumerate(work):
+            n = lengths[i]
+            job = Job(prompt_ids, params, self.end_ids)
+            job.generation.forward_passes += 1
+            cache = DynamicCache([(layer.keys[i : i + 1, :, :n, :], layer.values[i : i + 1, :, :n, :]) for layer in padded.layers])
+            if self.prefixes is not None:
+                self.prefixes.store(prompt_ids, cache)
+            if params.max_tokens <= 0:
+                job.end_empty("length")
+                done.append((job, None))
+                continue
+            if params.n > 1:
+                cache.batch_repeat_interleave(params.n)
+            last = logits[i : i + 1].float().expand(params.n, -1)
+            done.append((job, _Prefilled(cache, n, last, [_Row(job, c, n, self.device) for c in range(params.n)])))
+        return done
+
+    def _prefill_one(self, prompt_ids: list[int], params: SamplingParams) -> tuple[Job, _Prefilled | None]:
+        """Prefill one prompt on its own (from a `PrefixCache` entry where one matches)."""
         job = Job(prompt_ids, params, self.end_ids)
         want_prompt_lp = params.prompt_logprobs is not None
         kwargs: dict[str, Any] = {"use_cache": True}
@@ -473,29 +603,34 @@ class Batch:
             job.generation.prompt_logprobs = _prompt_logprobs(out.logits[0], prompt_ids, params.prompt_logprobs or 0)
         if params.max_tokens <= 0:
             job.end_empty("length")
-            return job
+            return job, None
         cache = _cache_of(out)
         if params.n > 1:  # the prompt runs once; its cache serves every choice
             cache.batch_repeat_interleave(params.n)
         last = out.logits[:, -1, :].float().expand(params.n, -1)
-        self._join(cache, len(prompt_ids), last, [_Row(job, i, len(prompt_ids), self.device) for i in range(params.n)])
-        return job
+        return job, _Prefilled(cache, len(prompt_ids), last, [_Row(job, i, len(prompt_ids), self.device) for i in range(params.n)])
 
-    def _join(self, cache: Any, length: int, last: torch.Tensor, rows: list[_Row]) -> None:
-        mask = torch.ones(len(rows), length, dtype=torch.long, device=self.device)
-        if not self.rows:
-            self.cache, self.mask, self.last, self.rows = cache, mask, last.contiguous(), rows
-            self.mergeable = _mergeable(cache)
-            if self.mergeable:  # decode steps then write into the cache in place
-                cache.layers = [layer if isinstance(layer, _GrowingLayer) else _GrowingLayer.of(layer) for layer in cache.layers]
+    def _join(self, parts: list[_Prefilled]) -> None:
+        """The prefilled rows join the batch: every cache left-padded to the longest, concatenated once."""
+        if not parts:
             return
-        width = max(self.mask.shape[1], length)
-        for old, new in zip(self.cache.layers, cache.layers):
-            old.keys = torch.cat([_pad_left(old.keys, width, -2), _pad_left(new.keys, width, -2)])
-            old.values = torch.cat([_pad_left(old.values, width, -2), _pad_left(new.values, width, -2)])
-        self.mask = torch.cat([_pad_left(self.mask, width, -1), _pad_left(mask, width, -1)])
-        self.last = torch.cat([self.last, last])
-        self.rows += rows
+        if not self.rows:
+            first, parts = parts[0], parts[1:]
+            self.cache, self.last, self.rows = first.cache, first.last.contiguous(), first.rows
+            self.mask = torch.ones(len(first.rows), first.length, dtype=torch.long, device=self.device)
+            self.mergeable = _mergeable(first.cache)
+            if self.mergeable:  # decode steps then write into the cache in place
+                self.cache.layers = [layer if isinstance(layer, _GrowingLayer) else _GrowingLayer.of(layer) for layer in self.cache.layers]
+            if not parts:
+                return
+        width = max([self.mask.shape[1]] + [p.length for p in parts])
+        for layer, old in enumerate(self.cache.layers):
+            old.keys = torch.cat([_pad_left(old.keys, width, -2)] + [_pad_left(p.cache.layers[layer].keys, width, -2) for p in parts])
+            old.values = torch.cat([_pad_left(old.values, width, -2)] + [_pad_left(p.cache.layers[layer].values, width, -2) for p in parts])
+        masks = [torch.ones(len(p.rows), p.length, dtype=torch.long, device=self.device) for p in parts]
+        self.mask = torch.cat([_pad_left(self.mask, width, -1)] + [_pad_left(m, width, -1) for m in masks])
+        self.last = torch.cat([self.last] + [p.last for p in parts])
+        self.rows += [row for p in parts for row in p.rows]
 
     @torch.inference_mode()
     def step(self) -> list[Job]:
@@ -654,5 +789,5 @@ def _prompt_logprobs(logits: torch.Tensor, prompt_ids: list[int], k: int) -> lis
     return rows
 
 
-__all__ = ["SamplingParams", "Choice", "Generation", "TokenLogprob", "TokenText", "Batch", "Job", "PrefixCache", "generate", "end_token_ids", "choice_seed", "LOGPROB_FLOOR"]
+__all__ = ["SamplingParams", "Choice", "Generation", "TokenLogprob", "TokenText", "Batch", "Job", "PrefixCache", "generate", "prefill_groups", "end_token_ids", "choice_seed", "LOGPROB_FLOOR"]
 

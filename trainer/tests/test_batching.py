@@ -276,3 +276,64 @@ def test_column_major_weights_give_the_same_logits(tiny_model: Path):
     with torch.inference_mode():
         a, b = plain(input_ids=ids).logits, changed(input_ids=ids).logits
     assert (a - b).abs().max().item() <= TOL
+
+
+def test_prompts_prefilled_together_get_what_they_get_alone(lm):
+    """Prompts of different lengths share one right-padded prefill (`Batch.add_many`): first-token
+    logprobs, greedy continuations and seeded samples are those of each prompt alone."""
+    model, tokenizer, ends = lm
+    texts = [
+        "Please explain why water is wet and fire is hot.",
+        "Count to ten, please, and then count back down.",
+        "Which is better, A or B?",
+        "Name three rivers.",
+    ]
+    prompts = [encode(tokenizer, t) for t in texts]
+    lengths = [len(p) for p in prompts]
+    assert len(set(lengths)) == len(lengths) and gen.prefill_groups(lengths) == [sorted(range(4), key=lambda i: -lengths[i])]
+    greedy = gen.SamplingParams(max_tokens=12, temperature=0, logprobs=3, ignore_eos=True)
+    work = [
+        (prompts[0], greedy),
+        (prompts[1], gen.SamplingParams(max_tokens=10, temperature=1.0, top_p=0.9, seed=21, n=2, logprobs=1, ignore_eos=True)),
+        (prompts[2], greedy),
+        (prompts[3], gen.SamplingParams(max_tokens=0)),
+    ]
+    alone = [gen.generate(model, tokenizer, ids, p, ends) for ids, p in work]
+    calls = {"n": 0}
+
+    def count(*_: Any) -> None:
+        calls["n"] += 1
+
+    hook = model.register_forward_hook(count)
+    try:
+        batch = gen.Batch(model, tokenizer, ends)
+        running = batch.add(encode(tokenizer, PROMPTS["long"]), greedy)  # a longer row already decoding
+        batch.step()
+        before = calls["n"]
+        jobs = batch.add_many(work)
+        assert calls["n"] == before + 1  # the four prompts shared one forward pass
+        assert jobs[3].done and len(batch.rows) == 1 + 1 + 2 + 1 and bool((batch.mask == 0).any())
+        while not all(j.done for j in jobs + [running]):
+            batch.step()
+    finally:
+        hook.remove()
+    for job, a in zip(jobs, alone):
+        assert job.generation.forward_passes == a.forward_passes
+        assert_same_generation(job.generation, a)
+    assert_same_generation(running.generation, gen.generate(model, tokenizer, encode(tokenizer, PROMPTS["long"]), greedy, ends))
+    # Into an empty batch, and a prompt asking for prompt logprobs is prefilled on its own.
+    batch = gen.Batch(model, tokenizer, ends)
+    echo = gen.SamplingParams(max_tokens=3, temperature=0, prompt_logprobs=2, logprobs=1)
+    jobs = batch.add_many([(prompts[2], greedy), (prompts[1], echo), (prompts[0], greedy)])
+    while not all(j.done for j in jobs):
+        batch.step()
+    for job, (ids, p) in zip(jobs, [(prompts[2], greedy), (prompts[1], echo), (prompts[0], greedy)]):
+        assert_same_generation(job.generation, gen.generate(model, tokenizer, ids, p, ends))
+
+
+def test_prefill_groups_bound_padding_and_size():
+    assert gen.prefill_groups([10, 9, 8]) == [[0, 1, 2]]
+    assert gen.prefill_groups([3, 40, 38]) == [[1, 2, 0]]  # padding 37 + 2 ≤ the 81 real tokens
+    assert gen.prefill_groups([40, 1, 1]) == [[0, 1], [2]]  # a third row of 39 padding would exceed the 42 real tokens
+    assert gen.prefill_groups([30, 30, 30], budget=60) == [[0, 1], [2]]
+    assert gen.prefill_groups([]) == []
