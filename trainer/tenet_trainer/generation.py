@@ -423,8 +423,12 @@ class PrefixCache:
         best, best_len = self.match(prompt_ids)
         if best < 0:
             return 0, []
-        self.entries.insert(0, self.entries.pop(best))
-        return best_len, [(k[..., :best_len, :], v[..., :best_len, :]) for k, v in self.entries[0][1]]
+        return best_len, self.take(best, best_len)
+
+    def take(self, entry: int, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The KV per layer of entry `entry`'s first `length` tokens (views); the entry becomes the most recently used."""
+        self.entries.insert(0, self.entries.pop(entry))
+        return [(k[..., :length, :], v[..., :length, :]) for k, v in self.entries[0][1]]
 
     def store(self, prompt_ids: list[int], cache: Any) -> None:
         if self.size <= 0 or not _mergeable(cache) or len(prompt_ids) <= self.min_tokens:
@@ -518,8 +522,9 @@ class Batch:
     def add_many(self, work: Sequence[tuple[list[int], SamplingParams]]) -> list[Job]:
         """Prefill several prompts, sharing forward passes where it pays (`prefill_groups`), and return
         their jobs in order; their rows take part from the next `step` on. Prompts that ask for
-        prompt logprobs or begin like a `PrefixCache` entry are prefilled on their own. Nothing joins
-        unless every prefill succeeds (an error leaves the batch as it was)."""
+        prompt logprobs are prefilled on their own. A group whose prompts all begin with the same
+        tokens as a `PrefixCache` entry (a chat template's system prompt) starts from that entry's KV.
+        Nothing joins unless every prefill succeeds (an error leaves the batch as it was)."""
         if len(work) > 1 and not (self.joinable and self.can_join):
             raise RuntimeError("this batch's cache cannot take several prompts at once")
         if len(work) == 1:
@@ -528,8 +533,7 @@ class Batch:
         parts: list[_Prefilled | None] = [None] * len(work)
         shared: list[int] = []
         for i, (prompt_ids, params) in enumerate(work):
-            hit = self.prefixes is not None and self.prefixes.match(prompt_ids)[0] >= 0
-            if params.prompt_logprobs is not None or hit or not prompt_ids:
+            if params.prompt_logprobs is not None or not prompt_ids:
                 jobs[i], parts[i] = self._prefill_one(prompt_ids, params)
             else:
                 shared.append(i)
@@ -538,30 +542,52 @@ class Batch:
             if len(at) == 1:
                 jobs[at[0]], parts[at[0]] = self._prefill_one(*work[at[0]])
                 continue
-            for i, (job, part) in zip(at, self._prefill_shared([work[i] for i in at])):
+            for i, (job, part) in zip(at, self._prefill_shared([work[i] for i in at], *self._shared_prefix([work[i][0] for i in at]))):
                 jobs[i], parts[i] = job, part
         self._join([p for p in parts if p is not None])
         return [j for j in jobs if j is not None]
 
-    def _prefill_shared(self, work: Sequence[tuple[list[int], SamplingParams]]) -> list[tuple[Job, _Prefilled | None]]:
-        """One forward pass over prompts right-padded to the longest, `L`: `attention_mask[i, t] = 1`
-        for `t < len_i`, positions `0 … L−1`. Prompt i's next-token logits are those at column
-        `len_i − 1` and its KV the first `len_i` columns of row i (copied out: the padded batch's
-        cache is dropped)."""
+    def _shared_prefix(self, prompts: Sequence[list[int]]) -> tuple[int, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """The longest beginning `p` common to all `prompts` that a `PrefixCache` entry holds (leaving each
+        prompt at least one token to prefill), and that entry's KV of it; (0, []) if under `min_tokens`."""
+        if self.prefixes is None:
+            return 0, []
+        common = min(len(p) for p in prompts) - 1
+        first = prompts[0]
+        for other in prompts[1:]:
+            n = 0
+            while n < common and other[n] == first[n]:
+                n += 1
+            common = n
+        best, best_len = max((self.prefixes.match(p) for p in prompts), key=lambda m: m[1])
+        length = min(common, best_len)
+        if best < 0 or length < self.prefixes.min_tokens:
+            return 0, []
+        return length, self.prefixes.take(best, length)
+
+    def _prefill_shared(self, work: Sequence[tuple[list[int], SamplingParams]], cached: int = 0, past: Sequence[tuple[torch.Tensor, torch.Tensor]] = ()) -> list[tuple[Job, _Prefilled | None]]:
+        """One forward pass over prompts whose first `cached` tokens (the same in all) have KV `past`:
+        the rest right-padded to the longest, `W` columns. `attention_mask[i, t] = 1` for the cached
+        columns and for `t < len_i`, positions `cached … cached+W−1`. Prompt i's next-token logits are
+        those at its last token and its KV the first `len_i` columns of row i (copied out: the padded
+        batch's cache is dropped)."""
         from transformers.cache_utils import DynamicCache
 
+        rows = len(work)
         lengths = [len(p) for p, _ in work]
-        width = max(lengths)
-        ids = torch.zeros(len(work), width, dtype=torch.long, device=self.device)
+        width = max(lengths) - cached
+        ids = torch.zeros(rows, width, dtype=torch.long, device=self.device)
         for i, (prompt_ids, _) in enumerate(work):
-            ids[i, : len(prompt_ids)] = torch.tensor(prompt_ids, dtype=torch.long, device=self.device)
-        span = torch.arange(width, device=self.device)
+            ids[i, : len(prompt_ids) - cached] = torch.tensor(prompt_ids[cached:], dtype=torch.long, device=self.device)
+        span = torch.arange(cached + width, device=self.device)
         mask = (span[None, :] < torch.tensor(lengths, device=self.device)[:, None]).long()
-        ends = torch.tensor(lengths, device=self.device)[:, None] - 1
+        ends = torch.tensor(lengths, device=self.device)[:, None] - cached - 1
         kwargs: dict[str, Any] = {"use_cache": True}
         if self.keep_kw:
             kwargs["logits_to_keep"] = ends  # [prompts, 1]: one position per row
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=span[None, :].expand(len(work), -1), **kwargs)
+        if past:
+            kwargs[self.cache_kw] = DynamicCache([(k.expand(rows, -1, -1, -1), v.expand(rows, -1, -1, -1)) for k, v in past])
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=span[None, cached:].expand(rows, -1), **kwargs)
         logits = out.logits[:, 0, :] if self.keep_kw else out.logits.gather(1, ends[:, :, None].expand(-1, -1, out.logits.shape[-1]))[:, 0, :]
         padded = _cache_of(out)
         done: list[tuple[Job, _Prefilled | None]] = []
@@ -569,6 +595,7 @@ class Batch:
             n = lengths[i]
             job = Job(prompt_ids, params, self.end_ids)
             job.generation.forward_passes += 1
+            job.generation.cached_prompt_tokens = cached
             cache = DynamicCache([(layer.keys[i : i + 1, :, :n, :], layer.values[i : i + 1, :, :n, :]) for layer in padded.layers])
             if self.prefixes is not None:
                 self.prefixes.store(prompt_ids, cache)

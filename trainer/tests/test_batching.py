@@ -330,6 +330,25 @@ def test_prompts_prefilled_together_get_what_they_get_alone(lm):
     for job, (ids, p) in zip(jobs, [(prompts[2], greedy), (prompts[1], echo), (prompts[0], greedy)]):
         assert_same_generation(job.generation, gen.generate(model, tokenizer, ids, p, ends))
 
+    # Prompts that begin like a prefix-cache entry (a shared template) start from its KV, together.
+    template = "You are a careful assistant. Answer in one line, plainly and briefly: "
+    batch = gen.Batch(model, tokenizer, ends, prefixes=gen.PrefixCache())
+    seed_job = batch.add(encode(tokenizer, template + "what is tea?"), greedy)
+    work = [(encode(tokenizer, template + t), p) for t, (_, p) in zip(texts, work)]
+    calls["n"] = 0
+    hook = model.register_forward_hook(count)
+    try:
+        jobs = batch.add_many(work)
+    finally:
+        hook.remove()
+    assert calls["n"] == 1
+    common = len(encode(tokenizer, template)) - 2
+    assert all(j.generation.cached_prompt_tokens >= common for j in jobs)
+    while not all(j.done for j in jobs + [seed_job]):
+        batch.step()
+    for job, (ids, p) in zip(jobs, work):
+        assert_same_generation(job.generation, gen.generate(model, tokenizer, ids, p, ends))
+
 
 def test_prefill_groups_bound_padding_and_size():
     assert gen.prefill_groups([10, 9, 8]) == [[0, 1, 2]]
