@@ -203,6 +203,7 @@ class Scheduler:
         items = [item for item in items if not item.request.future.done()]
         work = [(item.request.prompts[item.index], item.request.params[item.index]) for item in items]
         if len(items) > 1:
+            log.debug("prefilling %d prompts together", len(items))
             try:
                 with self.host.weights(key):
                     jobs = batch.add_many(work)
