@@ -523,7 +523,8 @@ class Batch:
         """Prefill several prompts, sharing forward passes where it pays (`prefill_groups`), and return
         their jobs in order; their rows take part from the next `step` on. Prompts that ask for
         prompt logprobs are prefilled on their own. A group whose prompts all begin with the same
-        tokens as a `PrefixCache` entry (a chat template's system prompt) starts from that entry's KV.
+        tokens as a `PrefixCache` entry (a chat template's system prompt) starts from that entry's KV;
+        a prompt whose own match is much longer (`_better_alone`: asked again) prefills on its own.
         Nothing joins unless every prefill succeeds (an error leaves the batch as it was)."""
         if len(work) > 1 and not (self.joinable and self.can_join):
             raise RuntimeError("this batch's cache cannot take several prompts at once")
@@ -539,19 +540,40 @@ class Batch:
                 shared.append(i)
         for group in prefill_groups([len(work[i][0]) for i in shared]):
             at = [shared[g] for g in group]
+            entry, cached = self._shared_prefix([work[i][0] for i in at])
+            alone = [i for i in at if self._better_alone(work[i][0], cached)]
+            if alone:
+                at = [i for i in at if i not in alone]
+                entry, cached = self._shared_prefix([work[i][0] for i in at]) if len(at) > 1 else (-1, 0)
             if len(at) == 1:
-                jobs[at[0]], parts[at[0]] = self._prefill_one(*work[at[0]])
-                continue
-            for i, (job, part) in zip(at, self._prefill_shared([work[i] for i in at], *self._shared_prefix([work[i][0] for i in at]))):
-                jobs[i], parts[i] = job, part
+                alone, at = alone + at, []
+            if at:
+                past = self.prefixes.take(entry, cached) if self.prefixes is not None and entry >= 0 else []
+                for i, (job, part) in zip(at, self._prefill_shared([work[i] for i in at], cached, past)):
+                    jobs[i], parts[i] = job, part
+            for i in alone:
+                jobs[i], parts[i] = self._prefill_one(*work[i])
         self._join([p for p in parts if p is not None])
         return [j for j in jobs if j is not None]
 
-    def _shared_prefix(self, prompts: Sequence[list[int]]) -> tuple[int, list[tuple[torch.Tensor, torch.Tensor]]]:
-        """The longest beginning `p` common to all `prompts` that a `PrefixCache` entry holds (leaving each
-        prompt at least one token to prefill), and that entry's KV of it; (0, []) if under `min_tokens`."""
+    ALONE_SLACK = 8
+    """Tokens a prompt may prefill beyond twice its own prefix-cache remainder and still share a prefill."""
+
+    def _better_alone(self, prompt_ids: list[int], cached: int) -> bool:
+        """A prompt whose own `PrefixCache` match is much longer than the group's `cached` prefix (asked
+        again, or sharing more than a template with a recent prompt) prefills on its own: together it
+        would compute `len − cached` tokens, alone `len − match`; alone wins when
+        `len − cached > 2·(len − match) + ALONE_SLACK`."""
         if self.prefixes is None:
-            return 0, []
+            return False
+        _, match = self.prefixes.match(prompt_ids)
+        return len(prompt_ids) - cached > 2 * (len(prompt_ids) - match) + self.ALONE_SLACK
+
+    def _shared_prefix(self, prompts: Sequence[list[int]]) -> tuple[int, int]:
+        """(entry, p): the longest beginning `p` common to all `prompts` that `PrefixCache` entry `entry`
+        holds (leaving each prompt at least one token to prefill); (-1, 0) if under `min_tokens`."""
+        if self.prefixes is None:
+            return -1, 0
         common = min(len(p) for p in prompts) - 1
         first = prompts[0]
         for other in prompts[1:]:
@@ -562,8 +584,8 @@ class Batch:
         best, best_len = max((self.prefixes.match(p) for p in prompts), key=lambda m: m[1])
         length = min(common, best_len)
         if best < 0 or length < self.prefixes.min_tokens:
-            return 0, []
-        return length, self.prefixes.take(best, length)
+            return -1, 0
+        return best, length
 
     def _prefill_shared(self, work: Sequence[tuple[list[int], SamplingParams]], cached: int = 0, past: Sequence[tuple[torch.Tensor, torch.Tensor]] = ()) -> list[tuple[Job, _Prefilled | None]]:
         """One forward pass over prompts whose first `cached` tokens (the same in all) have KV `past`:

@@ -348,6 +348,18 @@ def test_prompts_prefilled_together_get_what_they_get_alone(lm):
         batch.step()
     for job, (ids, p) in zip(jobs, work):
         assert_same_generation(job.generation, gen.generate(model, tokenizer, ids, p, ends))
+    # The same prompts asked again: each is in the cache whole, so each prefills its last token alone.
+    calls["n"] = 0
+    hook = model.register_forward_hook(count)
+    try:
+        again = batch.add_many(work[:3])
+    finally:
+        hook.remove()
+    assert calls["n"] == 3 and [j.generation.cached_prompt_tokens for j in again] == [len(ids) - 1 for ids, _ in work[:3]]
+    while not all(j.done for j in again):
+        batch.step()
+    for job, (ids, p) in zip(again, work):
+        assert_same_generation(job.generation, gen.generate(model, tokenizer, ids, p, ends))
 
 
 def test_prefill_groups_bound_padding_and_size():
