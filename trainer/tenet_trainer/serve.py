@@ -55,7 +55,8 @@ from tenet_trainer import generation as gen
 from tenet_trainer.batching import Scheduler
 from tenet_trainer.common import UserError, emit, pick_device, pick_dtype
 from tenet_trainer.config import require
-from tenet_trainer.data import render_prompt
+from tenet_trainer import tools as tool_use
+from tenet_trainer.data import render_conversation
 
 log = logging.getLogger("tenet.serve")
 
@@ -578,9 +579,14 @@ def create_app(engine: Engine) -> FastAPI:
         name = engine.check_model(req.model)
         if req.top_logprobs is not None and not req.logprobs:
             raise ApiError(400, "top_logprobs: requires logprobs=true", "top_logprobs")
-        messages = [{"role": m.role, "content": _message_text(m, i)} for i, m in enumerate(req.messages)]
         try:
-            prompt = render_prompt(engine.tokenizer, messages)
+            offered = tool_use.request_tools((req.model_extra or {}).get("tools"))
+        except UserError as err:
+            raise ApiError(400, str(err), "tools") from None
+        # Tool calls and results keep their fields; tools render through the template (tools.py).
+        messages = [tool_use.request_message(m.role, _message_text(m, i), m.model_extra) for i, m in enumerate(req.messages)]
+        try:
+            prompt = render_conversation(engine.tokenizer, messages, offered, add_generation_prompt=True)
         except Exception as err:  # noqa: BLE001 - a template that rejects these messages
             raise ApiError(400, f"messages: the chat template rejects them ({str(err).splitlines()[0] if str(err) else type(err).__name__})", "messages") from None
         ids = engine.tokenizer(prompt, add_special_tokens=False)["input_ids"]
@@ -594,7 +600,8 @@ def create_app(engine: Engine) -> FastAPI:
             lp = None
             if c.logprobs is not None:
                 lp = {"content": [_chat_logprob(engine, t, as_ids) for t in c.logprobs], "refusal": None}
-            choices.append({"index": i, "message": {"role": "assistant", "content": c.text, "refusal": None, "tool_calls": []}, "logprobs": lp, "finish_reason": c.finish_reason, "stop_reason": c.stop_reason})
+            message, called = tool_use.chat_answer(c.text, messages, offered is not None)
+            choices.append({"index": i, "message": message, "logprobs": lp, "finish_reason": "tool_calls" if called else c.finish_reason, "stop_reason": c.stop_reason})
         body = {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",

@@ -187,3 +187,24 @@ def test_serving_helpers_take_tools_and_answer_with_tool_calls(tokenizer):
     # Without tools offered, or without a block, the text is the answer.
     assert tools.chat_answer(generated, messages, tools_offered=False) == ({"role": "assistant", "content": generated, "refusal": None, "tool_calls": []}, False)
     assert tools.chat_answer("11.4", messages, tools_offered=True)[1] is False
+
+
+def test_serve_takes_tools_and_tool_turns(tiny_model: Path, tmp_path: Path):
+    """`trainer serve` renders the offered tools and earlier tool turns into the prompt (the tiny model
+    never writes a <tool_call> block, so reading calls back is test_serving_helpers' part)."""
+    from test_serve import Server
+
+    server = Server(tiny_model, tmp_path / "serve.log")
+    try:
+        plain = server.chat("How much do 3 coffees cost?", max_tokens=4, temperature=0)
+        offered = server.chat("How much do 3 coffees cost?", max_tokens=4, temperature=0, tools=TOOLS)
+        assert offered["usage"]["prompt_tokens"] > plain["usage"]["prompt_tokens"] + 40  # the definitions are in the prompt
+        choice = offered["choices"][0]
+        assert choice["message"]["tool_calls"] == [] and choice["finish_reason"] in ("length", "stop")
+        conversation = [{"role": "user", "content": "How much do 3 coffees cost?"}, *TURNS[:2]]
+        answer = server.post("/v1/chat/completions", {"model": "policy", "messages": conversation, "tools": TOOLS, "max_tokens": 4, "temperature": 0})
+        assert answer["usage"]["prompt_tokens"] > offered["usage"]["prompt_tokens"]  # the call and its result too
+        status, error = server.request("POST", "/v1/chat/completions", {"model": "policy", "messages": conversation, "tools": "lookup"})
+        assert status == 400 and error["error"]["param"] == "tools" and "expected a list of tool definitions" in error["error"]["message"]
+    finally:
+        server.stop()
