@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { z } from 'zod';
 import { runConfigSchema } from '../../core/run-config.js';
 import { eq } from 'drizzle-orm';
@@ -97,6 +97,7 @@ const demoOptions = z.object({
   raterModel: z.string().min(1).optional(),
   progress: z.enum(progressModes).optional(),
   goldPairs: z.coerce.number({ error: 'expected a whole number from 0 to 30' }).int().min(0).max(30).default(2),
+  labelMode: z.enum(['auto', 'pairwise', 'pointwise'], { error: 'expected auto, pairwise or pointwise' }).default('auto'),
 });
 type DemoOptions = z.infer<typeof demoOptions>;
 
@@ -114,6 +115,11 @@ export const demoCommand = new Command('demo')
   .option('--rater-url <url>', 'an OpenAI-compatible rater endpoint (default: the local model, or the scripted server with --tiny)')
   .option('--rater-model <name>', 'the rater model at --rater-url')
   .option('--gold-pairs <n>', "after the run, the rater's accuracy on the first n pairs of each gold-set category (0 skips)", '2')
+  .addOption(
+    new Option('--label-mode <mode>', 'how the rater labels: pairwise (both orders), pointwise (each answer alone, Yes/No), or auto: pointwise for the default model judging itself (it measured best so on the gold set), pairwise otherwise')
+      .choices(['auto', 'pairwise', 'pointwise'])
+      .default('auto'),
+  )
   .addOption(progressOption())
   .action(async (raw: unknown) => {
     const options = parseOptions(demoOptions, raw);
@@ -220,7 +226,7 @@ async function runPipelineDemo(input: {
       endpoints: { policy: { base_url: serve.url, model: serve.model, max_concurrency: 4, timeout_s: 600 }, rater },
       sample: { n: 2, max_tokens: tokens },
       critique: { rounds: 1, max_tokens: tiny ? 24 : 48 },
-      label: { max_tokens: 8 },
+      label: { max_tokens: 8, mode: labelMode(options) },
       scale: { batch_size: 4, shard_size: 64 },
       loop: {
         mode: options.mode,
@@ -248,10 +254,10 @@ async function runPipelineDemo(input: {
     const result = await followRun(handle, () => handle.result(), progressMode(options.progress));
     const stages = result.progress.map((p) => `${p.stage} ${p.done} done / ${p.failed} failed`).join(', ');
     log(`run ${started.runId} completed: ${stages}${result.iterations ? ` (last iteration); ${result.iterations} iteration(s), newest policy "${result.policy?.name}"` : ''}`);
-    if (options.mode !== 'none') await printMetricsTable(getDatabase(databaseUrl), started.runId);
-    await printRaterSummary(getDatabase(databaseUrl), started.runId);
+    if (options.mode !== 'none') await printMetricsTable(getDatabase(databaseUrl), started.runId, config.label.mode);
+    await printRaterSummary(getDatabase(databaseUrl), started.runId, config.label.mode);
     if (options.goldPairs > 0) {
-      log(`rating the first ${options.goldPairs} pairs of each gold-set category with the run's rater and label settings (both orders)`);
+      log(`rating the first ${options.goldPairs} pairs of each gold-set category with the run's rater and label settings (${config.label.mode === 'pointwise' ? 'pointwise' : 'both orders'})`);
       const gold = await goldSubsetAccuracy({ db: getDatabase(databaseUrl), client, config, perCategory: options.goldPairs, progress: progressMode(options.progress) });
       const figure = (value: number | null, digits = 3) => (value === null ? '-' : value.toFixed(digits));
       console.log(
@@ -281,7 +287,8 @@ async function runPipelineDemo(input: {
 }
 
 /** Per-iteration metrics, one row per iteration; the win rate with its 95% interval. */
-async function printMetricsTable(db: Database, runId: number): Promise<void> {
+async function printMetricsTable(db: Database, runId: number, mode: 'pairwise' | 'pointwise'): Promise<void> {
+  const how = mode === 'pointwise' ? 'the rater asked about each answer alone (pointwise)' : 'rater in both orders';
   const rows = await db.select().from(metrics).where(eq(metrics.runId, runId)).orderBy(metrics.iteration, metrics.name);
   const wanted = ['eval.win_rate', 'eval.win_rate_lc', 'eval.mean_reward', 'eval.mean_length', 'eval.kl_k1', 'eval.kl_k3', 'reward.accuracy', 'policy.train_accuracy', 'policy.mean_reward'];
   const present = wanted.filter((name) => rows.some((r) => r.name === name));
@@ -301,13 +308,28 @@ async function printMetricsTable(db: Database, runId: number): Promise<void> {
   console.log(['iteration', ...headers.map((h, i) => h.padStart(widths[i]!))].join('  '));
   iterations.forEach((iteration, row) => console.log([String(iteration).padStart(9), ...table[row]!.map((c, i) => c.padStart(widths[i]!))].join('  ')));
   const prompts = value(iterations.at(-1) ?? 0, 'eval.prompts');
-  if (prompts !== undefined) console.log(`(win rate: P(the new policy's answer is better than the previous one's) on ${prompts} held-out prompts, rater in both orders; 95% Wilson interval; _lc: length-controlled, read at zero length difference)`);
+  if (prompts !== undefined) console.log(`(win rate: P(the new policy's answer is better than the previous one's) on ${prompts} held-out prompts, ${how}; 95% Wilson interval; _lc: length-controlled, read at zero length difference)`);
+}
+
+/**
+ * The demo's label mode. SmolLM2-135M-Instruct answers "A" whatever the order when it compares two
+ * answers, and is at chance pairwise on the 260-pair gold set (0.47 ± 0.03), while asked about each
+ * answer alone it scores 0.56 ± 0.03 (README, "Labels"): so the default model judging itself labels
+ * pointwise. Another rater (--rater-url, --model) or the scripted one (--tiny) compares pairs.
+ */
+function labelMode(options: DemoOptions): 'pairwise' | 'pointwise' {
+  if (options.labelMode !== 'auto') return options.labelMode;
+  return options.model === undefined && !options.tiny && options.raterUrl === undefined ? 'pointwise' : 'pairwise';
 }
 
 /** The rater beside the table: a judge whose labels are position bias shows it here before anyone trusts the win rate. */
-async function printRaterSummary(db: Database, runId: number): Promise<void> {
+async function printRaterSummary(db: Database, runId: number, mode: 'pairwise' | 'pointwise'): Promise<void> {
   const stats = (await principleStats(db, runId)) ?? [];
   const decisions = stats.reduce((sum, s) => sum + s.decisions, 0);
+  if (mode === 'pointwise') {
+    console.log(`rater on this run's labels: pointwise (each answer alone, Yes/No), so no position to be biased by; its gold-set accuracy below is the check`);
+    return;
+  }
   if (decisions === 0) return;
   const choseA = stats.reduce((sum, s) => sum + s.chose_a, 0);
   const weighed = stats.filter((s) => s.order_agreement !== null);

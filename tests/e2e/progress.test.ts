@@ -120,5 +120,9 @@ describe('tenet run --progress', () => {
     assert.match(demo.stderr, /--progress.*'xml' is invalid\. Allowed choices are bars, lines, json/);
     assert.equal(demo.stdout, '');
     for (const command of ['run', 'demo']) assert.match((await runCli([command, '--help'])).stdout, /--progress <mode>[\s\S]*\(choices:\s+"bars",\s+"lines",\s+"json"\)/);
+    const labels = await runCli(['demo', '--tiny', '--label-mode', 'sideways'], cli);
+    assert.equal(labels.code, 2);
+    assert.match(labels.stderr, /--label-mode.*'sideways' is invalid\. Allowed choices are auto, pairwise, pointwise/);
+    assert.equal(labels.stdout, '');
   });
 });
