@@ -1,17 +1,13 @@
 // Trainer jobs on the GPU queue: the activity writes the job's data from Postgres, runs
-// `python -m tenet_trainer <command>` as a child process and supervises it:
-// - a heartbeat on every progress line (its details carry the newest checkpoint), and on a timer;
-// - on cancellation, SIGTERM (the trainer checkpoints and exits) and a wait for the exit;
-// - on a retry, `--resume-from` the checkpoint of the last heartbeat;
-// - a failure carries the tail of stderr; a user error (exit 2) is not retried;
-// - the model is registered only after the trainer published its artifact, in one insert keyed by
-//   `model_key`, so a failed job never leaves a half-registered model and a retried one never two.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync, readFileSync } from 'node:fs';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+// `python -m tenet_trainer <command>` on the GPUs of its slots (gpu-slots.ts) under supervision
+// (trainer-process.ts: heartbeats, cancellation, resume from the last heartbeat's checkpoint on a
+// retry, stderr in failures), then registers the model: only after the trainer published its
+// artifact, in one insert keyed by `model_key` together with its metrics, so a failed job never
+// leaves a half-registered model and a retried one never two.
+import { existsSync } from 'node:fs';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
-import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
+import { ApplicationFailure, Context } from '@temporalio/activity';
 import { eq, sql } from 'drizzle-orm';
 import { z } from 'zod';
 import { stableHash } from '../core/rater/principles.js';
@@ -21,9 +17,13 @@ import { offeredTools, type ToolDefinition } from '../core/tools/environment.js'
 import type { Database } from '../db/pool.js';
 import { recordMetrics } from '../db/runs.js';
 import { models, runs } from '../db/schema.js';
+import { GpuSlots, gpuRequestError } from './gpu-slots.js';
+import { stopLeftover, superviseTrainer, type TrainerProgress } from './trainer-process.js';
 import { taskOf } from './verifiers/dispatch.js';
 
 export type { ModelKind, TrainerCommand, TrainerJob, TrainerOptions } from '../core/trainer-jobs.js';
+export type { TrainerHeartbeat } from './trainer-process.js';
+export { GpuSlots, gpuRequestError } from './gpu-slots.js';
 
 export interface TrainedModel {
   modelId: number;
@@ -34,27 +34,6 @@ export interface TrainedModel {
    * themselves (the `models` row and the run's `metrics` carry them, written with the model).
    */
   metrics?: Record<string, unknown>;
-}
-
-/** One line of the trainer's stdout (zod at the boundary; unknown events pass through). */
-const progressSchema = z.looseObject({
-  event: z.string(),
-  step: z.number().int().optional(),
-  total_steps: z.number().int().optional(),
-  loss: z.number().nullable().optional(),
-  checkpoint: z.string().optional(),
-  output: z.string().optional(),
-  metrics: z.record(z.string(), z.unknown()).optional(),
-  message: z.string().optional(),
-  hyperparameters: z.record(z.string(), z.unknown()).optional(),
-});
-type Progress = z.infer<typeof progressSchema>;
-
-export interface TrainerHeartbeat {
-  step: number;
-  totalSteps: number | null;
-  checkpoint: string | null;
-  loss: number | null;
 }
 
 const heartbeatSchema = z.object({ step: z.number(), totalSteps: z.number().nullable(), checkpoint: z.string().nullable(), loss: z.number().nullable() });
@@ -69,60 +48,6 @@ export interface TrainerDeps {
   /** Seconds between SIGTERM and SIGKILL when a job is cancelled. */
   stopGraceS?: number;
 }
-
-/**
- * Hands out the worker's GPU ids to concurrent jobs: a job holds as many as it asks for until it
- * ends; jobs that find too few free wait, first come first served (a big job is not overtaken by
- * small ones). A CPU-only worker hands out none.
- */
-export class GpuSlots {
-  private readonly free: string[];
-  private readonly waiting: { count: number; resolve: (gpus: string[]) => void }[] = [];
-  constructor(private readonly gpus: string[]) {
-    this.free = [...gpus];
-  }
-  /** `count` GPU ids once that many are free; rejects at once when the worker has fewer in all, or on `signal`. */
-  acquire(count: number, signal?: AbortSignal): Promise<string[]> {
-    const refused = gpuRequestError(count, this.gpus.length);
-    if (refused) return Promise.reject(new Error(refused));
-    if (this.gpus.length === 0) return Promise.resolve([]);
-    return new Promise((resolve, reject) => {
-      const waiter = { count, resolve };
-      this.waiting.push(waiter);
-      signal?.addEventListener(
-        'abort',
-        () => {
-          const at = this.waiting.indexOf(waiter);
-          if (at < 0) return;
-          this.waiting.splice(at, 1);
-          this.grant();
-          reject(new CancelledFailure('cancelled while waiting for GPUs'));
-        },
-        { once: true },
-      );
-      this.grant();
-    });
-  }
-  release(gpus: string[]): void {
-    this.free.push(...gpus);
-    this.grant();
-  }
-  private grant(): void {
-    while (this.waiting.length > 0 && this.waiting[0]!.count <= this.free.length) {
-      const next = this.waiting.shift()!;
-      next.resolve(this.free.splice(0, next.count));
-    }
-  }
-}
-
-/** Why a job asking for `requested` GPUs cannot run on a worker with `available` (a CPU-only worker runs one process), or undefined. */
-export function gpuRequestError(requested: number, available: number): string | undefined {
-  if (!Number.isInteger(requested) || requested < 1) return `gpus: expected a whole number of GPUs, 1 or more, got ${requested}`;
-  if (requested > Math.max(1, available)) return `gpus: the job asks for ${requested} GPUs; this worker has ${available}`;
-  return undefined;
-}
-
-const STDERR_TAIL_LINES = 25;
 
 export function createTrainerActivities(deps: TrainerDeps) {
   const slots = new GpuSlots(deps.gpus);
@@ -169,9 +94,9 @@ export function createTrainerActivities(deps: TrainerDeps) {
 
       await stopLeftover(jobDir);
       const gpus = await acquireGpus(gpuCount);
-      let done: Progress;
+      let done: TrainerProgress;
       try {
-        done = await supervise(deps, args, jobDir, gpus, previous.success ? previous.data : undefined);
+        done = await superviseTrainer(deps, args, jobDir, gpus, previous.success ? previous.data : undefined);
       } finally {
         slots.release(gpus);
       }
@@ -206,7 +131,7 @@ export function createTrainerActivities(deps: TrainerDeps) {
       const gpus = await acquireGpus(1);
       try {
         const sampling = ['--samples', settings.kl_samples, '--max-new-tokens', settings.max_tokens, '--max-length', settings.max_tokens + 1024, '--seed', stableHash(`${input.runId}:kl:${input.iteration}`) % 1_000_000];
-        const done = await supervise(deps, ['-m', 'tenet_trainer', 'kl', '--model', baseModel, '--adapter', model.path, '--data', dataFile, ...sampling.map(String)], jobDir, gpus, undefined);
+        const done = await superviseTrainer(deps, ['-m', 'tenet_trainer', 'kl', '--model', baseModel, '--adapter', model.path, '--data', dataFile, ...sampling.map(String)], jobDir, gpus, undefined);
         const values = Object.fromEntries(Object.entries(done.metrics ?? {}).filter((entry): entry is [string, number] => typeof entry[1] === 'number'));
         // The KL estimates as the iteration's eval.kl_* metrics (the evaluation's own mean length stays eval.mean_length).
         await recordMetrics(deps.db, input.runId, input.iteration, Object.fromEntries(Object.entries(values).flatMap(([name, value]) => (name.startsWith('kl_') ? [[`eval.${name}`, value]] : []))));
@@ -283,123 +208,6 @@ async function writeTrainingData(db: Database, job: TrainerJob, file: string): P
   await writeFile(tmp, lines.join('\n') + '\n');
   await rename(tmp, file);
   return counts;
-}
-
-/** A trainer left running by a worker that died (same machine) is stopped before a new attempt starts. */
-async function stopLeftover(jobDir: string): Promise<void> {
-  const pidFile = path.join(jobDir, 'trainer.pid');
-  if (!existsSync(pidFile)) return;
-  const pid = Number(readFileSync(pidFile, 'utf8').trim());
-  if (Number.isInteger(pid) && pid > 0 && isTrainer(pid)) {
-    process.kill(pid, 'SIGTERM');
-    for (let i = 0; i < 600 && isAlive(pid); i++) await new Promise((resolve) => setTimeout(resolve, 100));
-    if (isAlive(pid)) process.kill(pid, 'SIGKILL');
-  }
-  await rm(pidFile, { force: true });
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function isTrainer(pid: number): boolean {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('tenet_trainer');
-  } catch {
-    return false;
-  }
-}
-
-function supervise(deps: TrainerDeps, args: string[], jobDir: string, gpus: string[], resumeFrom: TrainerHeartbeat | undefined): Promise<Progress> {
-  const activity = Context.current();
-  const env: NodeJS.ProcessEnv = { ...process.env, PYTHONUNBUFFERED: '1' };
-  // A GPU worker pins each job to the GPUs of its slots (its processes take one each, by LOCAL_RANK).
-  if (gpus.length > 0) env.CUDA_VISIBLE_DEVICES = gpus.join(',');
-  const child: ChildProcess = spawn(deps.python, args, { cwd: jobDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const pidFile = path.join(jobDir, 'trainer.pid');
-  if (child.pid !== undefined) void writeFile(pidFile, String(child.pid)).catch(() => undefined);
-
-  // The job's own log, next to its checkpoints: every progress line, and stderr.
-  const progressLog = createWriteStream(path.join(jobDir, 'trainer.log.jsonl'), { flags: 'a' });
-  const stderrLog = createWriteStream(path.join(jobDir, 'trainer.stderr.log'), { flags: 'a' });
-  let latest: TrainerHeartbeat = resumeFrom ?? { step: 0, totalSteps: null, checkpoint: null, loss: null };
-  let done: Progress | undefined;
-  let preempted: Progress | undefined;
-  let userError: string | undefined;
-  const stderr: string[] = [];
-
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    progressLog.write(line + '\n');
-    let parsed: Progress;
-    try {
-      const result = progressSchema.safeParse(JSON.parse(line));
-      if (!result.success) return;
-      parsed = result.data;
-    } catch {
-      return; // not a progress line (a library printing to stdout)
-    }
-    latest = {
-      step: parsed.step ?? latest.step,
-      totalSteps: parsed.total_steps ?? latest.totalSteps,
-      checkpoint: parsed.checkpoint ?? latest.checkpoint,
-      loss: parsed.loss ?? latest.loss,
-    };
-    if (parsed.event === 'done') done = parsed;
-    if (parsed.event === 'preempted') preempted = parsed;
-    if (parsed.event === 'error') userError = parsed.message;
-    activity.heartbeat(latest);
-  });
-  createInterface({ input: child.stderr! }).on('line', (line) => {
-    stderrLog.write(line + '\n');
-    stderr.push(line);
-    if (stderr.length > STDERR_TAIL_LINES) stderr.shift();
-  });
-
-  // Heartbeats between progress lines too (a long step must not look like a dead worker), which is
-  // also how this activity learns of its cancellation.
-  const every = Math.max(200, Math.min(5_000, (activity.info.heartbeatTimeoutMs ?? 30_000) / 3));
-  const pulse = setInterval(() => activity.heartbeat(latest), every);
-  let cancelled = false;
-  let killTimer: NodeJS.Timeout | undefined;
-  const onCancel = () => {
-    cancelled = true;
-    child.kill('SIGTERM');
-    killTimer = setTimeout(() => child.kill('SIGKILL'), (deps.stopGraceS ?? 120) * 1000);
-  };
-  activity.cancellationSignal.addEventListener('abort', onCancel, { once: true });
-
-  return new Promise<Progress>((resolve, reject) => {
-    child.on('error', (error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') reject(ApplicationFailure.nonRetryable(`trainer Python not found at ${deps.python}; run \`make setup\` or set TENET_PYTHON`, 'TrainerMissing'));
-      else reject(ApplicationFailure.retryable(`trainer could not start: ${error.message}`, 'TrainerFailed'));
-    });
-    child.on('close', (code, signal) => {
-      clearInterval(pulse);
-      progressLog.end();
-      stderrLog.end();
-      if (killTimer) clearTimeout(killTimer);
-      activity.cancellationSignal.removeEventListener('abort', onCancel);
-      void rm(pidFile, { force: true }).catch(() => undefined);
-      const tail = stderr.join('\n');
-      if (cancelled) {
-        reject(new CancelledFailure(`trainer stopped on cancellation at step ${latest.step}${latest.checkpoint ? ` (checkpoint ${latest.checkpoint})` : ''}`));
-      } else if (code === 0 && done) {
-        resolve(done);
-      } else if (code === 0 && preempted) {
-        reject(ApplicationFailure.retryable(`trainer was stopped at step ${latest.step}; the retry resumes from ${preempted.checkpoint ?? 'its newest checkpoint'}`, 'TrainerPreempted', latest));
-      } else if (code === 2) {
-        reject(ApplicationFailure.nonRetryable(`trainer ${args[2]}: ${userError ?? (stderr.at(-1) ?? 'bad configuration')}`, 'TrainerUserError'));
-      } else {
-        const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
-        reject(ApplicationFailure.retryable(`trainer ${args[2]} ${how} at step ${latest.step}; stderr tail:\n${tail}`, 'TrainerFailed', latest));
-      }
-    });
-  });
 }
 
 async function registerModel(
