@@ -1,7 +1,7 @@
 // Shared by the tests: real services only. Databases are made fresh on the machine's Postgres
 // (TEST_DATABASE_URL, default 127.0.0.1:5432) and dropped after; the CLI runs as a child process.
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -110,4 +110,12 @@ export async function within<T>(ms: number, what: string, promise: Promise<T>): 
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** A stand-in for `python -m tenet_trainer` in `dir` that publishes an empty artifact at once: for tests of what a trainer job is handed, not of training. */
+export function fakeTrainerScript(dir: string): string {
+  const file = path.join(dir, 'fake-trainer.sh');
+  writeFileSync(file, `#!/bin/sh\nmkdir -p out && echo '{"event":"done","output":"'"$PWD"'/out","metrics":{}}'\n`);
+  chmodSync(file, 0o755);
+  return file;
 }

@@ -4,7 +4,7 @@
 // a retry; an endpoint that returns none, or names its tokens by text, still works; an endpoint that
 // rejects the token-id field fails once, naming the setting.
 import assert from 'node:assert/strict';
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { MockActivityEnvironment } from '@temporalio/testing';
@@ -21,7 +21,7 @@ import { createDatabase, type Database } from '../../db/pool.js';
 import { upsertPrompts, upsertRun } from '../../db/runs.js';
 import * as schema from '../../db/schema.js';
 import { scriptedTokens, startScriptedEndpoint, type ScriptedEndpoint } from '../../worker/scripted-endpoint.js';
-import { createTestDatabase, defaultConstitution, tempDir, type TestDatabase } from '../helpers.js';
+import { createTestDatabase, defaultConstitution, fakeTrainerScript, tempDir, type TestDatabase } from '../helpers.js';
 
 const questions = ['Why is the sky blue?', 'How do tides work?'];
 
@@ -56,9 +56,7 @@ describe('rollouts with the server’s log-probs of the sampled tokens', () => {
     db = createDatabase(database.url, { max: 10 });
     artifacts = tempDir('tenet-rollout-logprobs-');
     // Stands in for `python -m tenet_trainer rl`: what is under test is the training file it is handed.
-    fakeTrainer = path.join(artifacts, 'fake-trainer.sh');
-    writeFileSync(fakeTrainer, `#!/bin/sh\nmkdir -p out && echo '{"event":"done","output":"'"$PWD"'/out","metrics":{}}'\n`);
-    chmodSync(fakeTrainer, 0o755);
+    fakeTrainer = fakeTrainerScript(artifacts);
   });
 
   after(async () => {

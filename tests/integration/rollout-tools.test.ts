@@ -4,7 +4,7 @@
 // scored by the tool-call verifier, exported to the trainer as `messages` with the tools offered, and a
 // retried batch sends nothing and stores nothing twice.
 import assert from 'node:assert/strict';
-import { chmodSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { MockActivityEnvironment } from '@temporalio/testing';
@@ -23,7 +23,7 @@ import { createDatabase, type Database } from '../../db/pool.js';
 import { upsertPrompts, upsertRun } from '../../db/runs.js';
 import * as schema from '../../db/schema.js';
 import { startScriptedEndpoint, type RecordedRequest, type ScriptedEndpoint, type ScriptedReply } from '../../worker/scripted-endpoint.js';
-import { createTestDatabase, defaultConstitution, tempDir, type TestDatabase } from '../helpers.js';
+import { createTestDatabase, defaultConstitution, fakeTrainerScript, tempDir, type TestDatabase } from '../helpers.js';
 
 const tasksFile = [
   {
@@ -76,9 +76,7 @@ describe('tool-using rollouts', () => {
     await applyMigrations(database.url);
     db = createDatabase(database.url, { max: 10 });
     artifacts = tempDir('tenet-rollout-tools-');
-    fakeTrainer = path.join(artifacts, 'fake-trainer.sh');
-    writeFileSync(fakeTrainer, `#!/bin/sh\nmkdir -p out && echo '{"event":"done","output":"'"$PWD"'/out","metrics":{}}'\n`);
-    chmodSync(fakeTrainer, 0o755);
+    fakeTrainer = fakeTrainerScript(artifacts);
   });
 
   after(async () => {
