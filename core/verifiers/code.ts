@@ -96,8 +96,12 @@ export function judgeCodeRun(run: SandboxRun, tests: CodeTests, options: Partial
   ];
   if (tamper.length > 0) return verdict(0, 'tamper', { ...base, why: [...new Set(tamper)].slice(0, 10) }, [...flags, 'tamper']);
 
-  const memory = channel.load?.mem === true || [...channel.outputs.values()].some((output) => output.mem) || looksOutOfMemory(run.stderrTail);
+  const reportedMemory = channel.load?.mem === true || [...channel.outputs.values()].some((output) => output.mem);
+  const memory = reportedMemory || looksOutOfMemory(run.stderrTail);
   if (channel.done === undefined) {
+    // A case that ran out of memory was the first limit the candidate hit: it stays the verdict when the
+    // CPU or wall limit then stops the run (each case fills memory again, and freeing it costs CPU).
+    if (reportedMemory) return verdict(0, 'memory', { ...base, completed: channel.outputs.size, total }, flags);
     if (run.timedOut || signal === 'SIGXCPU' || (signal === 'SIGKILL' && !memory)) {
       return verdict(0, 'timeout', { ...base, completed: channel.outputs.size, total, limit: run.timedOut ? 'wall' : 'cpu' }, flags);
     }

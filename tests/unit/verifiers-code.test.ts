@@ -33,6 +33,9 @@ describe('code verdicts', () => {
     assert.equal(code(run('', { timedOut: true, exit: { code: null, signal: 'SIGKILL' } })), 'timeout');
     assert.equal(code(run('', { exit: { code: 152, signal: null } })), 'timeout', 'SIGXCPU through the wrappers');
     assert.equal(code(run(record({ t: 'case', i: 0, err: 'MemoryError', mem: true }) + record({ t: 'case', i: 1, out: 9 }) + record({ t: 'done', n: 2 }))), 'memory');
+    // A case out of memory, then the CPU limit while the next case fills memory again: memory came first.
+    assert.equal(code(run(record({ t: 'case', i: 0, err: 'RangeError: Array buffer allocation failed', mem: true }), { exit: { code: 152, signal: 'SIGXCPU' } })), 'memory');
+    assert.equal(code(run(record({ t: 'case', i: 0, out: 4 }), { exit: { code: 152, signal: 'SIGXCPU' } })), 'timeout', 'no memory record: the CPU limit');
     assert.equal(code(run('', { exit: { code: 134, signal: null }, stderrTail: 'FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory' })), 'memory');
     assert.equal(code(run('', { exit: { code: 1, signal: null }, stderrTail: 'Segmentation fault' })), 'error');
     assert.equal(code(run(record({ t: 'load', err: 'SyntaxError: invalid syntax' }) + record({ t: 'done', n: 0 }))), 'error');
