@@ -1,7 +1,8 @@
 // The full loop end to end on the tiny model: Temporal + Postgres + `trainer serve` as the policy
 // endpoint (the scripted server rates, for deterministic verdicts). Two iterations of
-// sample → label → reward model → DPO → adapter into service → evaluation, then one online-RL
-// iteration (rollouts scored in Node by the ONNX reward model).
+// sample → label → reward model → DPO → adapter into service → evaluation (paused by a monitor after
+// each and resumed), then one online-RL iteration (rollouts scored in Node by the ONNX reward model), and
+// one whose reward comes from verifiers.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -73,7 +74,7 @@ describe('the training loop on the tiny model', { timeout: 1_500_000 }, () => {
     });
   }
 
-  async function runLoop(workflowId: string, loop: RunConfigInput['loop']) {
+  async function runLoop(workflowId: string, loop: RunConfigInput['loop'], during?: (runId: number) => Promise<void>) {
     const prompts = questions.map((q, i) => ({ key: `q${i}`, messages: [{ role: 'user' as const, content: q }], split: i < 2 ? ('eval' as const) : ('train' as const), metadata: {} }));
     const [cpu, gpu] = await Promise.all([
       Worker.create({ connection: env.nativeConnection, taskQueue: taskQueues.cpu, workflowBundle: bundle, activities: createCpuActivities({ db }) }),
@@ -82,6 +83,7 @@ describe('the training loop on the tiny model', { timeout: 1_500_000 }, () => {
     return cpu.runUntil(
       gpu.runUntil(async () => {
         const started = await startPipelineRun({ db, client: env.client, constitution, constitutionSource: source, config: config(loop), prompts, workflowId });
+        await during?.(started.runId);
         const result = await env.client.workflow.getHandle<typeof pipeline>(started.workflowId).result();
         return { started, result };
       }),
@@ -90,10 +92,24 @@ describe('the training loop on the tiny model', { timeout: 1_500_000 }, () => {
 
   const trainer = { max_steps: 6, batch_size: 4, checkpoint_every: 0 };
 
-  it('runs two DPO iterations: each trains a reward model and a policy, serves it, and evaluates it', async () => {
-    const { started, result } = await runLoop('loop-dpo', { mode: 'dpo', iterations: 2, base_model: tiny, reward_model: { options: trainer }, policy: { options: trainer }, evaluate: { max_tokens: 12 } });
+  // One two-iteration DPO run shows both the loop and its monitors: a KL bound no update can meet pauses
+  // the run after each iteration, and resuming goes on to the next (a loop of its own cost ~200 s here).
+  it('runs two DPO iterations: each trains a reward model and a policy, serves it, and evaluates it; a monitor that fires pauses the run and says why, and resuming goes on', async () => {
+    const handle = env.client.workflow.getHandle<typeof pipeline>('loop-dpo');
+    const { started, result } = await runLoop('loop-dpo', { mode: 'dpo', iterations: 2, base_model: tiny, reward_model: { options: trainer }, policy: { options: trainer }, evaluate: { max_tokens: 12 }, monitors: { max_kl: 1e-12 } }, async (runId) => {
+      for (const iteration of [0, 1]) {
+        const paused = await waitForRun(runId, (row) => row.status === 'paused');
+        assert.match(paused.error ?? '', new RegExp(`paused by monitors after iteration ${iteration}: max_kl: KL to the reference is `));
+        const alerts = await db.select().from(schema.metrics).where(and(eq(schema.metrics.runId, runId), eq(schema.metrics.name, 'monitor.alerts'), eq(schema.metrics.iteration, iteration)));
+        assert.equal(alerts[0]?.value, 1);
+        await handle.signal(resumeSignal);
+        await waitForRun(runId, (row) => row.status !== 'paused');
+      }
+    });
     const runId = started.runId;
     assert.equal(result.iterations, 2);
+    const [row] = await db.select().from(schema.runs).where(eq(schema.runs.id, runId));
+    assert.equal(row!.status, 'completed');
     assert.equal(result.policy?.name, `run${runId}-it2`);
 
     const made = await db.select().from(schema.models).where(eq(schema.models.runId, runId)).orderBy(schema.models.id);
@@ -200,33 +216,6 @@ describe('the training loop on the tiny model', { timeout: 1_500_000 }, () => {
     const notModel = await runCli(['score', '--model', artifacts, '--input', input]);
     assert.equal(notModel.code, 1);
     assert.match(notModel.stderr, /not a reward-model artifact \(missing reward\.onnx/);
-  });
-
-  it('a monitor that fires pauses the run and says why; resuming goes on to the next iteration', async () => {
-    const prompts = questions.map((q, i) => ({ key: `m${i}`, messages: [{ role: 'user' as const, content: q }], split: i < 2 ? ('eval' as const) : ('train' as const), metadata: {} }));
-    const loop = { mode: 'dpo' as const, iterations: 2, base_model: tiny, reward_model: { options: trainer }, policy: { options: trainer }, evaluate: { max_tokens: 12 }, monitors: { max_kl: 1e-12 } };
-    const [cpu, gpu] = await Promise.all([
-      Worker.create({ connection: env.nativeConnection, taskQueue: taskQueues.cpu, workflowBundle: bundle, activities: createCpuActivities({ db }) }),
-      Worker.create({ connection: env.nativeConnection, taskQueue: taskQueues.gpu, activities: createGpuActivities({ python: venvPython, db, artifactsRoot: artifacts, gpus: [] }) }),
-    ]);
-    await cpu.runUntil(
-      gpu.runUntil(async () => {
-        const started = await startPipelineRun({ db, client: env.client, constitution, constitutionSource: source, config: config(loop), prompts, workflowId: 'loop-monitor' });
-        const handle = env.client.workflow.getHandle<typeof pipeline>(started.workflowId);
-        for (const iteration of [0, 1]) {
-          const paused = await waitForRun(started.runId, (row) => row.status === 'paused');
-          assert.match(paused.error ?? '', new RegExp(`paused by monitors after iteration ${iteration}: max_kl: KL to the reference is `));
-          const alerts = await db.select().from(schema.metrics).where(and(eq(schema.metrics.runId, started.runId), eq(schema.metrics.name, 'monitor.alerts'), eq(schema.metrics.iteration, iteration)));
-          assert.equal(alerts[0]?.value, 1);
-          await handle.signal(resumeSignal);
-          await waitForRun(started.runId, (row) => row.status !== 'paused');
-        }
-        const result = await handle.result();
-        assert.equal(result.iterations, 2);
-        const [row] = await db.select().from(schema.runs).where(eq(schema.runs.id, started.runId));
-        assert.equal(row!.status, 'completed');
-      }),
-    );
   });
 
   it('an online iteration whose reward comes from a verifier: every rollout carries its verdict, raw values and components', async () => {
