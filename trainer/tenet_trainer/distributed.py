@@ -36,7 +36,9 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+# torch.distributed.checkpoint and .fsdp are imported where used: importing them costs seconds of
+# CPU, and every trainer command (one process per job) would pay it, distributed or not.
 
 from tenet_trainer.common import UserError
 
@@ -166,7 +168,7 @@ def unwrap(model: torch.nn.Module) -> bool:
     removed, whole parameters in place, ties kept), so the command's own `save_artifact` (peft
     `save_pretrained`, an ONNX export's forward) runs unchanged. Returns True on rank 0. Training
     cannot continue afterwards."""
-    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
     from torch.distributed.fsdp import FSDPModule
 
     whole = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
@@ -200,6 +202,8 @@ def unwrap(model: torch.nn.Module) -> bool:
 
 
 def _options(full: bool = False) -> Any:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
     return StateDictOptions(full_state_dict=full, strict=False)
 
 

@@ -6,7 +6,8 @@ from conftest import run_cli
 
 
 def test_unknown_command_exits_2():
-    result = run_cli("no-such-command")
+    # `python -m tenet_trainer` itself, as the worker starts it (the other tests fork a pre-imported one).
+    result = run_cli("no-such-command", fresh=True)
     assert result.returncode == 2
     assert "unknown command 'no-such-command'" in result.stderr
 
