@@ -8,7 +8,10 @@ finished: continuous batching, sequences join and leave between steps. Requests 
 (the base model, each LoRA adapter) are kept in separate batches, one per set of weights, and never
 share a forward pass. Work that changes the weights (loading an adapter) runs on the same thread
 between two steps (`call`), so no step ever sees half-loaded weights. A prompt that begins like a
-recent one (same weights) prefills only the rest (`generation.PrefixCache`).
+recent one (same weights) prefills only the rest (`generation.PrefixCache`). When nothing is
+running, the first prompt to arrive waits up to `batch_wait` seconds for others (a client's burst of
+concurrent requests arrives over a few milliseconds), so that a burst is prefilled together instead of
+its first prompt alone and the rest one step later.
 
 A request pins its weights (`Host.acquire`) from admission to its answer: an adapter replaced or
 unloaded meanwhile stays loaded until no request uses it, so a request sees one adapter throughout.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Hashable
 from concurrent.futures import Future
@@ -85,9 +89,11 @@ class _Item:
 
 
 class Scheduler:
-    def __init__(self, host: Host, max_num_seqs: int, prefix_entries: int = 0):
+    def __init__(self, host: Host, max_num_seqs: int, prefix_entries: int = 0, batch_wait: float = 0.0):
         self.host = host
         self.max_num_seqs = max_num_seqs
+        self.batch_wait = batch_wait
+        """Seconds the first prompt to arrive at an idle scheduler waits for others to prefill with."""
         self.prefix_entries = prefix_entries
         self._prefixes: OrderedDict[Hashable, gen.PrefixCache] = OrderedDict()
         """Per set of weights, the most recently used last (a replaced adapter's age out)."""
@@ -137,6 +143,8 @@ class Scheduler:
             with self._cond:
                 while not (self._pending or self._calls or self._batches or self._closed):
                     self._cond.wait()
+                if not self._batches:
+                    self._gather()
                 calls, self._calls = self._calls, []
                 closed = self._closed
             for fn, future in calls:
@@ -152,6 +160,18 @@ class Scheduler:
             except Exception as err:  # noqa: BLE001 - a bug here must not leave requests hanging forever
                 log.exception("scheduler step failed")
                 self._fail_all(err)
+
+    def _gather(self) -> None:
+        """Idle, with prompts waiting: wait up to `batch_wait` for more to arrive, until a batch is full
+        (or a call or close comes in). Holds `_cond`."""
+        if self.batch_wait <= 0:
+            return
+        deadline = time.monotonic() + self.batch_wait
+        while not (self._calls or self._closed) and sum(item.rows for item in self._pending) < self.max_num_seqs:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._cond.wait(left)
 
     def _active_rows(self) -> int:
         return sum(len(batch.rows) for batch in self._batches.values())

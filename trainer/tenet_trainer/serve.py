@@ -84,6 +84,9 @@ class Config:
     """Seeds the per-request seeds of requests that give none (a fresh server replays the same outputs)."""
     max_num_seqs: int = 32
     """Most sequences (choices of all running requests) decoded together; more requests wait for room."""
+    batch_wait_ms: float = 5.0
+    """When nothing is running, how long the first request to arrive waits for others, so that a burst of
+    concurrent requests is prefilled together (milliseconds; 0: none)."""
     prefix_cache: int = 8
     """Recent prompts whose KV cache is kept (per set of weights) for prompts that begin the same way; 0: off."""
 
@@ -97,6 +100,8 @@ class Config:
             raise UserError("--max-model-len: must be at least 2")
         if self.max_num_seqs < 1:
             raise UserError("--max-num-seqs: must be at least 1")
+        if not 0 <= self.batch_wait_ms <= 1000:
+            raise UserError("--batch-wait-ms: must be in [0, 1000]")
         if self.prefix_cache < 0:
             raise UserError("--prefix-cache: must be 0 or more")
         self.adapter_specs()
@@ -321,7 +326,7 @@ class Engine:
         self.seeds = random.Random(config.seed)
         self.created = int(time.time())
         self.stats = {"requests": 0, "completion_tokens": 0, "seconds": 0.0}
-        self.scheduler = Scheduler(self, config.max_num_seqs, config.prefix_cache)
+        self.scheduler = Scheduler(self, config.max_num_seqs, config.prefix_cache, config.batch_wait_ms / 1000)
 
     def _default_max_len(self) -> int:
         limits = [getattr(self.model.config, "max_position_embeddings", None), getattr(self.tokenizer, "model_max_length", None)]

@@ -368,3 +368,56 @@ def test_prefill_groups_bound_padding_and_size():
     assert gen.prefill_groups([40, 1, 1]) == [[0, 1], [2]]  # a third row of 39 padding would exceed the 42 real tokens
     assert gen.prefill_groups([30, 30, 30], budget=60) == [[0, 1], [2]]
     assert gen.prefill_groups([]) == []
+
+
+class _OneModel:
+    """The scheduler's host for one set of weights: the real tiny model, no adapters."""
+
+    def __init__(self, model: Any, tokenizer: Any, end_ids: set[int]):
+        self.model, self.tokenizer, self.end_ids, self.stopping = model, tokenizer, end_ids, False
+
+    def acquire(self, name: str) -> str:
+        return name
+
+    def release(self, key: Any) -> None:
+        pass
+
+    def weights(self, key: Any):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+    def record(self, generations: list[gen.Generation]) -> None:
+        pass
+
+
+@pytest.mark.parametrize("wait", [0.0, 2.0])
+def test_an_idle_scheduler_waits_for_a_burst_to_prefill_it_together(lm, wait: float):
+    """Three requests arriving 50 ms apart at an idle scheduler: with a 2 s batch wait they are admitted
+    together and every decode step carries all three rows (steps == max_tokens, each step 3 rows);
+    without it the first starts alone, so its steps are more than max_tokens. Either way each answer is
+    what it is alone. (Timing margin: 100 ms of arrivals against a 2 s window.)"""
+    from tenet_trainer.batching import Scheduler
+
+    model, tokenizer, end_ids = lm
+    params = gen.SamplingParams(max_tokens=12, temperature=0, ignore_eos=True, logprobs=0)
+    prompts = [encode(tokenizer, PROMPTS[name]) for name in ("short", "mid", "other")]
+    scheduler = Scheduler(_OneModel(model, tokenizer, end_ids), max_num_seqs=3, batch_wait=wait)
+    try:
+        futures = []
+        for prompt in prompts:
+            futures.append(scheduler.submit("policy", [prompt], [params]))
+            threading.Event().wait(0.05)
+        answers = [f.result(timeout=300)[0] for f in futures]
+        if wait > 0:
+            assert (scheduler.steps, scheduler.max_rows) == (params.max_tokens, 3)
+        else:
+            assert scheduler.steps > params.max_tokens
+        alone = Scheduler(_OneModel(model, tokenizer, end_ids), max_num_seqs=1)
+        try:
+            for prompt, answer in zip(prompts, answers):
+                assert_same_generation(answer, alone.submit("policy", [prompt], [params]).result(timeout=300)[0])
+        finally:
+            alone.close()
+    finally:
+        scheduler.close()
