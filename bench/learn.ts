@@ -26,10 +26,11 @@ import { Worker } from '@temporalio/worker';
 import type { Client } from '@temporalio/client';
 import { and, eq, sql } from 'drizzle-orm';
 import OpenAI from 'openai';
+import { z } from 'zod';
 import { createGpuActivities } from '../activities/index.js';
 import { requireConstitution } from '../cli/constitution-file.js';
 import { goldSubsetAccuracy } from '../cli/gold-subset.js';
-import { prepareDemoModel } from '../cli/demo-model.js';
+import { defaultLabelMode, prepareDemoModel } from '../cli/demo-model.js';
 import { followRun } from '../cli/progress.js';
 import { startPipelineRun } from '../cli/start-run.js';
 import type { Constitution } from '../core/constitution/schema.js';
@@ -55,6 +56,9 @@ const heldOut = heldOutPrompts.slice(0, Number(process.env.BENCH_HELDOUT ?? held
 const train = trainPrompts.slice(0, Number(process.env.BENCH_TRAIN ?? trainPrompts.length));
 const iterations = Number(process.env.BENCH_ITERATIONS ?? 2);
 const goldPerCategory = Number(process.env.BENCH_GOLD_PER_CATEGORY ?? 3);
+// The demo's rule (cli/demo-model.ts): the default model judging itself labels pointwise, where it
+// measured best on the gold set; BENCH_LABEL_MODE=pairwise|pointwise overrides it.
+const labelMode = z.enum(['pairwise', 'pointwise']).parse(process.env.BENCH_LABEL_MODE ?? defaultLabelMode({ tiny, model: process.env.BENCH_MODEL }));
 
 const began = performance.now();
 const loadAtStart = loadavg();
@@ -181,7 +185,7 @@ function benchConfig(): RunConfig {
     endpoints: { policy: endpoint, rater: tiny ? { base_url: stack.endpoint.url, model: 'scripted', max_concurrency: 32 } : endpoint },
     sample: { n: 2, max_tokens: tiny ? 24 : 64 },
     critique: { rounds: 1, max_tokens: tiny ? 24 : 48 },
-    label: { max_tokens: 8 },
+    label: { max_tokens: 8, mode: labelMode },
     scale: { batch_size: 4, shard_size: 64 },
     loop: {
       mode: 'dpo',

@@ -88,3 +88,14 @@ function trainer(settings: Settings, args: string[]): void {
     throw new UserError(line ? line.slice('error: '.length) : `trainer ${args[0]} failed (${settings.python}): ${(error as Error).message.split('\n')[0]}`);
   }
 }
+
+/**
+ * How the demo's model labels when nothing says otherwise. SmolLM2-135M-Instruct answers "A" whatever
+ * the order when it compares two answers, and is at chance pairwise on the 260-pair gold set
+ * (0.47 ± 0.03), while asked about each answer alone it scores 0.56 ± 0.03 (README, "Labels"): so the
+ * default model judging itself labels pointwise. Another rater (a rater URL, another model) or the
+ * scripted one (tiny) compares pairs. `tenet demo --label-mode auto` and `bench learn` use this.
+ */
+export function defaultLabelMode(options: { model?: string | undefined; tiny?: boolean | undefined; raterUrl?: string | undefined }): 'pairwise' | 'pointwise' {
+  return options.model === undefined && !options.tiny && options.raterUrl === undefined ? 'pointwise' : 'pairwise';
+}

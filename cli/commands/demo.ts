@@ -24,7 +24,7 @@ import { projectRoot, type Settings } from '../../worker/settings.js';
 import { temporalConnectOptions } from '../../worker/temporal-connection.js';
 import { requireConstitution, type LoadedConstitution } from '../constitution-file.js';
 import { getSettings } from '../context.js';
-import { defaultDemoModel, prepareDemoModel, type DemoModel } from '../demo-model.js';
+import { defaultDemoModel, defaultLabelMode, prepareDemoModel, type DemoModel } from '../demo-model.js';
 import { exitCodes, UserError } from '../errors.js';
 import { parseOptions } from '../options.js';
 import { goldSubsetAccuracy } from '../gold-subset.js';
@@ -311,15 +311,8 @@ async function printMetricsTable(db: Database, runId: number, mode: 'pairwise' |
   if (prompts !== undefined) console.log(`(win rate: P(the new policy's answer is better than the previous one's) on ${prompts} held-out prompts, ${how}; 95% Wilson interval; _lc: length-controlled, read at zero length difference)`);
 }
 
-/**
- * The demo's label mode. SmolLM2-135M-Instruct answers "A" whatever the order when it compares two
- * answers, and is at chance pairwise on the 260-pair gold set (0.47 ± 0.03), while asked about each
- * answer alone it scores 0.56 ± 0.03 (README, "Labels"): so the default model judging itself labels
- * pointwise. Another rater (--rater-url, --model) or the scripted one (--tiny) compares pairs.
- */
 function labelMode(options: DemoOptions): 'pairwise' | 'pointwise' {
-  if (options.labelMode !== 'auto') return options.labelMode;
-  return options.model === undefined && !options.tiny && options.raterUrl === undefined ? 'pointwise' : 'pairwise';
+  return options.labelMode !== 'auto' ? options.labelMode : defaultLabelMode(options);
 }
 
 /** The rater beside the table: a judge whose labels are position bias shows it here before anyone trusts the win rate. */
