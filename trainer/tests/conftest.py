@@ -53,10 +53,12 @@ class CliResult:
         return found[-1]
 
 
-IMPORT_TIME_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "ATEN_CPU_CAPABILITY", "CUDA_VISIBLE_DEVICES", "PYTHONPATH", "PYTHONHASHSEED")
+IMPORT_TIME_ENV = ("ATEN_CPU_CAPABILITY", "CUDA_VISIBLE_DEVICES", "PYTHONPATH", "PYTHONHASHSEED")
 IMPORT_TIME_PREFIXES = ("HF_", "TRANSFORMERS_", "TORCH_", "PYTORCH_")
 """Variables read when torch, transformers or huggingface_hub are imported: a run that sets one to
-something other than the fork server's value starts a fresh interpreter instead."""
+something other than the fork server's value starts a fresh interpreter instead. (OMP_NUM_THREADS is
+read when OpenMP loads too, but every run sets TENET_TORCH_THREADS, whose torch.set_num_threads
+overrides it; the processes a run starts, `--nproc`, get it from the run's environment.)"""
 
 
 class _ForkServer:
