@@ -1,7 +1,8 @@
 // Shared by the tests: real services only. Databases are made fresh on the machine's Postgres
 // (TEST_DATABASE_URL, default 127.0.0.1:5432) and dropped after; the CLI runs as a child process.
-import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { chmodSync, cpSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -42,6 +43,30 @@ export async function createTestDatabase(prefix = 'tenet_test'): Promise<TestDat
 }
 
 /** A fresh folder, open to other users (mkdtemp makes 0700) so the embedded Postgres, run as `postgres` under root, keeps its data inside it. */
+/**
+ * The tiny random-initialised model (`trainer make-tiny`, seed 0) at `output`, a folder of its own.
+ * It is built once per version of its source and of the trainer's requirements, into
+ * node_modules/.cache/tenet-tiny-model/, and copied from there: each build costs ~10 CPU-seconds, mostly
+ * the interpreter's imports, and seven test files need one.
+ */
+export function makeTinyModel(output: string): void {
+  const hash = createHash('sha256');
+  for (const file of ['trainer/tenet_trainer/make_tiny.py', 'trainer/requirements.txt']) hash.update(readFileSync(path.join(projectRoot, file)));
+  const cached = path.join(projectRoot, 'node_modules', '.cache', 'tenet-tiny-model', hash.digest('hex').slice(0, 16));
+  if (!existsSync(path.join(cached, 'config.json'))) {
+    const building = `${cached}.building-${process.pid}`;
+    rmSync(building, { recursive: true, force: true });
+    execFileSync(venvPython, ['-m', 'tenet_trainer', 'make-tiny', '--output', building], { stdio: 'pipe' });
+    try {
+      renameSync(building, cached);
+    } catch (error) {
+      rmSync(building, { recursive: true, force: true });
+      if (!existsSync(path.join(cached, 'config.json'))) throw error; // not another lane's build that won the race
+    }
+  }
+  cpSync(cached, output, { recursive: true });
+}
+
 export function tempDir(prefix = 'tenet-test-'): string {
   const dir = mkdtempSync(path.join(tmpdir(), prefix));
   chmodSync(dir, 0o755);

@@ -7,11 +7,10 @@
 // reference's rows — completions, decisions, preferences, rollout rewards, the trained models and
 // their metrics — and pays again for no model call that was not in flight during the fault.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { RunConfigInput } from '../../core/run-config.js';
-import { venvPython } from '../helpers.js';
+import { makeTinyModel } from '../helpers.js';
 import { ChaosStack, compareRows, printTable, recordCase, type KeyedRows } from './harness.js';
 
 /** Trainer jobs, the KL measurement included, take minutes on 2 shared cores. */
@@ -40,7 +39,7 @@ describe('fault matrix: the online loop', () => {
   before(async () => {
     await stack.start();
     tiny = path.join(stack.home, 'tiny');
-    execFileSync(venvPython, ['-m', 'tenet_trainer', 'make-tiny', '--output', tiny], { stdio: 'pipe' });
+    makeTinyModel(tiny);
     const started = await stack.startRun('reference', overrides());
     assert.equal(await stack.outcome(started.workflowId, loopTimeoutMs), 'completed');
     reference = await stack.rows(started.runId);

@@ -9,7 +9,7 @@ import { mkdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { projectRoot } from '../../worker/settings.js';
-import { tempDir, venvPython } from '../helpers.js';
+import { makeTinyModel, tempDir, venvPython } from '../helpers.js';
 import { printTable, recordRow } from './harness.js';
 
 interface TrainerEvent {
@@ -78,7 +78,7 @@ describe('fault matrix: the trainer', () => {
   let referenceWeights: string;
 
   before(async () => {
-    execFileSync(venvPython, ['-m', 'tenet_trainer', 'make-tiny', '--output', path.join(dir, 'tiny')], { stdio: 'pipe' });
+    makeTinyModel(path.join(dir, 'tiny'));
     const rows = Array.from({ length: 4 * stepsPerEpoch }, (_, i) => JSON.stringify({ prompt: `What is ${i} plus ${i}?`, completion: `The answer is ${2 * i}. Happy to help!` }));
     writeFileSync(path.join(dir, 'sft.jsonl'), `${rows.join('\n')}\n`);
     reference = await sft(dir, path.join(dir, 'reference'));

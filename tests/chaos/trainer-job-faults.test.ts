@@ -4,7 +4,6 @@
 // the job registers its model: each job completes, registers its model exactly once, and ends with
 // the metrics of an uninterrupted job.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -13,7 +12,7 @@ import { trainerJobMetrics } from '../../core/trainer-jobs.js';
 import { taskQueues } from '../../core/queues.js';
 import { waitFor } from '../../worker/processes.js';
 import type { trainerJob } from '../../workflows/train.js';
-import { venvPython } from '../helpers.js';
+import { makeTinyModel } from '../helpers.js';
 import { ChaosStack, printTable, recordRow } from './harness.js';
 
 interface TrainerEvent {
@@ -54,7 +53,7 @@ describe('fault matrix: trainer jobs', () => {
   before(async () => {
     await stack.start();
     tiny = path.join(stack.home, 'tiny');
-    execFileSync(venvPython, ['-m', 'tenet_trainer', 'make-tiny', '--output', tiny], { stdio: 'pipe' });
+    makeTinyModel(tiny);
     const started = await stack.startRun('jobs');
     assert.equal(await stack.outcome(started.workflowId), 'completed');
     runId = started.runId;

@@ -4,7 +4,6 @@
 // each and resumed), then one online-RL iteration (rollouts scored in Node by the ONNX reward model), and
 // one whose reward comes from verifiers.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -26,7 +25,7 @@ import { resumeSignal } from '../../workflows/types.js';
 import { parseTasksJsonl } from '../../core/verifiers/tasks.js';
 import { taskMetadata } from '../../activities/verifiers/dispatch.js';
 import { RewardScorer } from '../../activities/reward-scorer.js';
-import { createTestDatabase, defaultConstitution, runCli, temporalCli, tempDir, venvPython, type TestDatabase } from '../helpers.js';
+import { createTestDatabase, defaultConstitution, makeTinyModel, runCli, tempDir, temporalCli, type TestDatabase, venvPython } from '../helpers.js';
 
 const questions = ['Name a fruit.', 'Say hello.', 'Count to three.', 'Name a colour.', 'Give a greeting.', 'Name an animal.', 'Pick a number.', 'Say goodbye.'];
 
@@ -44,7 +43,7 @@ describe('the training loop on the tiny model', { timeout: 1_500_000 }, () => {
   before(async () => {
     artifacts = tempDir('tenet-loop-');
     tiny = path.join(artifacts, 'tiny');
-    execFileSync(venvPython, ['-m', 'tenet_trainer', 'make-tiny', '--output', tiny], { stdio: 'pipe' });
+    makeTinyModel(tiny);
     [env, database, bundle, rater, serve] = await Promise.all([
       TestWorkflowEnvironment.createLocal({ server: { executable: { type: 'existing-path', path: temporalCli } } }),
       createTestDatabase('tenet_loop'),

@@ -11,7 +11,6 @@
 // GPU worker only.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { temporal } from '@temporalio/proto';
@@ -19,7 +18,7 @@ import { startPipelineRun } from '../../cli/start-run.js';
 import { runConfigSchema, type RunConfigInput } from '../../core/run-config.js';
 import { isAlive, stopProcess, waitFor } from '../../worker/processes.js';
 import { ChaosStack, compareRows, type KeyedRows } from '../chaos/harness.js';
-import { cliEntry, cliEnv, defaultConstitution, venvPython } from '../helpers.js';
+import { cliEntry, cliEnv, defaultConstitution, makeTinyModel } from '../helpers.js';
 
 const trainPrompts = 24;
 const evalPrompts = 2;
@@ -80,7 +79,7 @@ describe('three CPU worker processes and a GPU worker on the same queues', { tim
   before(async () => {
     await stack.start();
     tiny = path.join(stack.home, 'tiny');
-    execFileSync(venvPython, ['-m', 'tenet_trainer', 'make-tiny', '--output', tiny], { stdio: 'pipe' });
+    makeTinyModel(tiny);
     const env = { TEMPORAL_ADDRESS: stack.temporal.address, TEMPORAL_NAMESPACE: 'default', DATABASE_URL: stack.postgres.url, TENET_HOME: stack.home };
     workers.push(
       new WorkerChild('cpu-2', 'cpu', env),

@@ -5,7 +5,6 @@
 // renders them through the tiny model's chat template, trains on the assistant turns only and writes an
 // adapter. What this does not cover: `trainer serve` generating the tool calls itself.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -25,7 +24,7 @@ import { createDatabase, type Database } from '../../db/pool.js';
 import { upsertPrompts, upsertRun } from '../../db/runs.js';
 import * as schema from '../../db/schema.js';
 import { startScriptedEndpoint, type RecordedRequest, type ScriptedEndpoint, type ScriptedReply } from '../../worker/scripted-endpoint.js';
-import { createTestDatabase, defaultConstitution, tempDir, venvPython, type TestDatabase } from '../helpers.js';
+import { createTestDatabase, defaultConstitution, makeTinyModel, tempDir, type TestDatabase, venvPython } from '../helpers.js';
 
 const tasks = [
   {
@@ -67,7 +66,7 @@ describe('tool-using rollouts into a real RL update of the tiny model', { timeou
   before(async () => {
     artifacts = tempDir('tenet-tool-rollouts-e2e-');
     tiny = path.join(artifacts, 'tiny');
-    execFileSync(venvPython, ['-m', 'tenet_trainer', 'make-tiny', '--output', tiny], { stdio: 'pipe' });
+    makeTinyModel(tiny);
     [database, policy] = await Promise.all([createTestDatabase('tenet_tool_rollouts_e2e'), startScriptedEndpoint({ script: toolUser })]);
     await applyMigrations(database.url);
     db = createDatabase(database.url, { max: 10 });

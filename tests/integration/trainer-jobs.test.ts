@@ -2,7 +2,6 @@
 // retried and resumes from the checkpoint of its last heartbeat; cancellation stops the child with
 // SIGTERM; a user error fails at once; the model is registered once, with its lineage.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -21,7 +20,7 @@ import { upsertPrompts, upsertRun } from '../../db/runs.js';
 import * as schema from '../../db/schema.js';
 import { bundleWorkflows } from '../../worker/worker.js';
 import type { trainerJob } from '../../workflows/train.js';
-import { createTestDatabase, defaultConstitution, temporalCli, tempDir, venvPython, type TestDatabase } from '../helpers.js';
+import { createTestDatabase, defaultConstitution, makeTinyModel, tempDir, temporalCli, type TestDatabase, venvPython } from '../helpers.js';
 
 const topics = ['tea', 'rivers', 'chess', 'bread', 'stars', 'maps', 'clocks', 'gardens'];
 
@@ -100,7 +99,7 @@ describe('trainer jobs on the GPU queue', { timeout: 900_000 }, () => {
     db = createDatabase(database.url, { max: 10 });
     artifacts = tempDir('tenet-artifacts-');
     tiny = path.join(artifacts, 'tiny');
-    execFileSync(venvPython, ['-m', 'tenet_trainer', 'make-tiny', '--output', tiny], { stdio: 'pipe' });
+    makeTinyModel(tiny);
   });
 
   after(async () => {
