@@ -67,10 +67,12 @@ class _ForkServer:
     def __init__(self) -> None:
         self.proc: subprocess.Popen[str] | None = None
         self.env: dict[str, str] = {}
-        self.dir = Path(tempfile.mkdtemp(prefix="tenet-cli-"))
-        self.socket = self.dir / "cli.sock"
+        self.dir = Path()
+        self.socket = Path()
 
     def start(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="tenet-cli-"))
+        self.socket = self.dir / "cli.sock"
         self.env = dict(os.environ)
         self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("cli_forkserver.py")), str(self.socket)], stdout=subprocess.PIPE, text=True, env=self.env)
         assert self.proc.stdout is not None
@@ -87,7 +89,8 @@ class _ForkServer:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.proc is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def serves(self, env: dict[str, str]) -> bool:
         keys = {k for k in {*env, *self.env} if k in IMPORT_TIME_ENV or k.startswith(IMPORT_TIME_PREFIXES)}

@@ -547,7 +547,7 @@ def test_user_errors_exit_2(tmp_path: Path):
     from tenet_trainer.common import UserError
     from tenet_trainer.serve import Config
 
-    for bad, flag in (({"port": 70000}, "--port"), ({"adapters": "policy=/x"}, "--adapters"), ({"adapters": "a=/x,a=/y"}, "--adapters"), ({"model": ""}, "--model")):
+    for bad, flag in (({"port": 70000}, "--port"), ({"adapters": "policy=/x"}, "--adapters"), ({"adapters": "a=/x,a=/y"}, "--adapters"), ({"model": ""}, "--model"), ({"batch_wait_ms": -1}, "--batch-wait-ms"), ({"batch_wait_ms": float("nan")}, "--batch-wait-ms")):
         with pytest.raises(UserError, match=flag):
             Config(**{"model": "m", **bad}).validate()
     assert Config(model="m", adapters=" a=/x , b=/y ").adapter_specs() == [("a", "/x"), ("b", "/y")]
