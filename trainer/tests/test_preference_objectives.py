@@ -305,6 +305,12 @@ def test_first_step_loss_matches_the_closed_form(variant: str, tiny_model: Path,
     assert (tmp_path / "out" / "model" / "adapter_config.json").is_file()
 
 
+def reward_model_events(capsys: pytest.CaptureFixture[str], *args: str) -> list[dict]:
+    """`reward-model ARGS` through the CLI entry point in this process; its progress events."""
+    assert cli.main(["reward-model", *args]) == 0
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+
+
 def test_reward_centering_adds_its_term_to_the_first_step(tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
     """Same seed, same first batch: the loss with --center-rewards-coef C is the plain one plus
     C·mean((r_c + r_r)²) of that batch, and the ranking metrics are identical. Both runs go through
@@ -317,8 +323,7 @@ def test_reward_centering_adds_its_term_to_the_first_step(tiny_model: Path, tmp_
     runs = {}
     for c in (0.0, coef):
         args = ["--model", str(tiny_model), "--data", str(train), "--output", str(tmp_path / f"out-{c}"), "--max-steps", "1", "--batch-size", "12", "--eval-fraction", "0", "--max-length", "48", "--lr", "1e-3"]
-        assert cli.main(["reward-model", *args, "--center-rewards-coef", str(c)]) == 0
-        runs[c] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+        runs[c] = reward_model_events(capsys, *args, "--center-rewards-coef", str(c))
     plain = next(e for e in runs[0.0] if e["event"] == "step")
     centred = next(e for e in runs[coef] if e["event"] == "step")
     penalty = centred["metrics"]["center_penalty"]
@@ -350,8 +355,7 @@ def test_reward_centering_pulls_the_mean_reward_to_zero(tiny_model: Path, tmp_pa
     runs = {}
     for c in (0.0, coef):
         args = ["--model", str(tiny_model), "--data", str(train), "--output", str(tmp_path / f"out-{c}"), "--max-steps", "1", "--batch-size", "12", "--eval-fraction", "0", "--max-length", "48", "--lr", "1e-3"]
-        assert cli.main(["reward-model", *args, "--center-rewards-coef", str(c)]) == 0
-        runs[c] = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+        runs[c] = reward_model_events(capsys, *args, "--center-rewards-coef", str(c))
     plain = next(e for e in runs[0.0] if e["event"] == "step")
     centred = next(e for e in runs[coef] if e["event"] == "step")
     penalty = centred["metrics"]["center_penalty"]
@@ -382,8 +386,7 @@ def test_reward_centering_pulls_the_mean_reward_to_zero(tiny_model: Path, tmp_pa
     for seed in range(6):
         for c in means:
             args = ["--data", str(train), "--output", str(tmp_path / f"out-{seed}-{c}"), "--max-steps", "40", "--batch-size", "8", "--eval-fraction", "0.2", "--max-length", "48", "--lr", "1e-2"]
-            assert cli.main(["reward-model", "--model", str(tiny_model), *args, "--seed", str(seed), "--center-rewards-coef", str(c)]) == 0
-            events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+            events = reward_model_events(capsys, "--model", str(tiny_model), *args, "--seed", str(seed), "--center-rewards-coef", str(c))
             metrics = next(e for e in events if e["event"] == "done")["metrics"]
             assert metrics["eval_pairs"] == 8, metrics
             means[c].append(metrics["mean_reward"])
