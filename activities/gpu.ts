@@ -25,10 +25,12 @@ export interface GpuDeps {
   db?: Database;
   artifactsRoot?: string;
   gpus?: string[];
+  /** Trainer jobs of a CPU-only worker fork from a pre-imported interpreter (TrainerDeps.preimport); default true. */
+  preimport?: boolean;
 }
 
 export function createGpuActivities(options: GpuDeps) {
-  const trainer = options.db && options.artifactsRoot ? createTrainerActivities({ db: options.db, python: options.python, artifactsRoot: options.artifactsRoot, gpus: options.gpus ?? [] }) : undefined;
+  const trainer = options.db && options.artifactsRoot ? createTrainerActivities({ db: options.db, python: options.python, artifactsRoot: options.artifactsRoot, gpus: options.gpus ?? [], preimport: options.preimport ?? true }) : undefined;
   const runTrainerJob: ReturnType<typeof createTrainerActivities>['runTrainerJob'] = trainer
     ? (job) => trainer.runTrainerJob(job)
     : () => Promise.reject(ApplicationFailure.nonRetryable('this GPU worker was started without a database; trainer jobs need one', 'WorkerMisconfigured'));

@@ -18,6 +18,7 @@ import type { Database } from '../db/pool.js';
 import { recordMetrics } from '../db/runs.js';
 import { models, runs } from '../db/schema.js';
 import { GpuSlots, gpuRequestError } from './gpu-slots.js';
+import { TrainerForkServer } from './trainer-forkserver.js';
 import { stopLeftover, superviseTrainer, type TrainerProgress } from './trainer-process.js';
 import { taskOf } from './verifiers/dispatch.js';
 
@@ -47,9 +48,16 @@ export interface TrainerDeps {
   gpus: string[];
   /** Seconds between SIGTERM and SIGKILL when a job is cancelled. */
   stopGraceS?: number;
+  /**
+   * Fork the jobs of a CPU-only worker (`gpus` empty) from a pre-imported interpreter
+   * (`tenet_trainer.forkserver`, started at the first job) instead of starting `python` afresh each
+   * time: 4–8 CPU-seconds of imports saved per job. Needs `python` to be the trainer's own Python.
+   */
+  preimport?: boolean;
 }
 
-export function createTrainerActivities(deps: TrainerDeps) {
+export function createTrainerActivities(options: TrainerDeps) {
+  const deps = { ...options, forkServer: options.preimport && options.gpus.length === 0 ? new TrainerForkServer(options.python) : undefined };
   const slots = new GpuSlots(deps.gpus);
   /** The job's GPUs, heartbeating (the last details, so a retry still resumes) while it waits: waiting is not a dead worker, and cancellation arrives with heartbeats. */
   const acquireGpus = async (count: number): Promise<string[]> => {

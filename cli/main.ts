@@ -35,7 +35,7 @@ Environment (the README's "Deployment on a cluster" describes each):
   secrets            TENET_CODEC_KEYS (payload encryption keys, id:base64,…) or TENET_CODEC_KEY + TENET_CODEC_KEY_ID;
                      TENET_UI_TOKEN (console and codec server beyond 127.0.0.1)
   workers            TENET_ARTIFACTS (trainer jobs' data, checkpoints and models; shared by every worker), TENET_PYTHON,
-                     TENET_TORCH_THREADS, CUDA_VISIBLE_DEVICES, HF_HUB_OFFLINE
+                     TENET_TORCH_THREADS, TENET_TRAINER_PREIMPORT (true|false), CUDA_VISIBLE_DEVICES, HF_HUB_OFFLINE
   dev stack          TENET_HOME (state folder, default .tenet), TENET_TEMPORAL_PORT, TENET_TEMPORAL_UI_PORT, TENET_PG_PORT, TEMPORAL_CLI`,
   )
   .addCommand(devCommand)

@@ -29,6 +29,8 @@ const envSchema = z.object({
   TENET_ARTIFACTS: z.string().min(1).optional(),
   /** Threads of each trainer process (the trainer reads it; checked here so a worker refuses a bad value at start). */
   TENET_TORCH_THREADS: z.string().regex(/^[1-9][0-9]*$/, { error: 'expected a whole number of threads, 1 or more' }).optional(),
+  /** A CPU-only worker forks trainer jobs from a pre-imported interpreter (activities/trainer-forkserver.ts); false: a fresh `python` per job. */
+  TENET_TRAINER_PREIMPORT: z.enum(['true', 'false', '1', '0'], { error: 'expected true or false' }).optional(),
   /** TLS to TEMPORAL_ADDRESS; implied by any of the settings below. */
   TEMPORAL_TLS: z.enum(['true', 'false', '1', '0'], { error: 'expected true or false' }).optional(),
   /** PEM file of the CA that signed the server's certificate (else the system's CAs). */
@@ -86,6 +88,8 @@ export interface Settings {
   temporalCli: string;
   python: string;
   artifacts: string;
+  /** CPU-only workers fork trainer jobs from a pre-imported interpreter (TENET_TRAINER_PREIMPORT, default true). */
+  trainerPreimport: boolean;
   /** TLS to `temporalAddress`, or undefined for plain gRPC. Never applied to the dev stack's own Temporal. */
   temporalTls: TemporalTls | undefined;
   /** TEMPORAL_API_KEY. */
@@ -119,6 +123,7 @@ export function readSettings(env: NodeJS.ProcessEnv = process.env): Settings {
     temporalCli: e.TEMPORAL_CLI ?? path.join(venvBin, 'temporal'),
     python: e.TENET_PYTHON ?? path.join(venvBin, 'python'),
     artifacts: path.resolve(e.TENET_ARTIFACTS ?? path.join(home, 'artifacts')),
+    trainerPreimport: e.TENET_TRAINER_PREIMPORT === undefined || e.TENET_TRAINER_PREIMPORT === 'true' || e.TENET_TRAINER_PREIMPORT === '1',
     temporalTls,
     temporalApiKey: e.TEMPORAL_API_KEY ? new Secret(e.TEMPORAL_API_KEY) : undefined,
   };

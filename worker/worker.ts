@@ -23,6 +23,8 @@ export interface WorkerOptions {
   python: string;
   /** Job data, checkpoints and artifacts of trainer jobs. */
   artifactsRoot: string;
+  /** CPU-only: fork trainer jobs from a pre-imported interpreter (default true; TENET_TRAINER_PREIMPORT). */
+  trainerPreimport?: boolean;
   /** Payload codec and failure converter (see worker/data-converter.ts). */
   dataConverter?: DataConverter;
   /** Called once every worker polls. */
@@ -89,7 +91,7 @@ export async function runWorker(options: WorkerOptions): Promise<void> {
           namespace: options.namespace,
           dataConverter: options.dataConverter,
           taskQueue: taskQueues.gpu,
-          activities: createGpuActivities({ python: options.python, db, artifactsRoot: options.artifactsRoot, gpus }),
+          activities: createGpuActivities({ python: options.python, db, artifactsRoot: options.artifactsRoot, gpus, preimport: options.trainerPreimport }),
           maxConcurrentActivityTaskExecutions: Math.max(1, gpus.length),
         }),
       );

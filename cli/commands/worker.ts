@@ -44,6 +44,7 @@ export const workerCommand = new Command('worker')
       databaseUrl: endpoints.databaseUrl,
       python: settings.python,
       artifactsRoot: settings.artifacts,
+      trainerPreimport: settings.trainerPreimport,
       dataConverter,
       onReady: (names) => console.log(`tenet worker ready: polling ${names.join(', ')} on ${endpoints.temporalAddress}`),
     });

@@ -148,6 +148,8 @@ describe('trainer jobs on the GPU queue', { timeout: 900_000 }, () => {
       });
       const checkpoint = await waitFor('a checkpoint', () => progressEvents(jobDir).find((e) => e.event === 'checkpoint'));
       const pid = Number(readFileSync(path.join(jobDir, 'trainer.pid'), 'utf8'));
+      // A CPU-only worker forks its trainers from the pre-imported interpreter (TrainerDeps.preimport).
+      assert.match(readFileSync(`/proc/${pid}/cmdline`, 'utf8'), /tenet_trainer\.forkserver/);
       process.kill(pid, 'SIGKILL');
       const result = await handle.result();
       const events = progressEvents(jobDir);

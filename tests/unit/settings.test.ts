@@ -38,6 +38,7 @@ describe('settings: the plain variables', () => {
     assert.equal(s.temporalCli, path.join(projectRoot, '.venv', 'bin', 'temporal'));
     assert.equal(s.python, path.join(projectRoot, '.venv', 'bin', 'python'));
     assert.equal(s.artifacts, path.join(projectRoot, '.tenet', 'artifacts'));
+    assert.equal(s.trainerPreimport, true);
     assert.equal(s.temporalTls, undefined);
     assert.equal(s.temporalApiKey, undefined);
   });
@@ -55,6 +56,7 @@ describe('settings: the plain variables', () => {
       TENET_PYTHON: '/opt/venv/bin/python',
       TENET_ARTIFACTS: '/mnt/shared/artifacts',
       TENET_TORCH_THREADS: '4',
+      TENET_TRAINER_PREIMPORT: 'false',
     });
     assert.equal(s.temporalAddress, cluster);
     assert.equal(s.namespace, 'prod.a1b2c');
@@ -64,6 +66,8 @@ describe('settings: the plain variables', () => {
     assert.equal(s.temporalCli, '/usr/local/bin/temporal');
     assert.equal(s.python, '/opt/venv/bin/python');
     assert.equal(s.artifacts, '/mnt/shared/artifacts');
+    assert.equal(s.trainerPreimport, false);
+    assert.equal(readSettings({ TENET_TRAINER_PREIMPORT: '1' }).trainerPreimport, true);
   });
 
   it('TENET_ARTIFACTS defaults under TENET_HOME; an empty value counts as unset', () => {
@@ -79,6 +83,7 @@ describe('settings: the plain variables', () => {
     refused({ TENET_TORCH_THREADS: '0' }, /^bad environment: TENET_TORCH_THREADS: expected a whole number of threads, 1 or more$/);
     refused({ TENET_TORCH_THREADS: 'many' }, /^bad environment: TENET_TORCH_THREADS: /);
     refused({ TEMPORAL_TLS: 'yes' }, /^bad environment: TEMPORAL_TLS: expected true or false$/);
+    refused({ TENET_TRAINER_PREIMPORT: 'sometimes' }, /^bad environment: TENET_TRAINER_PREIMPORT: expected true or false$/);
     refused({ TEMPORAL_ADDRESS: cluster, TEMPORAL_TLS_SERVER_NAME: 'not a host!' }, /TEMPORAL_TLS_SERVER_NAME: expected a host name/);
     // Two problems, still one line.
     refused({ TENET_PG_PORT: 'x', TEMPORAL_TLS: 'maybe' }, /TENET_PG_PORT: .*; TEMPORAL_TLS: /);

@@ -1,6 +1,6 @@
 """Shared fixtures: a tiny causal LM made offline, the packaged all-MiniLM-L6-v2 encoder, and a
 runner for the CLI as a child process (the way GPU-queue activities run it; forked from a
-pre-imported interpreter, see cli_forkserver.py)."""
+pre-imported interpreter, see tenet_trainer/forkserver.py)."""
 
 from __future__ import annotations
 
@@ -53,16 +53,8 @@ class CliResult:
         return found[-1]
 
 
-IMPORT_TIME_ENV = ("ATEN_CPU_CAPABILITY", "CUDA_VISIBLE_DEVICES", "PYTHONPATH", "PYTHONHASHSEED")
-IMPORT_TIME_PREFIXES = ("HF_", "TRANSFORMERS_", "TORCH_", "PYTORCH_")
-"""Variables read when torch, transformers or huggingface_hub are imported: a run that sets one to
-something other than the fork server's value starts a fresh interpreter instead. (OMP_NUM_THREADS is
-read when OpenMP loads too, but every run sets TENET_TORCH_THREADS, whose torch.set_num_threads
-overrides it; the processes a run starts, `--nproc`, get it from the run's environment.)"""
-
-
 class _ForkServer:
-    """`cli_forkserver.py`, started at the first run and stopped when the tests end."""
+    """`tenet_trainer.forkserver`, started at the first run and stopped when the tests end."""
 
     def __init__(self) -> None:
         self.proc: subprocess.Popen[str] | None = None
@@ -74,7 +66,7 @@ class _ForkServer:
         self.dir = Path(tempfile.mkdtemp(prefix="tenet-cli-"))
         self.socket = self.dir / "cli.sock"
         self.env = dict(os.environ)
-        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("cli_forkserver.py")), str(self.socket)], stdout=subprocess.PIPE, text=True, env=self.env)
+        self.proc = subprocess.Popen([sys.executable, "-m", "tenet_trainer.forkserver", str(self.socket)], stdout=subprocess.PIPE, text=True, env=self.env)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if line.strip() != "ready":
@@ -92,17 +84,13 @@ class _ForkServer:
         if self.proc is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
 
-    def serves(self, env: dict[str, str]) -> bool:
-        keys = {k for k in {*env, *self.env} if k in IMPORT_TIME_ENV or k.startswith(IMPORT_TIME_PREFIXES)}
-        return all(env.get(k) == self.env.get(k) for k in keys)
-
-    def run(self, args: list[str], env: dict[str, str], timeout: float) -> tuple[int, str, str]:
+    def run(self, args: list[str], env: dict[str, str], timeout: float, fresh: bool) -> tuple[int, str, str]:
         out, err = (tempfile.NamedTemporaryFile(dir=self.dir, suffix=s, delete=False).name for s in (".out", ".err"))
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
                 conn.settimeout(timeout)
                 conn.connect(str(self.socket))
-                conn.sendall((json.dumps({"args": args, "env": env, "cwd": os.getcwd(), "stdout": out, "stderr": err}) + "\n").encode())
+                conn.sendall((json.dumps({"args": args, "env": env, "cwd": os.getcwd(), "stdout": out, "stderr": err, "fresh": fresh}) + "\n").encode())
                 reader = conn.makefile("r")
                 pid = int(reader.readline())
                 try:
@@ -124,19 +112,14 @@ _fork_server = _ForkServer()
 def run_cli(*args: str, timeout: float = 600, env: dict[str, str] | None = None, fresh: bool = False) -> CliResult:
     """Run `python -m tenet_trainer ARGS` and parse its progress lines.
 
-    The run is a child process either way: by default a fork of `cli_forkserver.py`, which has the
-    trainer's modules imported already (about 8 CPU-seconds saved per run); `fresh=True`, or an
-    environment that changes an import-time variable, starts `python -m tenet_trainer` itself."""
+    The run is a child process of `tenet_trainer.forkserver` either way: by default a fork of it, which
+    has the trainer's modules imported already (about 8 CPU-seconds saved per run); with `fresh=True`, or
+    an environment that changes an import-time variable, that child execs `python -m tenet_trainer`."""
     full_env = {**os.environ, "TENET_TORCH_THREADS": os.environ.get("TENET_TORCH_THREADS", "2"), **(env or {})}
-    if not fresh:
-        if _fork_server.proc is None:
-            _fork_server.start()
-        if _fork_server.serves(full_env):
-            code, stdout, stderr = _fork_server.run(list(args), full_env, timeout)
-            return CliResult(code, [json.loads(line) for line in stdout.splitlines() if line.startswith("{")], stderr)
-    proc = subprocess.run([sys.executable, "-m", "tenet_trainer", *args], capture_output=True, text=True, timeout=timeout, env=full_env)
-    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
-    return CliResult(proc.returncode, events, proc.stderr)
+    if _fork_server.proc is None:
+        _fork_server.start()
+    code, stdout, stderr = _fork_server.run(list(args), full_env, timeout, fresh)
+    return CliResult(code, [json.loads(line) for line in stdout.splitlines() if line.startswith("{")], stderr)
 
 
 @pytest.fixture
