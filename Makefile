@@ -53,23 +53,32 @@ lint: $(NPM_STAMP)
 typecheck: $(NPM_STAMP)
 	npx tsc --noEmit -p .
 
-# Two lanes of Node tests, each one file at a time: the fault matrix (tests/chaos/, processes killed
-# and restarted, trainer runs) and everything else. Two files at a time chosen by the runner once hung
-# a browser test (tests/e2e/console-runs.test.ts) under extra load; with these lanes the two browser
-# test files never overlap, and neither lane shares a database, port or Temporal server with the other.
-# The chaos lane's log follows the other lane's results, so each runner's closing lines stay whole.
+# Three lanes of Node tests, each one file at a time: the fault matrix (tests/chaos/, processes killed
+# and restarted, trainer runs); the end-to-end files that run a pipeline (tests/e2e/ but E2E_SECOND);
+# and the rest (unit, integration, workflow, and E2E_SECOND, which drive the CLI). The two lanes of
+# everything but the fault matrix took about 9.5 min each of the 20 min one lane took on 2026-12-02
+# (the machine was 1.3 cores busy on average: the tests mostly wait on Temporal, Postgres and child
+# processes). Two files at a time chosen by the runner once hung a browser test
+# (tests/e2e/console-runs.test.ts) under extra load; with these lanes the two browser test files
+# (console.test.ts, console-runs.test.ts) stay in one lane and never overlap, and no two lanes share a
+# database, port or Temporal server. The other lanes' logs follow the first lane's results, so each
+# runner's closing lines stay whole.
 # --test-timeout: each file's limit; on the AMD EPYC machine of 2026-12-01 the training-loop e2e file and
 # the fault matrix's online loop took ~490 s each beside pytest, so 900 s leaves room and still ends a hang.
 # --test-force-exit: a file whose tests and hooks are done exits even if a handle stays open, rather
 # than waiting out the 900 s timeout (tests/run-stack.ts bounds each teardown step and names a hang).
 NODE_TEST := node --import tsx --test --test-concurrency=1 --test-timeout=900000 --test-force-exit
+E2E_SECOND := tests/e2e/cli.test.ts tests/e2e/progress.test.ts tests/e2e/constitution-import.test.ts
 test-node: setup
-	@log=$$(mktemp); \
-	$(NODE_TEST) tests/chaos/*.test.ts >"$$log" 2>&1 & chaos_pid=$$!; \
-	$(NODE_TEST) $$(ls tests/*/*.test.ts | grep -v '^tests/chaos/'); other_status=$$?; \
+	@chaos_log=$$(mktemp); rest_log=$$(mktemp); \
+	$(NODE_TEST) tests/chaos/*.test.ts >"$$chaos_log" 2>&1 & chaos_pid=$$!; \
+	$(NODE_TEST) tests/unit/*.test.ts tests/integration/*.test.ts tests/workflow/*.test.ts $(E2E_SECOND) >"$$rest_log" 2>&1 & rest_pid=$$!; \
+	$(NODE_TEST) $$(ls tests/e2e/*.test.ts | grep -vxF "$$(printf '%s\n' $(E2E_SECOND))"); e2e_status=$$?; \
+	wait $$rest_pid; rest_status=$$?; \
+	echo "--- unit, integration, workflow and CLI tests ---"; cat "$$rest_log"; rm -f "$$rest_log"; \
 	wait $$chaos_pid; chaos_status=$$?; \
-	echo "--- fault matrix (tests/chaos) ---"; cat "$$log"; rm -f "$$log"; \
-	[ $$other_status -eq 0 ] && [ $$chaos_status -eq 0 ]
+	echo "--- fault matrix (tests/chaos) ---"; cat "$$chaos_log"; rm -f "$$chaos_log"; \
+	[ $$e2e_status -eq 0 ] && [ $$rest_status -eq 0 ] && [ $$chaos_status -eq 0 ]
 
 test-python: $(VENV_STAMP)
 	@if ls trainer/tests/test_*.py >/dev/null 2>&1; then .venv/bin/python -m pytest -q trainer/tests; else echo "no trainer tests yet"; fi

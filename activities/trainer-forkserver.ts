@@ -32,9 +32,18 @@ const STARTUP_TIMEOUT_MS = 180_000;
 const signalNumbers = constants.signals as Record<string, number>;
 
 export class TrainerForkServer {
+  private static readonly shared = new Map<string, TrainerForkServer>();
+
+  /** One server per Python in a process, whatever number of workers it runs. */
+  static for(python: string): TrainerForkServer {
+    let server = TrainerForkServer.shared.get(python);
+    if (!server) TrainerForkServer.shared.set(python, (server = new TrainerForkServer(python)));
+    return server;
+  }
+
   private started: Promise<{ socket: string; child: ChildProcess }> | undefined;
 
-  constructor(private readonly python: string) {}
+  private constructor(private readonly python: string) {}
 
   private start(): Promise<{ socket: string; child: ChildProcess }> {
     const dir = mkdtempSync(path.join(tmpdir(), 'tenet-trainer-'));
@@ -115,10 +124,5 @@ export class TrainerForkServer {
       return name ? { code: null, signal: name, lost: false } : { code: 128 - status, signal: null, lost: false };
     });
     return { pid, exit };
-  }
-
-  /** Stops the server (runs in progress go on). */
-  close(): void {
-    void this.started?.then(({ child }) => child.kill('SIGTERM')).catch(() => undefined);
   }
 }

@@ -245,6 +245,7 @@ export async function superviseTrainer(deps: { python: string; stopGraceS?: numb
     killTimer = setTimeout(() => child.kill('SIGKILL'), (deps.stopGraceS ?? 120) * 1000);
   };
   activity.cancellationSignal.addEventListener('abort', onCancel, { once: true });
+  if (activity.cancellationSignal.aborted) onCancel(); // cancelled while the fork server was starting
   const cleanUp = () => {
     clearInterval(pulse);
     if (killTimer) clearTimeout(killTimer);

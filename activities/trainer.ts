@@ -57,7 +57,7 @@ export interface TrainerDeps {
 }
 
 export function createTrainerActivities(options: TrainerDeps) {
-  const deps = { ...options, forkServer: options.preimport && options.gpus.length === 0 ? new TrainerForkServer(options.python) : undefined };
+  const deps = { ...options, forkServer: options.preimport && options.gpus.length === 0 ? TrainerForkServer.for(options.python) : undefined };
   const slots = new GpuSlots(deps.gpus);
   /** The job's GPUs, heartbeating (the last details, so a retry still resumes) while it waits: waiting is not a dead worker, and cancellation arrives with heartbeats. */
   const acquireGpus = async (count: number): Promise<string[]> => {

@@ -176,6 +176,10 @@ describe('three CPU worker processes and a GPU worker on the same queues', { tim
     const killedName = cpuWorkers.get(victim.pid)!;
     console.log(`SIGKILLed ${killedName} (pid ${victim.pid}) while it ran batch activity ${victim.activityId}`);
     await waitFor(`pid ${victim.pid} to exit`, 10_000, () => Promise.resolve(isAlive(victim.pid) ? undefined : true));
+    // The batch the kill cut short: one still pending on the dead worker (the one seen before the kill
+    // may have finished in the moment between; the retry comes only after its 3 s heartbeat timeout).
+    const cutShort = ((await handle.describe()).raw.pendingActivities ?? []).find((a) => a.activityType?.name === 'runStageBatch' && pidOf(a.lastWorkerIdentity) === victim.pid);
+    assert.ok(cutShort?.activityId, `${killedName} had a batch in flight when it was killed`);
 
     assert.equal(await stack.outcome(run.workflowId, 300_000), 'completed');
 
@@ -211,7 +215,7 @@ describe('three CPU worker processes and a GPU worker on the same queues', { tim
     console.log(`batch activities finished per worker: ${[...perWorker].map(([name, n]) => `${name} ${n}`).join(', ')}; ${repeated} model calls paid twice (${inFlight} in flight at the kill)`);
     assert.ok(stageBatches.every((a) => cpuWorkers.has(a.pid)), 'every batch ran on a CPU worker');
     assert.ok(perWorker.size >= 2, `batches finished on ${perWorker.size} CPU worker process(es); expected at least 2`);
-    const killedBatch = stageBatches.find((a) => a.workflowId === run.workflowId && a.activityId === victim.activityId);
+    const killedBatch = stageBatches.find((a) => a.workflowId === run.workflowId && a.activityId === cutShort.activityId);
     assert.ok(killedBatch, 'the killed batch finished');
     assert.notEqual(killedBatch.pid, victim.pid, 'the killed batch was finished by another worker');
     assert.ok(killedBatch.attempt >= 2, `the killed batch finished on attempt ${killedBatch.attempt}`);
