@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tenet_trainer.forkserver import import_time_env_differs
+
 
 def _wait(what: str, probe, timeout: float = 120):
     deadline = time.monotonic() + timeout
@@ -77,7 +79,8 @@ def _serve_until_ready(sock: Path, folder: Path, tiny_model: Path, **extra) -> t
 
 
 def test_a_run_is_forked_from_the_server_unless_its_environment_or_the_caller_asks_for_a_fresh_one(server: Path, tiny_model: Path, tmp_path: Path):
-    cases = {"forked": {}, "fresh": {"fresh": True}, "import-time variable": {"env": {"HF_HUB_CACHE": str(tmp_path / "hf")}}}
+    # The server makes the same choice for an import-time variable that differs (below): one exec is enough here.
+    cases = {"forked": {}, "fresh": {"fresh": True}}
     for name, extra in cases.items():
         folder = tmp_path / name.replace(" ", "-")
         folder.mkdir()
@@ -90,6 +93,17 @@ def test_a_run_is_forked_from_the_server_unless_its_environment_or_the_caller_as
         os.kill(pid, signal.SIGTERM)  # serve shuts down gracefully on SIGTERM and exits 0
         assert _status(conn) == 0, name
         assert '"done"' in out.read_text(), name
+
+
+def test_only_variables_read_at_import_time_call_for_a_fresh_interpreter():
+    server = {"PATH": "/usr/bin", "HF_HUB_OFFLINE": "1", "TENET_TORCH_THREADS": "2"}
+    assert not import_time_env_differs(dict(server), server)
+    assert not import_time_env_differs({**server, "TENET_TORCH_THREADS": "1", "PYTHONUNBUFFERED": "1"}, server)
+    assert import_time_env_differs({**server, "HF_HUB_OFFLINE": "0"}, server)
+    assert import_time_env_differs({**server, "HF_HOME": "/elsewhere"}, server)  # set only in the run
+    assert import_time_env_differs({k: v for k, v in server.items() if k != "HF_HUB_OFFLINE"}, server)  # unset in the run
+    for name in ("ATEN_CPU_CAPABILITY", "CUDA_VISIBLE_DEVICES", "PYTHONPATH", "PYTHONHASHSEED", "TORCH_HOME", "PYTORCH_CUDA_ALLOC_CONF", "TRANSFORMERS_CACHE"):
+        assert import_time_env_differs({**server, name: "x"}, server), name
 
 
 def test_exit_codes_signals_and_appended_logs(server: Path, tiny_model: Path, tmp_path: Path):
