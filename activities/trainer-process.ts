@@ -162,6 +162,9 @@ export async function superviseTrainer(deps: { python: string; stopGraceS?: numb
     if (stderr.length > STDERR_TAIL_LINES) stderr.shift();
   };
 
+  // Heartbeats between progress lines too (a long step must not look like a dead worker), which is
+  // also how this activity learns of its cancellation.
+  const every = Math.max(200, Math.min(5_000, (activity.info.heartbeatTimeoutMs ?? 30_000) / 3));
   let child: TrainerChild;
   let pid: number | undefined;
   if (deps.forkServer && gpus.length === 0) {
@@ -174,12 +177,17 @@ export async function superviseTrainer(deps: { python: string; stopGraceS?: numb
       stderrTail.stop();
     };
     let run: ForkedRun;
+    // The first job waits for the server to import torch & co. (seconds, more on a loaded machine):
+    // heartbeats go on meanwhile, or a short heartbeat timeout would start a second attempt beside this one.
+    const waiting = setInterval(() => activity.heartbeat(latest), every);
     try {
       run = await deps.forkServer.run({ args: args.slice(2), env, cwd: jobDir, stdout: progressPath, stderr: stderrPath, append: true });
     } catch (error) {
       stopTails();
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw ApplicationFailure.nonRetryable(`trainer Python not found at ${deps.python}; run \`make setup\` or set TENET_PYTHON`, 'TrainerMissing');
       throw ApplicationFailure.retryable(`trainer could not start: ${(error as Error).message}`, 'TrainerFailed');
+    } finally {
+      clearInterval(waiting);
     }
     const forkedPid = run.pid;
     pid = forkedPid;
@@ -233,9 +241,6 @@ export async function superviseTrainer(deps: { python: string; stopGraceS?: numb
   }
   if (pid !== undefined) void writeFile(pidFile, String(pid)).catch(() => undefined);
 
-  // Heartbeats between progress lines too (a long step must not look like a dead worker), which is
-  // also how this activity learns of its cancellation.
-  const every = Math.max(200, Math.min(5_000, (activity.info.heartbeatTimeoutMs ?? 30_000) / 3));
   const pulse = setInterval(() => activity.heartbeat(latest), every);
   let cancelled = false;
   let killTimer: NodeJS.Timeout | undefined;

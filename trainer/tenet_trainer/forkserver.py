@@ -148,6 +148,7 @@ class _Handler(socketserver.StreamRequestHandler):
         pid = os.fork()
         if pid == 0:
             self.connection.close()
+            self.server.socket.close()  # a long run keeps no descriptor of the server's
             _run_child(request)
         try:
             self.wfile.write(f"{pid}\n".encode())
