@@ -102,6 +102,10 @@ function endsWithNewline(file: string): boolean {
   }
 }
 
+function missingPython(python: string): ApplicationFailure {
+  return ApplicationFailure.nonRetryable(`trainer Python not found at ${python}; run \`make setup\` or set TENET_PYTHON`, 'TrainerMissing');
+}
+
 function sizeOf(file: string): number {
   try {
     return statSync(file).size;
@@ -184,7 +188,7 @@ export async function superviseTrainer(deps: { python: string; stopGraceS?: numb
       run = await deps.forkServer.run({ args: args.slice(2), env, cwd: jobDir, stdout: progressPath, stderr: stderrPath, append: true });
     } catch (error) {
       stopTails();
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw ApplicationFailure.nonRetryable(`trainer Python not found at ${deps.python}; run \`make setup\` or set TENET_PYTHON`, 'TrainerMissing');
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw missingPython(deps.python);
       throw ApplicationFailure.retryable(`trainer could not start: ${(error as Error).message}`, 'TrainerFailed');
     } finally {
       clearInterval(waiting);
@@ -228,7 +232,7 @@ export async function superviseTrainer(deps: { python: string; stopGraceS?: numb
         spawned.on('error', (error: NodeJS.ErrnoException) => {
           progressLog.end();
           stderrLog.end();
-          if (error.code === 'ENOENT') reject(ApplicationFailure.nonRetryable(`trainer Python not found at ${deps.python}; run \`make setup\` or set TENET_PYTHON`, 'TrainerMissing'));
+          if (error.code === 'ENOENT') reject(missingPython(deps.python));
           else reject(ApplicationFailure.retryable(`trainer could not start: ${error.message}`, 'TrainerFailed'));
         });
         spawned.on('close', (code, signal) => {

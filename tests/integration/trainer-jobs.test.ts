@@ -108,20 +108,26 @@ describe('trainer jobs on the GPU queue', { timeout: 900_000 }, () => {
     await database?.drop();
   });
 
-  function workers() {
+  function workers(gpuOptions: { python?: string; preimport?: boolean } = {}) {
     return Promise.all([
       Worker.create({ connection: env.nativeConnection, taskQueue: taskQueues.cpu, workflowBundle: bundle, activities: createCpuActivities({ db }) }),
       Worker.create({
         connection: env.nativeConnection,
         taskQueue: taskQueues.gpu,
-        activities: createGpuActivities({ python: venvPython, db, artifactsRoot: artifacts, gpus: [] }),
+        activities: createGpuActivities({ python: venvPython, db, artifactsRoot: artifacts, gpus: [], ...gpuOptions }),
       }),
     ]);
   }
 
-  async function withWorkers<T>(fn: () => Promise<T>): Promise<T> {
-    const [cpu, gpu] = await workers();
+  async function withWorkers<T>(fn: () => Promise<T>, gpuOptions: { python?: string; preimport?: boolean } = {}): Promise<T> {
+    const [cpu, gpu] = await workers(gpuOptions);
     return cpu.runUntil(gpu.runUntil(fn));
+  }
+
+  function failureText(error: unknown): string {
+    const chain: string[] = [];
+    for (let e: unknown = error; e instanceof Error; e = e.cause) chain.push(`${(e as { type?: string }).type ?? e.name}: ${e.message}`);
+    return chain.join('\n');
   }
 
   function rewardJob(runId: number, options: TrainerJob['options']): TrainerJob {
@@ -200,12 +206,27 @@ describe('trainer jobs on the GPU queue', { timeout: 900_000 }, () => {
         .execute<typeof trainerJob>('trainerJob', { taskQueue: taskQueues.cpu, workflowId: 'trainer-jobs-bad', args: [rewardJob(runId, { lr: -1 })] })
         .then(() => undefined, (e: unknown) => e);
       assert.ok(error instanceof WorkflowFailedError);
-      const chain: string[] = [];
-      for (let e: unknown = error; e instanceof Error; e = e.cause) chain.push(`${(e as { type?: string }).type ?? e.name}: ${e.message}`);
-      const text = chain.join('\n');
+      const text = failureText(error);
       assert.match(text, /--lr: must be positive/);
       assert.match(text, /TrainerUserError/);
     });
     assert.equal((await db.select().from(schema.models).where(eq(schema.models.runId, runId))).length, 0);
+  });
+
+  it('a trainer Python that does not exist fails the job at once, naming it, forked or started afresh', async () => {
+    const missing = path.join(artifacts, 'no-such-venv', 'bin', 'python');
+    for (const preimport of [true, false]) {
+      const runId = await seedRun(db, `trainer-jobs-no-python-${preimport}`);
+      const error = await withWorkers(
+        () => env.client.workflow
+          .execute<typeof trainerJob>('trainerJob', { taskQueue: taskQueues.cpu, workflowId: `trainer-jobs-no-python-${preimport}`, args: [rewardJob(runId, {})] })
+          .then(() => undefined, (e: unknown) => e),
+        { python: missing, preimport },
+      );
+      assert.ok(error instanceof WorkflowFailedError, `preimport ${preimport}`);
+      const text = failureText(error);
+      assert.ok(text.includes(`trainer Python not found at ${missing}`), text);
+      assert.match(text, /TrainerMissing/);
+    }
   });
 });
