@@ -30,6 +30,9 @@ export function committedMigrations() {
 
 export async function applyMigrations(url: string): Promise<MigrationState> {
   const client = new pg.Client({ connectionString: url, application_name: 'tenet-migrate' });
+  // A server that ends the connection (shut down, e.g. on Ctrl-C during start-up) fails the query in
+  // progress; between queries pg would emit it as an 'error' event, which with no listener ends the process.
+  client.on('error', () => undefined);
   await client.connect();
   try {
     await client.query('select pg_advisory_lock($1)', [migrationLock]);

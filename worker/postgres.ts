@@ -175,6 +175,7 @@ export async function startEmbeddedPostgres(options: {
     await waitFor('the embedded PostgreSQL', 60_000, async () => {
       if (exited) throw new Error(exited);
       const client = new pg.Client({ connectionString: `${base}/postgres`, connectionTimeoutMillis: 1_000 });
+      client.on('error', () => undefined); // see ensureDatabase
       try {
         await client.connect();
         return true;
@@ -200,6 +201,9 @@ export async function startEmbeddedPostgres(options: {
 
 async function ensureDatabase(adminUrl: string, database: string): Promise<void> {
   const client = new pg.Client({ connectionString: adminUrl });
+  // A server that ends the connection (shut down, e.g. on Ctrl-C during start-up) fails the query in
+  // progress; between queries pg would emit it as an 'error' event, which with no listener ends the process.
+  client.on('error', () => undefined);
   await client.connect();
   try {
     const found = await client.query('select 1 from pg_database where datname = $1', [database]);
