@@ -119,7 +119,8 @@ describe('smoke workflow (real Temporal dev server, real Postgres at DATABASE_UR
         args: [{ constitutionId: constitution.id, constitutionHash: constitution.contentHash, promptCount: 3 }],
       });
       let progress = await handle.query(progressQuery);
-      for (let i = 0; i < 100 && progress[0]!.done < 3; i++) {
+      // A bound to end a hang, not a speed check: a busy 2-core machine may take many seconds.
+      for (const deadline = Date.now() + 60_000; progress[0]!.done < 3 && Date.now() < deadline; ) {
         await new Promise((resolve) => setTimeout(resolve, 100));
         progress = await handle.query(progressQuery);
       }
