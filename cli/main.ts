@@ -1,20 +1,5 @@
 // The `tenet` command.
 import { Command, CommanderError } from 'commander';
-import { auditCommand } from './commands/audit.js';
-import { codecServerCommand } from './commands/codec-server.js';
-import { constitutionCommand } from './commands/constitution.js';
-import { demoCommand } from './commands/demo.js';
-import { exportCommand } from './commands/export.js';
-import { modelsCommand } from './commands/models.js';
-import { raterCommand } from './commands/rater.js';
-import { runCommand } from './commands/run.js';
-import { runsCommand } from './commands/runs.js';
-import { scoreCommand } from './commands/score.js';
-import { devCommand } from './commands/dev.js';
-import { migrateCommand } from './commands/migrate.js';
-import { statusCommand } from './commands/status.js';
-import { workerCommand } from './commands/worker.js';
-import { uiCommand } from './commands/ui.js';
 import { exitCodes, handleError } from './errors.js';
 
 const program = new Command('tenet')
@@ -37,22 +22,32 @@ Environment (the README's "Deployment on a cluster" describes each):
   workers            TENET_ARTIFACTS (trainer jobs' data, checkpoints and models; shared by every worker), TENET_PYTHON,
                      TENET_TORCH_THREADS, TENET_TRAINER_PREIMPORT (true|false), CUDA_VISIBLE_DEVICES, HF_HUB_OFFLINE
   dev stack          TENET_HOME (state folder, default .tenet), TENET_TEMPORAL_PORT, TENET_TEMPORAL_UI_PORT, TENET_PG_PORT, TEMPORAL_CLI`,
-  )
-  .addCommand(devCommand)
-  .addCommand(statusCommand)
-  .addCommand(demoCommand)
-  .addCommand(runCommand)
-  .addCommand(runsCommand)
-  .addCommand(auditCommand)
-  .addCommand(raterCommand)
-  .addCommand(exportCommand)
-  .addCommand(modelsCommand)
-  .addCommand(scoreCommand)
-  .addCommand(constitutionCommand)
-  .addCommand(workerCommand)
-  .addCommand(codecServerCommand)
-  .addCommand(uiCommand)
-  .addCommand(migrateCommand);
+  );
+
+// Each command's module loads its own dependencies (the Temporal client or worker, drizzle, the
+// console's server): importing all of them costs ~1 s of CPU more per invocation than importing one.
+// So a known command name imports only that module; help, no command or an unknown one imports all,
+// in this order, which is the order `tenet --help` lists them.
+const commands: Record<string, () => Promise<Command>> = {
+  dev: async () => (await import('./commands/dev.js')).devCommand,
+  status: async () => (await import('./commands/status.js')).statusCommand,
+  demo: async () => (await import('./commands/demo.js')).demoCommand,
+  run: async () => (await import('./commands/run.js')).runCommand,
+  runs: async () => (await import('./commands/runs.js')).runsCommand,
+  audit: async () => (await import('./commands/audit.js')).auditCommand,
+  rater: async () => (await import('./commands/rater.js')).raterCommand,
+  export: async () => (await import('./commands/export.js')).exportCommand,
+  models: async () => (await import('./commands/models.js')).modelsCommand,
+  score: async () => (await import('./commands/score.js')).scoreCommand,
+  constitution: async () => (await import('./commands/constitution.js')).constitutionCommand,
+  worker: async () => (await import('./commands/worker.js')).workerCommand,
+  'codec-server': async () => (await import('./commands/codec-server.js')).codecServerCommand,
+  ui: async () => (await import('./commands/ui.js')).uiCommand,
+  migrate: async () => (await import('./commands/migrate.js')).migrateCommand,
+};
+const named = process.argv[2];
+const wanted = named !== undefined && Object.hasOwn(commands, named) ? [commands[named]!] : Object.values(commands);
+for (const command of await Promise.all(wanted.map((load) => load()))) program.addCommand(command);
 
 // Subcommands inherit exitOverride so usage errors come back here with their exit code.
 for (const command of program.commands) {
