@@ -96,12 +96,14 @@ def chat_logits(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> t
         return model(input_ids=ids).logits
 
 
-def check_folder(folder: Path, expected: torch.Tensor) -> None:
+def check_folder(folder: Path, expected: torch.Tensor) -> float:
+    """The largest logit gap between the folder, loaded back, and the GGUF-loaded model; over the tolerance, an error."""
     reloaded = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     got = chat_logits(reloaded, AutoTokenizer.from_pretrained(folder))
     gap = (got - expected).abs().max().item() if got.shape == expected.shape else float("inf")
     if gap > CHECK_TOLERANCE:
         raise UserError(f"the converted folder does not reproduce the GGUF model (largest logit gap {gap:.3g}); nothing was written")
+    return gap
 
 
 def run(config: Config) -> None:
@@ -112,13 +114,14 @@ def run(config: Config) -> None:
     started = time.monotonic()
     model, tokenizer = load_gguf(source)
     expected = chat_logits(model, tokenizer)
+    gaps: list[float] = []
 
     def write(folder: Path) -> None:
         write_folder(model, tokenizer, folder, source)
-        check_folder(folder, expected)
+        gaps.append(check_folder(folder, expected))
 
     output.parent.mkdir(parents=True, exist_ok=True)
     # publish() writes next to the target and moves it into place: a crash never leaves half a folder.
     folder = publish(output.parent, write, name=output.name)
     parameters = sum(p.numel() for p in model.parameters())
-    emit("done", output=str(folder), source=str(source), parameters=parameters, seconds=round(time.monotonic() - started, 1))
+    emit("done", output=str(folder), source=str(source), parameters=parameters, largest_logit_gap=gaps[-1], seconds=round(time.monotonic() - started, 1))

@@ -4,6 +4,7 @@ converts into a folder that loads as an ordinary HF model and computes the same 
 import json
 from pathlib import Path
 
+import gguf
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -55,6 +56,9 @@ def test_the_packaged_model_converts_into_a_folder_with_the_gguf_logits(tmp_path
     assert result.returncode == 0, result.stderr
     done = result.last("done")
     assert done["output"] == str(out) and done["parameters"] > 100_000_000
+    # The converter loaded the folder back and compared its logits on a chat with the GGUF-loaded model's:
+    # the same fp32 weights and kernels, so equal up to float rounding (it refuses above 1e-3).
+    assert 0 <= done["largest_logit_gap"] < 1e-4
     config = json.loads((out / "config.json").read_text())
     assert "quantization_config" not in config and config["architectures"] == ["LlamaForCausalLM"]
     assert [p.name for p in tmp_path.iterdir()] == ["smollm2"]  # no temp folder left beside it
@@ -63,12 +67,16 @@ def test_the_packaged_model_converts_into_a_folder_with_the_gguf_logits(tmp_path
     ids = tokenizer.apply_chat_template([{"role": "user", "content": "Name a colour."}], add_generation_prompt=True, return_tensors="pt")
     ids = ids if torch.is_tensor(ids) else ids["input_ids"]
     assert tokenizer.decode(ids[0]).startswith("<|im_start|>system")  # SmolLM2's ChatML template came along
-    gguf = convert_gguf.packaged_gguf()
-    reference = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
     converted = AutoModelForCausalLM.from_pretrained(out).eval()
     assert converted.dtype == torch.float32
+    # Independently of transformers' GGUF loader (which the converter used), the gguf package's own
+    # dequantisation of two tensors, one per quantisation type in the file (Q8_0 embedding, Q4_1 layers),
+    # equals the folder's weights. Loading the whole GGUF again here would cost ~20 s of the suite.
+    reader = gguf.GGUFReader(convert_gguf.packaged_gguf())
+    tensors = {t.name: t for t in reader.tensors}
+    for name, weight in [("token_embd.weight", converted.get_input_embeddings().weight), ("blk.0.ffn_down.weight", converted.model.layers[0].mlp.down_proj.weight)]:
+        tensor = tensors[name]
+        assert torch.equal(torch.from_numpy(gguf.quants.dequantize(tensor.data, tensor.tensor_type).copy()), weight.detach()), name
     with torch.no_grad():
-        expected, got = reference(input_ids=ids).logits, converted(input_ids=ids).logits
-    # The same fp32 weights and kernels: equal up to float rounding, far below the logits' own scale.
-    assert (got - expected).abs().max().item() < 1e-4
-    assert expected.std().item() > 1
+        logits = converted(input_ids=ids).logits
+    assert logits.std().item() > 1 and torch.isfinite(logits).all()
