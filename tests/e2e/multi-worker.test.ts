@@ -165,21 +165,21 @@ describe('three CPU worker processes and a GPU worker on the same queues', { tim
     await stack.when('killed', 'label', 8);
     // The CPU worker that is running one of the run's batches now (Temporal's pending activities say which).
     const handle = stack.client.workflow.getHandle(run.workflowId);
-    const victim = await waitFor('a CPU worker running one of the run\'s batches', 10_000, async () => {
+    // The bounds below only end a hang; a busy machine may take seconds for each.
+    const victim = await waitFor('a CPU worker running one of the run\'s batches', 60_000, async () => {
       const description = await handle.describe();
       assert.equal(description.status.name, 'RUNNING');
       const pending = (description.raw.pendingActivities ?? []).filter((a) => a.activityType?.name === 'runStageBatch' && cpuWorkers.has(pidOf(a.lastWorkerIdentity)));
-      return pending[0] ? { pid: pidOf(pending[0].lastWorkerIdentity), activityId: pending[0].activityId! } : undefined;
+      if (!pending[0]) return undefined;
+      const pid = pidOf(pending[0].lastWorkerIdentity);
+      // Every batch running on that worker now: the kill cuts short those not finished in the moment before it.
+      return { pid, activityIds: pending.filter((a) => pidOf(a.lastWorkerIdentity) === pid).map((a) => a.activityId!) };
     });
     const fault = Date.now();
     process.kill(victim.pid, 'SIGKILL');
     const killedName = cpuWorkers.get(victim.pid)!;
-    console.log(`SIGKILLed ${killedName} (pid ${victim.pid}) while it ran batch activity ${victim.activityId}`);
-    await waitFor(`pid ${victim.pid} to exit`, 10_000, () => Promise.resolve(isAlive(victim.pid) ? undefined : true));
-    // The batch the kill cut short: one still pending on the dead worker (the one seen before the kill
-    // may have finished in the moment between; the retry comes only after its 3 s heartbeat timeout).
-    const cutShort = ((await handle.describe()).raw.pendingActivities ?? []).find((a) => a.activityType?.name === 'runStageBatch' && pidOf(a.lastWorkerIdentity) === victim.pid);
-    assert.ok(cutShort?.activityId, `${killedName} had a batch in flight when it was killed`);
+    console.log(`SIGKILLed ${killedName} (pid ${victim.pid}) while it ran batch activities ${victim.activityIds.join(', ')}`);
+    await waitFor(`pid ${victim.pid} to exit`, 60_000, () => Promise.resolve(isAlive(victim.pid) ? undefined : true));
 
     assert.equal(await stack.outcome(run.workflowId, 300_000), 'completed');
 
@@ -215,10 +215,16 @@ describe('three CPU worker processes and a GPU worker on the same queues', { tim
     console.log(`batch activities finished per worker: ${[...perWorker].map(([name, n]) => `${name} ${n}`).join(', ')}; ${repeated} model calls paid twice (${inFlight} in flight at the kill)`);
     assert.ok(stageBatches.every((a) => cpuWorkers.has(a.pid)), 'every batch ran on a CPU worker');
     assert.ok(perWorker.size >= 2, `batches finished on ${perWorker.size} CPU worker process(es); expected at least 2`);
-    const killedBatch = stageBatches.find((a) => a.workflowId === run.workflowId && a.activityId === cutShort.activityId);
-    assert.ok(killedBatch, 'the killed batch finished');
-    assert.notEqual(killedBatch.pid, victim.pid, 'the killed batch was finished by another worker');
-    assert.ok(killedBatch.attempt >= 2, `the killed batch finished on attempt ${killedBatch.attempt}`);
+    // The batches the kill cut short (those running on the victim; one may have finished in the moment
+    // before the kill) were finished by other workers on a later attempt. Which ones is read from the
+    // histories after the run, not from a second look at the pending activities: the retry, after the 3 s
+    // heartbeat timeout, may already run elsewhere by then on a busy machine, which once failed the test.
+    const victimBatches = stageBatches.filter((a) => a.workflowId === run.workflowId && victim.activityIds.includes(a.activityId));
+    assert.equal(victimBatches.length, victim.activityIds.length, 'every batch running on the killed worker finished');
+    const cutShort = victimBatches.filter((a) => a.pid !== victim.pid);
+    assert.ok(cutShort.length >= 1, `${killedName} had a batch in flight when it was killed`);
+    for (const batch of cutShort) assert.ok(batch.attempt >= 2, `the killed batch ${batch.activityId} finished on attempt ${batch.attempt}`);
+    assert.ok(victimBatches.every((a) => a.pid !== victim.pid || a.attempt === 1), 'the killed worker finished nothing after the kill');
     const trainer = activities.filter((a) => a.type === 'runTrainerJob' || a.type === 'measurePolicy');
     assert.deepEqual(trainer.map((a) => a.type).sort(), ['measurePolicy', 'runTrainerJob', 'runTrainerJob']);
     assert.ok(trainer.every((a) => a.pid === gpuPid), 'trainer jobs ran on the GPU worker');
