@@ -83,16 +83,22 @@ test-node: setup
 	echo "--- fault matrix (tests/chaos) ---"; cat "$$chaos_log"; rm -f "$$chaos_log"; \
 	[ $$e2e_status -eq 0 ] && [ $$rest_status -eq 0 ] && [ $$chaos_status -eq 0 ]
 
+# pytest-xdist: PYTEST_WORKERS processes, each taking whole test files (--dist loadfile, so a file's
+# module fixtures, such as a trained model, are made once); 0 runs them in this process. On 2 cores,
+# alone: 3 min 15 s with 2 processes against about 7 min with one. `make test` runs one process
+# beside the Node lanes: with two, the suite took as long (14:00 against 13:32; it is CPU-bound) and
+# the Node lanes, which have the fault matrix's timing-sensitive cases, got less of the CPU.
+PYTEST_WORKERS ?= 2
 test-python: $(VENV_STAMP)
-	@if ls trainer/tests/test_*.py >/dev/null 2>&1; then .venv/bin/python -m pytest -q trainer/tests; else echo "no trainer tests yet"; fi
+	@if ls trainer/tests/test_*.py >/dev/null 2>&1; then .venv/bin/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile trainer/tests; else echo "no trainer tests yet"; fi
 
-# The Node lanes and pytest (one torch thread) run side by side; the suite is CPU-bound on 2 cores
-# (25 CPU-minutes in 13.5 min on 2026-12-02), so the lanes are balanced to end together: pytest, the
-# longest single chain, runs alone in its lane, and ESLint and tsc follow the e2e lane, which ends
-# first. pytest's log follows the Node results; any part failing fails the target.
+# The Node lanes and pytest (one process, one torch thread) run side by side; the suite is
+# CPU-bound on 2 cores (25 CPU-minutes in 13.5 min on 2026-12-02), so the lanes are balanced to end
+# together: pytest, the longest single chain, has a lane of its own, and ESLint and tsc follow the
+# e2e lane, which ends first. pytest's log follows the Node results; any part failing fails the target.
 test: setup
 	@log=$$(mktemp); \
-	TENET_TORCH_THREADS=$${TENET_TORCH_THREADS:-1} $(MAKE) --no-print-directory test-python >"$$log" 2>&1 & python_pid=$$!; \
+	TENET_TORCH_THREADS=$${TENET_TORCH_THREADS:-1} $(MAKE) --no-print-directory test-python PYTEST_WORKERS=0 >"$$log" 2>&1 & python_pid=$$!; \
 	$(MAKE) --no-print-directory test-node E2E_THEN="lint typecheck"; node_status=$$?; \
 	wait $$python_pid; python_status=$$?; \
 	echo "--- trainer tests (pytest) ---"; cat "$$log"; rm -f "$$log"; \
