@@ -71,8 +71,13 @@ NODE_TEST := node --import tsx --test --test-concurrency=1 --test-timeout=900000
 E2E_SECOND := tests/e2e/cli.test.ts tests/e2e/progress.test.ts tests/e2e/constitution-import.test.ts
 # Targets the e2e lane runs after its files (`make test` puts ESLint and tsc there: that lane ends first).
 E2E_THEN :=
+# TENET_TORCH_THREADS=1 (unless set): the workers these tests start fork trainer jobs, which would
+# otherwise take one torch thread per core; with four lanes on 2 cores a second thread mostly spins
+# waiting for a core (pytest's test_measure + test_dpo beside two busy processes, 2026-12-02: 136
+# CPU-seconds with 2 threads, 46 with 1, and twice the wall time).
 test-node: setup
-	@chaos_log=$$(mktemp); rest_log=$$(mktemp); \
+	@export TENET_TORCH_THREADS=$${TENET_TORCH_THREADS:-1}; \
+	chaos_log=$$(mktemp); rest_log=$$(mktemp); \
 	$(NODE_TEST) tests/chaos/*.test.ts >"$$chaos_log" 2>&1 & chaos_pid=$$!; \
 	$(NODE_TEST) tests/unit/*.test.ts tests/integration/*.test.ts tests/workflow/*.test.ts $(E2E_SECOND) >"$$rest_log" 2>&1 & rest_pid=$$!; \
 	$(NODE_TEST) $$(ls tests/e2e/*.test.ts | grep -vxF "$$(printf '%s\n' $(E2E_SECOND))"); e2e_status=$$?; \
