@@ -71,8 +71,8 @@ NODE_TEST := node --import tsx --test --test-concurrency=1 --test-timeout=900000
 E2E_SECOND := tests/e2e/cli.test.ts tests/e2e/progress.test.ts tests/e2e/constitution-import.test.ts
 # Targets the e2e lane runs after its files (`make test` puts ESLint and tsc there: that lane ends first).
 E2E_THEN :=
-# TENET_TORCH_THREADS=1 (unless set): the workers these tests start fork trainer jobs, which would
-# otherwise take one torch thread per core; with four lanes on 2 cores a second thread mostly spins
+# TENET_TORCH_THREADS=1 (unless set), as test-python has it: the workers these tests start fork trainer
+# jobs, which would otherwise take one torch thread per core; with four lanes on 2 cores a second thread mostly spins
 # waiting for a core (pytest's test_measure + test_dpo beside two busy processes, 2026-12-02: 136
 # CPU-seconds with 2 threads, 46 with 1, and twice the wall time).
 test-node: setup
@@ -95,7 +95,7 @@ test-node: setup
 # the Node lanes, which have the fault matrix's timing-sensitive cases, got less of the CPU.
 PYTEST_WORKERS ?= 2
 test-python: $(VENV_STAMP)
-	@if ls trainer/tests/test_*.py >/dev/null 2>&1; then .venv/bin/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile trainer/tests; else echo "no trainer tests yet"; fi
+	@if ls trainer/tests/test_*.py >/dev/null 2>&1; then TENET_TORCH_THREADS=$${TENET_TORCH_THREADS:-1} .venv/bin/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile trainer/tests; else echo "no trainer tests yet"; fi
 
 # The Node lanes and pytest (one process, one torch thread) run side by side; the suite is
 # CPU-bound on 2 cores (25 CPU-minutes in 13.5 min on 2026-12-02), so the lanes are balanced to end
@@ -103,7 +103,7 @@ test-python: $(VENV_STAMP)
 # e2e lane, which ends first. pytest's log follows the Node results; any part failing fails the target.
 test: setup
 	@log=$$(mktemp); \
-	TENET_TORCH_THREADS=$${TENET_TORCH_THREADS:-1} $(MAKE) --no-print-directory test-python PYTEST_WORKERS=0 >"$$log" 2>&1 & python_pid=$$!; \
+	$(MAKE) --no-print-directory test-python PYTEST_WORKERS=0 >"$$log" 2>&1 & python_pid=$$!; \
 	$(MAKE) --no-print-directory test-node E2E_THEN="lint typecheck"; node_status=$$?; \
 	wait $$python_pid; python_status=$$?; \
 	echo "--- trainer tests (pytest) ---"; cat "$$log"; rm -f "$$log"; \
