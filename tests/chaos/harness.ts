@@ -268,10 +268,15 @@ export class ChaosStack {
 
   /** Polls until a pending activity of the run reports a failure matching `pattern`; returns its text. */
   async pendingReason(workflowId: string, pattern: RegExp, timeoutMs: number): Promise<string> {
-    return waitFor(`a pending failure matching ${pattern}`, timeoutMs, async () => {
-      const why = await this.waitingFor(workflowId);
-      return pattern.test(why) ? why : undefined;
-    });
+    let last = 'nothing asked yet';
+    try {
+      return await waitFor(`a pending failure matching ${pattern}`, timeoutMs, async () => {
+        last = await this.waitingFor(workflowId);
+        return pattern.test(last) ? last : undefined;
+      });
+    } catch (error) {
+      throw new Error(`${(error as Error).message}; the run last said: ${last}\nworker log tail:\n${this.worker.output}`);
+    }
   }
 
   async rows(runId: number): Promise<KeyedRows> {

@@ -6,9 +6,13 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { defaultPayloadConverter, type Payload } from '@temporalio/common';
+import { ApplicationFailure, defaultPayloadConverter, type Payload } from '@temporalio/common';
+import { decodeOptionalFailureToOptionalError, encodeErrorToFailure, loadDataConverter } from '@temporalio/common/lib/internal-non-workflow/index.js';
+import proto from '@temporalio/proto';
+import { rootCauseMessage } from '../../core/failure.js';
 import { CodecError, codecKeysFromEnv, EncryptionCodec, ensureDevKey, parseKeyList, readKeyFile, type CodecKeys } from '../../worker/codec.js';
 import { dataConverterFor, resolveCodecKeys } from '../../worker/data-converter.js';
+import { failureTextLimits } from '../../worker/failure-converter.js';
 import { isLoopback, listenToken } from '../../worker/http-guard.js';
 import { readSettings, SettingsError } from '../../worker/settings.js';
 
@@ -171,6 +175,35 @@ describe('the dev key and who uses it', () => {
     assert.match(dataConverterFor(undefined).failureConverterPath!, /failure-converter\.ts$/);
     assert.equal(dataConverterFor(undefined).payloadCodecs!.length, 0);
     assert.ok(dataConverterFor(keys).payloadCodecs![0] instanceof EncryptionCodec);
+  });
+
+  // Temporal keeps a retrying activity's last failure only up to 4 KiB (limit.mutableStateActivityFailureSize.error)
+  // and otherwise shows "Failure exceeds size limit." with no message at all: what a database outage did to a
+  // run's reason, since drizzle's query errors carry the statement and every parameter (whole texts).
+  it('a failure with huge messages and stacks encodes under 4 KiB, encrypted, and keeps its root cause and the start of each message', async () => {
+    const converter = loadDataConverter(dataConverterFor(parseKeyList(keyList('k'), 'test')));
+    const refused = new Error('connect ECONNREFUSED 127.0.0.1:5432');
+    refused.stack = `Error: ${refused.message}\n${'    at TCPConnectWrap.afterConnect [as oncomplete] (node:net:1555:16)\n'.repeat(200)}`;
+    const params = 'a whole completion, '.repeat(20_000);
+    const query = new Error(`Failed query: insert into "completions" ("id", "text") values ($1, $2)\nparams: ${params}`, { cause: refused });
+    query.name = 'DrizzleQueryError';
+    const outer = ApplicationFailure.create({ message: `label batch 3: ${query.message}`, type: 'DrizzleQueryError', cause: query });
+    const failure = await encodeErrorToFailure(converter, outer);
+    const bytes = proto.temporal.api.failure.v1.Failure.encode(failure).finish().length;
+    assert.ok(bytes < 4096, `the encoded failure is ${bytes} bytes`);
+    assert.equal(failure.message, 'Encoded failure', 'messages travel encrypted');
+
+    const decoded = await decodeOptionalFailureToOptionalError(converter, failure);
+    assert.equal(rootCauseMessage(decoded), 'connect ECONNREFUSED 127.0.0.1:5432');
+    assert.match(decoded!.message, /^label batch 3: Failed query: insert into "completions" \("id", "text"\) values \(\$1, \$2\)\nparams: a whole completion, /);
+    assert.match(decoded!.message, /… \(\d+ more characters cut\)$/);
+    assert.ok(decoded!.message.length < failureTextLimits.message + 40);
+    const causeStack = (decoded!.cause as Error).cause!;
+    assert.ok(causeStack instanceof Error && causeStack.stack!.includes('at TCPConnectWrap.afterConnect'), 'a cut stack trace keeps its frames');
+
+    // A failure within the limits is unchanged.
+    const small = await decodeOptionalFailureToOptionalError(converter, await encodeErrorToFailure(converter, new Error('endpoint unreachable')));
+    assert.equal(small!.message, 'endpoint unreachable');
   });
 });
 
