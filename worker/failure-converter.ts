@@ -20,12 +20,12 @@ import { DefaultFailureConverter } from '@temporalio/common';
 export const failureTextLimits = Object.freeze({ message: 500, stackTrace: 400 });
 
 /** `text` cut to `limit` characters, with a note of how many were cut. */
-export function bounded(text = '', limit = 0) {
+function bounded(text = '', limit = 0) {
   return text.length <= limit ? text : `${text.slice(0, limit)}… (${text.length - limit} more characters cut)`;
 }
 
 /** A stack trace within `limit`: when over it, its frames only, then cut. */
-export function boundedStack(stack = '', limit = 0) {
+function boundedStack(stack = '', limit = 0) {
   if (stack.length <= limit) return stack;
   return bounded(stack.split('\n').filter((line) => /^\s+at /.test(line)).join('\n'), limit);
 }
